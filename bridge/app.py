@@ -1,0 +1,125 @@
+"""The web process: validate, persist, acknowledge. It never calls Bitrix24 or Google."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.types import StatelessLifespan
+
+from bridge.config import PortalConfig, Settings, load_portals
+from bridge.db import create_db_engine
+from bridge.events import (
+    MAX_BODY_BYTES,
+    MalformedEvent,
+    UnsupportedContentType,
+    parse_body,
+    read_event,
+)
+from bridge.inbox import record_event
+
+log = logging.getLogger("bridge.web")
+
+Lifespan = StatelessLifespan[Starlette]
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def create_app(
+    *, portals: Sequence[PortalConfig], engine: Engine, lifespan: Lifespan | None = None
+) -> Starlette:
+    by_member_id = {portal.member_id: portal for portal in portals}
+
+    async def receive_event(request: Request) -> JSONResponse:
+        try:
+            body = await _read_body(request)
+        except _BodyTooLarge:
+            return _error(413, f"body is larger than {MAX_BODY_BYTES} bytes")
+        except ClientDisconnect:
+            return _error(400, "client disconnected before the body was complete")
+        try:
+            event = read_event(parse_body(body, request.headers.get("content-type", "")))
+        except UnsupportedContentType as exc:
+            return _error(415, str(exc))
+        except MalformedEvent as exc:
+            return _error(400, str(exc), field=exc.field)
+
+        portal = by_member_id.get(event.auth.member_id)
+        if portal is None:
+            log.warning("event from unknown portal refused")
+            return _error(403, "auth[member_id] is not a configured portal")
+        if event.auth.domain != portal.domain:
+            log.warning("portal %s: event for another domain refused", portal.key)
+            return _error(403, "auth[domain] does not match the configured portal")
+        if not hmac.compare_digest(
+            event.auth.application_token.encode(), portal.application_token.encode()
+        ):
+            log.warning("portal %s: event with a wrong application token refused", portal.key)
+            return _error(401, "auth[application_token] is wrong")
+
+        try:
+            recorded = await run_in_threadpool(record_event, engine, portal.key, event)
+        except SQLAlchemyError as exc:
+            log.error("portal %s: could not store event: %s", portal.key, exc.__class__.__name__)
+            return _error(503, "the event store is unavailable; nothing was accepted")
+        status = "accepted" if event.handled else "ignored"
+        return JSONResponse({"status": status, "id": recorded.id, "duplicate": recorded.duplicate})
+
+    async def healthz(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    return Starlette(
+        routes=[
+            Route("/bitrix/events", receive_event, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise _BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _error(status: int, message: str, *, field: str | None = None) -> JSONResponse:
+    content: dict[str, str] = {"error": message}
+    if field:
+        content["field"] = field
+    return JSONResponse(content, status_code=status)
+
+
+def app_from_env() -> Starlette:
+    """Zero-argument factory for `uvicorn --factory bridge.app:app_from_env`."""
+    settings = Settings.from_env()
+    portals = load_portals(settings.config_path)
+    engine = create_db_engine(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:  # fail fast on a bad DATABASE_URL
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        yield
+        engine.dispose()
+
+    return create_app(portals=portals, engine=engine, lifespan=lifespan)

@@ -1,0 +1,132 @@
+"""`bridge COMMAND` / `python -m bridge COMMAND`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+from bridge import __version__
+from bridge.config import ConfigError, PortalConfig, Settings, load_portals
+
+log = logging.getLogger("bridge")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("httpx", "googleapiclient.discovery_cache", "alembic.runtime.migration"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        code: int = args.run(args)
+        return code
+    except ConfigError as exc:
+        print(f"bridge: config error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bridge",
+        description="Mirror Bitrix24 calendar sections and resources as Google calendars.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the web process (honours PORT)")
+    serve.add_argument("--host", default="0.0.0.0", help="interface to bind (default 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="port (default: $PORT or 8000)")
+    serve.set_defaults(run=_serve)
+
+    worker = commands.add_parser("worker", help="run the worker that applies events to Google")
+    worker.set_defaults(run=_worker)
+
+    migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
+    migrate.set_defaults(run=_migrate)
+
+    demo = commands.add_parser(
+        "demo", help="run the whole loop against local emulators on a throw-away SQLite database"
+    )
+    demo.add_argument("--serve", action="store_true", help="keep running and print the URLs")
+    demo.set_defaults(run=_demo)
+
+    sandbox = commands.add_parser(
+        "sandbox", help="run the Bitrix24 and Google emulators standalone"
+    )
+    sandbox.add_argument(
+        "--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)"
+    )
+    sandbox.add_argument("--bitrix-port", type=int, default=0, help="Bitrix24 emulator port")
+    sandbox.add_argument("--google-port", type=int, default=0, help="Google emulator port")
+    sandbox.set_defaults(run=_sandbox)
+    return parser
+
+
+def _load() -> tuple[Settings, list[PortalConfig]]:
+    settings = Settings.from_env()
+    return settings, load_portals(settings.config_path)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings, _portals = _load()  # fail here, with one line, before uvicorn starts
+    uvicorn.run(
+        "bridge.app:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port or settings.port,
+        proxy_headers=True,
+        timeout_graceful_shutdown=25,
+        access_log=False,
+    )
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from bridge.db import create_db_engine
+    from bridge.worker import Worker
+
+    settings, portals = _load()
+    worker = Worker(engine=create_db_engine(settings.database_url), portals=portals)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: finishing the current portal, then stopping", signum)
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    worker.run()
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from bridge.db import migrate
+
+    settings = Settings.from_env()
+    migrate(settings.database_url)
+    log.info("database schema is at the latest revision")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from bridge.demo import run_demo
+
+    return run_demo(keep_serving=args.serve)
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from bridge.demo import run_sandbox
+
+    return run_sandbox(host=args.host, bitrix_port=args.bitrix_port, google_port=args.google_port)

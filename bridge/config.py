@@ -1,0 +1,261 @@
+"""Settings from the environment and the validated YAML portals file.
+
+Config flows one way: environment → `Settings` → `load_portals` (secrets resolved, validated) →
+passed explicitly into the app, the worker and the CLI. Every error names the portal and the key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_CONFIG_PATH = "config/portals.yaml"
+DEFAULT_DATABASE_URL = "sqlite:///bridge.db"
+GOOGLE_API_ENDPOINT = "https://www.googleapis.com/calendar/v3/"
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+# Section fields a `mirror.name` template may use.
+NAME_FIELDS = ("name", "type", "owner_id", "id")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message is one line naming the portal and key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BitrixConfig(_Strict):
+    webhook_url: str
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_form(cls, value: str) -> str:
+        parts = urlsplit(value)
+        segments = [s for s in parts.path.split("/") if s]
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http(s) URL")
+        if len(segments) < 3 or segments[-3] != "rest" or not segments[-2].isdigit():
+            raise ValueError("must have the form https://<portal>/rest/<user_id>/<code>/")
+        return value.rstrip("/") + "/"
+
+
+class GoogleConfig(_Strict):
+    service_account: str
+    subject: str
+    api_endpoint: str = GOOGLE_API_ENDPOINT
+    time_zone: str = "UTC"
+    timeout_s: float = Field(default=20.0, gt=0)
+
+    @field_validator("service_account")
+    @classmethod
+    def _key_json(cls, value: str) -> str:
+        text = value.strip()
+        if not text.startswith("{"):
+            path = Path(text)
+            if not path.is_file():
+                raise ValueError("is neither service-account JSON nor a readable file path")
+            text = path.read_text(encoding="utf-8")
+        try:
+            info = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"is not valid JSON ({exc.msg})") from None
+        missing = [k for k in ("client_email", "private_key", "token_uri") if not info.get(k)]
+        if missing:
+            raise ValueError(f"service-account JSON lacks {', '.join(missing)}")
+        return text
+
+    @field_validator("subject")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        if "@" not in value:
+            raise ValueError("must be the e-mail of the Workspace user who owns the calendars")
+        return value
+
+    @field_validator("api_endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/") + "/"
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
+
+    def service_account_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = json.loads(self.service_account)
+        return info
+
+
+OwnerSelection = Literal["all"] | list[Annotated[int, Field(gt=0)]]
+
+
+class MirrorConfig(_Strict):
+    company: bool = True
+    resources: bool = True
+    groups: OwnerSelection = Field(default_factory=list)
+    users: OwnerSelection = Field(default_factory=list)
+    name: str = "{name}"
+    on_delete: Literal["delete", "archive", "keep"] = "delete"
+
+    @field_validator("name")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        try:
+            value.format_map({f: "x" for f in NAME_FIELDS})
+        except (KeyError, IndexError, ValueError, AttributeError) as exc:
+            raise ValueError(
+                f"template {value!r} is invalid ({exc}); fields: {', '.join(NAME_FIELDS)}"
+            ) from None
+        return value
+
+
+class PortalConfig(_Strict):
+    key: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
+    member_id: Annotated[str, Field(min_length=1, max_length=64)]
+    domain: str
+    application_token: Annotated[str, Field(min_length=8)]
+    bitrix: BitrixConfig
+    google: GoogleConfig
+    mirror: MirrorConfig = Field(default_factory=MirrorConfig)
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        if "/" in value or not value:
+            raise ValueError("must be a bare host name such as acme.bitrix24.com")
+        return value.lower()
+
+
+class PortalsFile(_Strict):
+    portals: list[PortalConfig]
+
+    @model_validator(mode="after")
+    def _unique(self) -> PortalsFile:
+        for field in ("key", "member_id"):
+            seen: set[str] = set()
+            for portal in self.portals:
+                value = getattr(portal, field)
+                if value in seen:
+                    raise ValueError(f"portal {portal.key}: {field} {value!r} is used twice")
+                seen.add(value)
+        return self
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    database_url: str = DEFAULT_DATABASE_URL
+    config_path: str = DEFAULT_CONFIG_PATH
+    port: int = 8000
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        port = env.get("PORT", "8000")
+        if not port.isdigit():
+            raise ConfigError(f"PORT must be a number, got {port!r}")
+        return cls(
+            database_url=normalize_database_url(env.get("DATABASE_URL") or DEFAULT_DATABASE_URL),
+            config_path=env.get("BRIDGE_CONFIG") or DEFAULT_CONFIG_PATH,
+            port=int(port),
+        )
+
+
+def normalize_database_url(url: str) -> str:
+    """Heroku writes `postgres://`; SQLAlchemy wants an explicit driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def load_portals(path: str | Path, environ: Mapping[str, str] | None = None) -> list[PortalConfig]:
+    file = Path(path)
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {file} not found (set BRIDGE_CONFIG)") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}".replace("\n", " ")) from None
+    return parse_portals(raw, environ, source=str(file))
+
+
+def parse_portals(
+    raw: Any, environ: Mapping[str, str] | None = None, *, source: str = "config"
+) -> list[PortalConfig]:
+    env = os.environ if environ is None else environ
+    if not isinstance(raw, dict) or not isinstance(raw.get("portals"), list):
+        raise ConfigError(f"{source}: top level must be a mapping with a 'portals' list")
+    resolved = [
+        _resolve_vars(portal, env, f"{source}: portal {_portal_name(portal, i)}", "")
+        for i, portal in enumerate(raw["portals"])
+    ]
+    try:
+        return PortalsFile.model_validate({**raw, "portals": resolved}).portals
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, resolved, source)) from None
+
+
+def _portal_name(portal: Any, index: int) -> str:
+    if isinstance(portal, dict) and isinstance(portal.get("key"), str):
+        return str(portal["key"])
+    return f"#{index + 1}"
+
+
+def _resolve_vars(value: Any, env: Mapping[str, str], where: str, key: str) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: _resolve_vars(v, env, where, f"{key}.{k}" if key else str(k))
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_resolve_vars(v, env, where, f"{key}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in env:
+                raise ConfigError(f"{where}, key {key}: environment variable {name} is not set")
+            return env[name]
+
+        return _VAR.sub(substitute, value)
+    return value
+
+
+def _describe(exc: ValidationError, portals: list[Any], source: str) -> str:
+    error = exc.errors()[0]
+    loc = list(error["loc"])
+    where = source
+    if len(loc) >= 2 and loc[0] == "portals" and isinstance(loc[1], int):
+        where = f"{source}: portal {_portal_name(portals[loc[1]], loc[1])}"
+        loc = loc[2:]
+    elif loc and loc[0] == "portals":
+        loc = loc[1:]
+    key = ".".join(str(part) for part in loc if not str(part).startswith("function-"))
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif error["type"] == "missing":
+        message = "required key is missing"
+    # Never echo the offending value: it may be a resolved secret.
+    return f"{where}, key {key}: {message}" if key else f"{where}: {message}"

@@ -1,0 +1,213 @@
+"""Parsing and validating Bitrix24 event deliveries.
+
+Bitrix24 POSTs form-encoded bodies with PHP bracket keys (`data[id]=202&auth[member_id]=…`),
+every value a string; the docs show the same structure as JSON, which we accept too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+from urllib.parse import parse_qsl
+
+MAX_BODY_BYTES = 64 * 1024
+_MAX_KEYS = 256
+_MAX_DEPTH = 4
+_MAX_VALUE = 2048
+
+# Credentials that may ride along in `auth`; they are never stored.
+SECRET_AUTH_KEYS = frozenset({"access_token", "refresh_token", "application_token"})
+
+
+class SectionEvent(StrEnum):
+    ADD = "ONCALENDARSECTIONADD"
+    UPDATE = "ONCALENDARSECTIONUPDATE"
+    DELETE = "ONCALENDARSECTIONDELETE"
+
+
+HANDLED_EVENTS = frozenset(e.value for e in SectionEvent)
+
+
+class MalformedEvent(Exception):
+    """The body cannot be an event; `field` names what is wrong in PHP bracket form."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}" if field else problem)
+        self.field = field
+        self.problem = problem
+
+
+class UnsupportedContentType(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class EventAuth:
+    member_id: str
+    domain: str
+    application_token: str
+
+
+@dataclass(frozen=True)
+class BitrixEvent:
+    event: str
+    auth: EventAuth
+    section_id: str | None  # set for the section events the bridge handles
+    payload: dict[str, Any]  # what gets stored: the body without credentials
+
+    @property
+    def handled(self) -> bool:
+        return self.event in HANDLED_EVENTS
+
+    @property
+    def dedup_key(self) -> str:
+        """Identical re-deliveries of one event share this key."""
+        canonical = json.dumps(self.payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def parse_body(body: bytes, content_type: str) -> dict[str, Any]:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type == "application/x-www-form-urlencoded":
+        return _parse_form(body)
+    if media_type == "application/json":
+        return _parse_json(body)
+    raise UnsupportedContentType(
+        f"content type {media_type or '(none)'!r} is not supported; "
+        "send application/x-www-form-urlencoded or application/json"
+    )
+
+
+def read_event(fields: dict[str, Any]) -> BitrixEvent:
+    event = _text(fields, "event", "event", required=True).upper()
+    auth_raw = fields.get("auth")
+    if not isinstance(auth_raw, dict):
+        raise MalformedEvent("auth", "is missing" if auth_raw is None else "must be a map")
+    auth = EventAuth(
+        member_id=_text(auth_raw, "member_id", "auth[member_id]", required=True),
+        domain=_text(auth_raw, "domain", "auth[domain]", required=True).lower(),
+        application_token=_text(
+            auth_raw, "application_token", "auth[application_token]", required=True
+        ),
+    )
+    for optional in ("ts", "event_handler_id"):
+        _text(fields, optional, optional, required=False)
+    payload = {key: value for key, value in fields.items() if key != "auth"}
+    payload["auth"] = {k: v for k, v in auth_raw.items() if k not in SECRET_AUTH_KEYS}
+    section_id = _section_id(fields) if event in HANDLED_EVENTS else None
+    return BitrixEvent(event=event, auth=auth, section_id=section_id, payload=payload)
+
+
+def _section_id(fields: dict[str, Any]) -> str:
+    data = fields.get("data")
+    if not isinstance(data, dict):
+        raise MalformedEvent("data[id]", "is missing")
+    value = data.get("id")
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value:
+        raise MalformedEvent(
+            "data[id]", "is missing" if value in (None, "") else "must be a string"
+        )
+    if not value.isascii() or not value.isdigit() or len(value) > 18 or int(value) == 0:
+        raise MalformedEvent("data[id]", "must be a positive integer section id")
+    return str(int(value))
+
+
+def _text(fields: dict[str, Any], key: str, name: str, *, required: bool) -> str:
+    value = fields.get(key)
+    if value is None or value == "":
+        if required:
+            raise MalformedEvent(name, "is missing")
+        return ""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise MalformedEvent(name, "must be a string")
+    if len(value) > 256:
+        raise MalformedEvent(name, "is too long")
+    return value
+
+
+def _parse_json(body: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedEvent("", f"body is not valid JSON ({exc.__class__.__name__})") from None
+    except RecursionError:
+        raise MalformedEvent("", "body is nested too deeply") from None
+    if not isinstance(value, dict):
+        raise MalformedEvent("", "body must be a JSON object")
+    _check_shape(value, depth=0)
+    return value
+
+
+def _check_shape(value: Any, depth: int) -> None:
+    if depth > _MAX_DEPTH:
+        raise MalformedEvent("", "body is nested too deeply")
+    if isinstance(value, dict):
+        for item in value.values():
+            _check_shape(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_shape(item, depth + 1)
+
+
+def _parse_form(body: bytes) -> dict[str, Any]:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedEvent("", "body is not UTF-8 form data") from None
+    try:
+        pairs = parse_qsl(
+            text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=_MAX_KEYS
+        )
+    except ValueError as exc:
+        raise MalformedEvent("", f"body is not form data ({exc})") from None
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if len(value) > _MAX_VALUE:
+            raise MalformedEvent(key, "value is too long")
+        _assign(result, _split_key(key), value, key)
+    return result
+
+
+def _split_key(key: str) -> list[str]:
+    """`auth[member_id]` → ["auth", "member_id"], as PHP reads bracket keys."""
+    head, bracket, rest = key.partition("[")
+    if not head:
+        raise MalformedEvent(key, "key has no name")
+    parts = [head]
+    while bracket:
+        inner, closed, tail = rest.partition("]")
+        if not closed:
+            raise MalformedEvent(key, "key has an unclosed bracket")
+        parts.append(inner)
+        if not tail:
+            break
+        if not tail.startswith("["):
+            raise MalformedEvent(key, "key has text after a bracket")
+        rest = tail[1:]
+    if len(parts) > _MAX_DEPTH:
+        raise MalformedEvent(key, "key is nested too deeply")
+    return parts
+
+
+def _assign(target: dict[str, Any], parts: list[str], value: str, key: str) -> None:
+    node = target
+    for part in parts[:-1]:
+        if not part:
+            raise MalformedEvent(key, "empty brackets are only allowed last")
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise MalformedEvent(key, "conflicts with a plain value of the same name")
+        node = child
+    last = parts[-1]
+    if last == "":
+        last = str(len(node))
+    if isinstance(node.get(last), dict):
+        raise MalformedEvent(key, "conflicts with a map of the same name")
+    node[last] = value

@@ -1,0 +1,208 @@
+"""The Google Calendar gateway: google-api-python-client with service-account credentials.
+
+One gateway per portal. httplib2 is not thread-safe, so every thread builds its own transport.
+`calendars.insert` runs exactly once per call (no library retries: a retried POST can create a
+second calendar); idempotent calls retry transient failures with tenacity. HttpErrors become
+exception classes with a meaning, raised here and handled by the worker.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import google_auth_httplib2
+import httplib2
+from google.auth.exceptions import RefreshError, TransportError
+from google.oauth2 import service_account
+from googleapiclient.discovery import build
+from googleapiclient.errors import HttpError
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from bridge.config import GoogleConfig
+
+SCOPES = ["https://www.googleapis.com/auth/calendar"]
+T = TypeVar("T")
+
+
+class GoogleError(Exception):
+    def __init__(self, message: str, status: int | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+class GoogleUnavailable(GoogleError):
+    """5xx, a timeout or a dropped connection: the request may or may not have taken effect."""
+
+
+class GoogleRateLimited(GoogleError):
+    """429 or 403 rateLimitExceeded/userRateLimitExceeded: back off for seconds."""
+
+
+class GoogleQuotaExceeded(GoogleError):
+    """403 quotaExceeded: the owner is in read-only mode, for hours."""
+
+
+class GoogleAuthFailed(GoogleError):
+    """The service account, its key or the delegation is refused."""
+
+
+class GoogleRequestRejected(GoogleError):
+    """A permanent refusal (400, 403 other than limits, 409 …): retrying will not help."""
+
+
+class GoogleNotFound(GoogleRequestRejected):
+    """404/410: gone, or not visible to the owner."""
+
+
+TRANSIENT_ERRORS = (GoogleUnavailable, GoogleRateLimited)
+
+
+@dataclass(frozen=True)
+class CalendarSpec:
+    summary: str
+    description: str
+    time_zone: str
+
+
+@dataclass(frozen=True)
+class OwnedCalendar:
+    id: str
+    summary: str
+    description: str
+
+
+class CalendarGateway(Protocol):
+    def insert_calendar(self, spec: CalendarSpec) -> str: ...
+
+    def owned_calendars(self) -> Iterator[OwnedCalendar]: ...
+
+    def patch_calendar(self, calendar_id: str, fields: dict[str, Any]) -> None: ...
+
+    def delete_calendar(self, calendar_id: str) -> None: ...
+
+
+class GoogleCalendarGateway:
+    def __init__(self, config: GoogleConfig, *, attempts: int = 4) -> None:
+        self._config = config
+        self._attempts = attempts
+        credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
+            config.service_account_info(), scopes=SCOPES
+        )
+        self._credentials = credentials.with_subject(config.subject)
+        self._local = threading.local()
+
+    def insert_calendar(self, spec: CalendarSpec) -> str:
+        body = {
+            "summary": spec.summary,
+            "description": spec.description,
+            "timeZone": spec.time_zone,
+        }
+        created = self._once(lambda: self._service().calendars().insert(body=body).execute())
+        return str(created["id"])
+
+    def owned_calendars(self) -> Iterator[OwnedCalendar]:
+        """Every calendar the owner's list shows as owned, hidden ones included."""
+        page_token: str | None = None
+        while True:
+            request = self._service().calendarList().list(
+                minAccessRole="owner",
+                showHidden=True,
+                maxResults=250,
+                pageToken=page_token,
+                fields="items(id,summary,description),nextPageToken",
+            )
+            page: dict[str, Any] = self._retrying(request.execute)
+            for item in page.get("items", []):
+                yield OwnedCalendar(
+                    id=str(item["id"]),
+                    summary=str(item.get("summary", "")),
+                    description=str(item.get("description", "")),
+                )
+            page_token = page.get("nextPageToken")
+            if not page_token:
+                return
+
+    def patch_calendar(self, calendar_id: str, fields: dict[str, Any]) -> None:
+        self._retrying(
+            lambda: self._service().calendars().patch(calendarId=calendar_id, body=fields).execute()
+        )
+
+    def delete_calendar(self, calendar_id: str) -> None:
+        with suppress(GoogleNotFound):  # already gone
+            self._retrying(
+                lambda: self._service().calendars().delete(calendarId=calendar_id).execute()
+            )
+
+    def _service(self) -> Any:
+        service = getattr(self._local, "service", None)
+        if service is None:
+            http = google_auth_httplib2.AuthorizedHttp(
+                self._credentials, http=httplib2.Http(timeout=int(self._config.timeout_s))
+            )
+            service = build(
+                "calendar",
+                "v3",
+                http=http,
+                static_discovery=True,
+                cache_discovery=False,
+                client_options={"api_endpoint": self._config.api_endpoint},
+            )
+            self._local.service = service
+        return service
+
+    def _once(self, request: Callable[[], T]) -> T:
+        try:
+            return request()
+        except HttpError as exc:
+            raise _classify_http_error(exc) from None
+        except RefreshError as exc:
+            raise GoogleAuthFailed(
+                f"Google refused the service-account credentials: {_first_line(exc)}"
+            ) from None
+        except (TimeoutError, TransportError, httplib2.HttpLib2Error, ssl.SSLError, OSError) as exc:
+            self._local.service = None  # the connection state is unknown: start a fresh one
+            raise GoogleUnavailable(f"Google did not answer: {exc.__class__.__name__}") from None
+
+    def _retrying(self, request: Callable[[], T]) -> T:
+        retrying = Retrying(
+            retry=retry_if_exception_type(TRANSIENT_ERRORS),
+            wait=wait_random_exponential(multiplier=0.5, max=16),
+            stop=stop_after_attempt(self._attempts),
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                return self._once(request)
+        raise AssertionError("unreachable")
+
+
+def _classify_http_error(exc: HttpError) -> GoogleError:
+    status = int(exc.resp.status)
+    details = exc.error_details if isinstance(exc.error_details, list) else []
+    reason = str(details[0].get("reason", "")) if details and isinstance(details[0], dict) else ""
+    message = f"Google {status} {reason or ''}: {exc.reason}".replace("  ", " ")
+    if status == 403 and reason == "quotaExceeded":
+        return GoogleQuotaExceeded(message, status, reason)
+    if status == 429 or (
+        status == 403 and reason in ("rateLimitExceeded", "userRateLimitExceeded")
+    ):
+        return GoogleRateLimited(message, status, reason)
+    if status >= 500:
+        return GoogleUnavailable(message, status, reason)
+    if status == 401:
+        return GoogleAuthFailed(message, status, reason)
+    if status in (404, 410):
+        return GoogleNotFound(message, status, reason)
+    return GoogleRequestRejected(message, status, reason)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc.args[0] if exc.args else exc)
+    return re.split(r"[\n]", text, maxsplit=1)[0][:200]

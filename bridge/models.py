@@ -1,0 +1,125 @@
+"""All tables in one module (SQLModel's advice: no circular imports). Alembic owns the schema."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Column, DateTime, Dialect, Enum, Index, MetaData, Text, UniqueConstraint
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+# Stable constraint names on SQLite and PostgreSQL alike.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata: MetaData = SQLModel.metadata
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, on SQLite (which keeps no zone) as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _state_type(states: type[StrEnum]) -> Enum:
+    """Stored as the lower-case value in a plain VARCHAR, readable in SQL on both databases."""
+    return Enum(
+        states,
+        native_enum=False,
+        length=16,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
+def _timestamp(*, index: bool = False, nullable: bool = False) -> Column[datetime]:
+    return Column(UTCDateTime(), index=index, nullable=nullable)
+
+
+class InboxState(StrEnum):
+    PENDING = "pending"  # waiting for the worker (maybe after a backoff)
+    DONE = "done"  # applied to Google
+    SKIPPED = "skipped"  # the section is outside the portal's selection
+    IGNORED = "ignored"  # an event the bridge does not handle
+    PARKED = "parked"  # failed for good, or out of attempts; replayable
+
+
+class MappingState(StrEnum):
+    CREATING = "creating"  # committed before calendars.insert; the marker carries `nonce`
+    ACTIVE = "active"
+    ARCHIVED = "archived"  # the section is gone; the calendar stays, renamed (on_delete: archive)
+
+
+class InboxEvent(SQLModel, table=True):
+    """One accepted Bitrix24 delivery: the durable copy, the audit log and the work queue."""
+
+    __tablename__ = "inbox_event"
+    __table_args__ = (
+        UniqueConstraint("portal_key", "dedup_key"),
+        Index("ix_inbox_event_due", "state", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    portal_key: str = Field(max_length=40, index=True)
+    event: str = Field(max_length=64)
+    section_id: str | None = Field(default=None, max_length=20)
+    dedup_key: str = Field(max_length=64)
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    state: InboxState = Field(default=InboxState.PENDING, sa_type=_state_type(InboxState))
+    attempts: int = 0
+    outcome: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    received_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    finished_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+
+
+class CalendarMapping(SQLModel, table=True):
+    """Which Google calendar mirrors which Bitrix24 section, and what was last applied to it."""
+
+    __tablename__ = "calendar_mapping"
+    __table_args__ = (UniqueConstraint("portal_key", "section_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    portal_key: str = Field(max_length=40)
+    section_id: str = Field(max_length=20)
+    section_type: str = Field(max_length=40)
+    owner_id: str = Field(max_length=20)
+    state: MappingState = Field(default=MappingState.CREATING, sa_type=_state_type(MappingState))
+    nonce: str = Field(max_length=32)
+    google_calendar_id: str | None = Field(default=None, max_length=255)
+    summary: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    time_zone: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+class PortalLease(SQLModel, table=True):
+    """At most one worker drains a portal at a time; a lease past `expires_at` may be taken over."""
+
+    __tablename__ = "portal_lease"
+
+    portal_key: str = Field(primary_key=True, max_length=40)
+    holder: str | None = Field(default=None, max_length=80)
+    expires_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))

@@ -1,0 +1,126 @@
+"""The real bridge (web under uvicorn, worker thread) wired to the emulators over HTTP."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from bridge.app import create_app
+from bridge.config import PortalConfig
+from bridge.demo import Sandbox, bind_outgoing_webhook, demo_portal
+from bridge.models import CalendarMapping, InboxEvent, InboxState
+from bridge.sandbox.server import ServerThread
+from bridge.worker import Worker
+
+
+@dataclass
+class Bridge:
+    sandbox: Sandbox
+    portal: PortalConfig
+    engine: Engine
+    web_url: str
+    http: httpx.Client
+
+    @property
+    def subject(self) -> str:
+        return self.portal.google.subject
+
+    # Bitrix24 side
+    def add_section(self, kind: str, owner: int, name: str, **fields: Any) -> dict[str, Any]:
+        answer = self.http.post(
+            f"{self.sandbox.bitrix_url}/_control/portals/{self.portal.member_id}/sections",
+            json={"type": kind, "owner_id": owner, "name": name, **fields},
+        )
+        answer.raise_for_status()
+        section: dict[str, Any] = answer.json()
+        return section
+
+    def add_group(self, group_id: int, name: str) -> None:
+        self.http.post(
+            f"{self.sandbox.bitrix_url}/_control/portals/{self.portal.member_id}/groups",
+            json={"ID": str(group_id), "NAME": name},
+        ).raise_for_status()
+
+    def flush_deliveries(self) -> list[dict[str, Any]]:
+        answer = self.http.post(
+            f"{self.sandbox.bitrix_url}/_control/deliveries/flush", json={"timeout": 10}
+        )
+        answer.raise_for_status()
+        deliveries: list[dict[str, Any]] = answer.json()["deliveries"]
+        return deliveries
+
+    def bitrix_requests(self) -> list[dict[str, Any]]:
+        answer = self.http.get(
+            f"{self.sandbox.bitrix_url}/_control/requests",
+            params={"member_id": self.portal.member_id},
+        )
+        requests: list[dict[str, Any]] = answer.json()["requests"]
+        return requests
+
+    # Google side
+    def calendars(self) -> list[dict[str, Any]]:
+        answer = self.http.get(
+            f"{self.sandbox.google_url}/_control/calendars", params={"owner": self.subject}
+        )
+        calendars: list[dict[str, Any]] = answer.json()["calendars"]
+        return calendars
+
+    def google_requests(self) -> list[dict[str, Any]]:
+        answer = self.http.get(f"{self.sandbox.google_url}/_control/requests")
+        return [r for r in answer.json()["requests"] if r.get("user") == self.subject]
+
+    # The bridge
+    def post_event(
+        self, body: str | bytes, content_type: str = "application/x-www-form-urlencoded"
+    ) -> httpx.Response:
+        return self.http.post(
+            f"{self.web_url}/bitrix/events", content=body, headers={"content-type": content_type}
+        )
+
+    def inbox(self) -> list[InboxEvent]:
+        with Session(self.engine) as session:
+            return list(session.exec(select(InboxEvent).order_by(col(InboxEvent.id))).all())
+
+    def mappings(self) -> list[CalendarMapping]:
+        with Session(self.engine) as session:
+            return list(
+                session.exec(select(CalendarMapping).order_by(col(CalendarMapping.id))).all()
+            )
+
+    def wait_applied(self, expected_rows: int, timeout: float = 20.0) -> list[InboxEvent]:
+        """Until `expected_rows` inbox rows exist and none is pending."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = self.inbox()
+            if len(rows) >= expected_rows and all(r.state != InboxState.PENDING for r in rows):
+                return rows
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"not applied in {timeout}s: {[(r.event, r.state, r.outcome) for r in rows]}"
+                )
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def bridge(sandbox: Sandbox, engine: Engine) -> Iterator[Bridge]:
+    portal = demo_portal(sandbox, key="acme", subject=f"owner-{uuid.uuid4().hex[:8]}@acme.example")
+    web = ServerThread(create_app(portals=[portal], engine=engine))
+    worker = Worker(engine=engine, portals=[portal], name="test-worker")
+    thread = threading.Thread(target=worker.run, daemon=True)
+    with web, httpx.Client(timeout=15) as http:
+        bind_outgoing_webhook(sandbox, portal, f"{web.url}/bitrix/events")
+        thread.start()
+        try:
+            yield Bridge(sandbox=sandbox, portal=portal, engine=engine, web_url=web.url, http=http)
+        finally:
+            worker.stop()
+            thread.join(15)
