@@ -23,7 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("httpx", "googleapiclient.discovery_cache", "alembic.runtime.migration"):
+    for noisy in ("httpx", "googleapiclient.discovery_cache", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         code: int = args.run(args)

@@ -31,7 +31,9 @@ class ServerThread:
             **options,
         )
         self._server = _QuietServer(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True, name=f"uvicorn:{self.port}")
+        self._thread = threading.Thread(
+            target=self._server.run, daemon=True, name=f"uvicorn:{self.port}"
+        )
 
     @property
     def url(self) -> str:
