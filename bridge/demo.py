@@ -53,6 +53,7 @@ def demo_portal(
     key: str = "demo",
     subject: str = DEMO_SUBJECT,
     mirror: dict[str, Any] | None = None,
+    google: dict[str, Any] | None = None,
 ) -> PortalConfig:
     """Register a portal and a service account with the emulators; return its validated config."""
     member_id = secrets.token_hex(16)
@@ -87,6 +88,7 @@ def demo_portal(
                     "subject": subject,
                     "api_endpoint": f"{sandbox.google_url}/calendar/v3/",
                     "time_zone": "Europe/Berlin",
+                    **(google or {}),
                 },
                 "mirror": mirror
                 or {"company": True, "resources": True, "groups": [12], "users": []},

@@ -88,6 +88,38 @@ class CalendarGateway(Protocol):
     def delete_calendar(self, calendar_id: str) -> None: ...
 
 
+class _SingleSendHttp(httplib2.Http):
+    """httplib2 that puts a POST on the wire at most once.
+
+    httplib2 re-sends any request once when the connection drops before the status line, taking
+    it for a stale keep-alive connection, whatever the retry settings; for `calendars.insert`
+    that makes a second calendar. Here a POST always starts on a fresh connection, so a drop
+    means the server did receive it: the error reaches the caller, which looks for the marker.
+    """
+
+    def _conn_request(
+        self, conn: Any, request_uri: str, method: str, body: Any, headers: Any
+    ) -> Any:
+        if method != "POST":
+            return super()._conn_request(conn, request_uri, method, body, headers)  # type: ignore[misc]
+        conn.close()
+        send = conn.request
+        sent = False
+
+        def send_once(*args: Any, **kwargs: Any) -> Any:
+            nonlocal sent
+            if sent:
+                raise ConnectionAbortedError("connection dropped after a POST was sent")
+            sent = True
+            return send(*args, **kwargs)
+
+        conn.request = send_once
+        try:
+            return super()._conn_request(conn, request_uri, method, body, headers)  # type: ignore[misc]
+        finally:
+            conn.request = send
+
+
 class GoogleCalendarGateway:
     def __init__(self, config: GoogleConfig, *, attempts: int = 4) -> None:
         self._config = config
@@ -111,12 +143,16 @@ class GoogleCalendarGateway:
         """Every calendar the owner's list shows as owned, hidden ones included."""
         page_token: str | None = None
         while True:
-            request = self._service().calendarList().list(
-                minAccessRole="owner",
-                showHidden=True,
-                maxResults=250,
-                pageToken=page_token,
-                fields="items(id,summary,description),nextPageToken",
+            request = (
+                self._service()
+                .calendarList()
+                .list(
+                    minAccessRole="owner",
+                    showHidden=True,
+                    maxResults=250,
+                    pageToken=page_token,
+                    fields="items(id,summary,description),nextPageToken",
+                )
             )
             page: dict[str, Any] = self._retrying(request.execute)
             for item in page.get("items", []):
@@ -144,7 +180,7 @@ class GoogleCalendarGateway:
         service = getattr(self._local, "service", None)
         if service is None:
             http = google_auth_httplib2.AuthorizedHttp(
-                self._credentials, http=httplib2.Http(timeout=int(self._config.timeout_s))
+                self._credentials, http=_SingleSendHttp(timeout=self._config.timeout_s)
             )
             service = build(
                 "calendar",

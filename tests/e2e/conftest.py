@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,7 +67,18 @@ class Bridge:
         requests: list[dict[str, Any]] = answer.json()["requests"]
         return requests
 
+    def bitrix_fault(self, **fault: Any) -> None:
+        answer = self.http.post(
+            f"{self.sandbox.bitrix_url}/_control/faults",
+            json={"member_id": self.portal.member_id, **fault},
+        )
+        answer.raise_for_status()
+
     # Google side
+    def google_fault(self, **fault: Any) -> None:
+        answer = self.http.post(f"{self.sandbox.google_url}/_control/faults", json=fault)
+        answer.raise_for_status()
+
     def calendars(self) -> list[dict[str, Any]]:
         answer = self.http.get(
             f"{self.sandbox.google_url}/_control/calendars", params={"owner": self.subject}
@@ -110,17 +122,33 @@ class Bridge:
             time.sleep(0.05)
 
 
+def clear_faults(sandbox: Sandbox) -> None:
+    for base in (sandbox.bitrix_url, sandbox.google_url):
+        httpx.delete(f"{base}/_control/faults", timeout=10).raise_for_status()
+
+
 @pytest.fixture
-def bridge(sandbox: Sandbox, engine: Engine) -> Iterator[Bridge]:
-    portal = demo_portal(sandbox, key="acme", subject=f"owner-{uuid.uuid4().hex[:8]}@acme.example")
-    web = ServerThread(create_app(portals=[portal], engine=engine))
-    worker = Worker(engine=engine, portals=[portal], name="test-worker")
-    thread = threading.Thread(target=worker.run, daemon=True)
-    with web, httpx.Client(timeout=15) as http:
-        bind_outgoing_webhook(sandbox, portal, f"{web.url}/bitrix/events")
-        thread.start()
-        try:
-            yield Bridge(sandbox=sandbox, portal=portal, engine=engine, web_url=web.url, http=http)
-        finally:
-            worker.stop()
-            thread.join(15)
+def make_bridge(sandbox: Sandbox, engine: Engine) -> Iterator[Callable[..., Bridge]]:
+    """Start the bridge for a new portal; keyword arguments go to `demo_portal`."""
+    with ExitStack() as stack:
+        stack.callback(clear_faults, sandbox)
+
+        def make(**portal_options: Any) -> Bridge:
+            subject = f"owner-{uuid.uuid4().hex[:8]}@acme.example"
+            portal = demo_portal(sandbox, key="acme", subject=subject, **portal_options)
+            web = stack.enter_context(ServerThread(create_app(portals=[portal], engine=engine)))
+            http = stack.enter_context(httpx.Client(timeout=15))
+            bind_outgoing_webhook(sandbox, portal, f"{web.url}/bitrix/events")
+            worker = Worker(engine=engine, portals=[portal], name="test-worker")
+            thread = threading.Thread(target=worker.run, daemon=True)
+            thread.start()
+            stack.callback(thread.join, 15)
+            stack.callback(worker.stop)
+            return Bridge(sandbox=sandbox, portal=portal, engine=engine, web_url=web.url, http=http)
+
+        yield make
+
+
+@pytest.fixture
+def bridge(make_bridge: Callable[..., Bridge]) -> Bridge:
+    return make_bridge()
