@@ -55,6 +55,24 @@ def _parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
     migrate.set_defaults(run=_migrate)
 
+    sync = commands.add_parser(
+        "sync", help="reconcile every selected section with Google now (repairs missed events)"
+    )
+    sync.add_argument("--portal", metavar="KEY", help="only this portal (default: all)")
+    sync.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    sync.add_argument(
+        "--force", action="store_true", help="run even if the mass-delete guard would stop it"
+    )
+    sync.set_defaults(run=_sync)
+
+    purge = commands.add_parser(
+        "purge", help="delete every calendar the bridge created for a portal, and its mappings"
+    )
+    purge.add_argument("--portal", metavar="KEY", required=True, help="the portal to purge")
+    purge.add_argument("--dry-run", action="store_true", help="list what would go, change nothing")
+    purge.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    purge.set_defaults(run=_purge)
+
     demo = commands.add_parser(
         "demo", help="run the whole loop against local emulators on a throw-away SQLite database"
     )
@@ -118,6 +136,43 @@ def _migrate(args: argparse.Namespace) -> int:
     migrate(settings.database_url)
     log.info("database schema is at the latest revision")
     return 0
+
+
+def _chosen(portals: list[PortalConfig], key: str | None) -> list[PortalConfig]:
+    if key is None:
+        return portals
+    chosen = [portal for portal in portals if portal.key == key]
+    if not chosen:
+        known = ", ".join(portal.key for portal in portals) or "none"
+        raise ConfigError(f"no portal with key {key!r} (configured: {known})")
+    return chosen
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from bridge.db import create_db_engine
+    from bridge.operations import sync_portals
+
+    settings, portals = _load()
+    engine = create_db_engine(settings.database_url)
+    try:
+        return sync_portals(
+            engine, _chosen(portals, args.portal), dry_run=args.dry_run, force=args.force
+        )
+    finally:
+        engine.dispose()
+
+
+def _purge(args: argparse.Namespace) -> int:
+    from bridge.db import create_db_engine
+    from bridge.operations import purge_portal
+
+    settings, portals = _load()
+    [portal] = _chosen(portals, args.portal)
+    engine = create_db_engine(settings.database_url)
+    try:
+        return purge_portal(engine, portal, dry_run=args.dry_run, assume_yes=args.yes)
+    finally:
+        engine.dispose()
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -24,7 +24,8 @@ GOOGLE_API_ENDPOINT = "https://www.googleapis.com/calendar/v3/"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 # Section fields a `mirror.name` template may use.
-NAME_FIELDS = ("name", "type", "owner_id", "id")
+NAME_FIELDS = ("name", "type", "owner_id", "owner_name", "id")
+SectionType = Literal["company_calendar", "location", "resource", "group", "user"]
 
 
 class ConfigError(Exception):
@@ -109,13 +110,56 @@ class GoogleConfig(_Strict):
 OwnerSelection = Literal["all"] | list[Annotated[int, Field(gt=0)]]
 
 
+class ShareRule(_Strict):
+    """One Google ACL rule the bridge keeps on every mirrored calendar."""
+
+    scope: Literal["user", "group", "domain", "default"]
+    value: str | None = None
+    role: Literal["freeBusyReader", "reader", "writerWithoutPrivateAccess", "writer", "owner"]
+
+    @model_validator(mode="after")
+    def _value_fits_scope(self) -> ShareRule:
+        if self.scope == "default" and self.value:
+            raise ValueError("scope default takes no value")
+        if self.scope != "default" and not self.value:
+            raise ValueError(f"scope {self.scope} needs a value (an e-mail or a domain)")
+        return self
+
+    @property
+    def rule_id(self) -> str:
+        """Google's id for the rule: `type:value`, or `default`."""
+        return (
+            "default" if self.scope == "default" else f"{self.scope}:{(self.value or '').lower()}"
+        )
+
+
+class DeleteGuard(_Strict):
+    """A run that would remove more than both limits of a portal's calendars stops first."""
+
+    max_count: int = Field(default=10, ge=0)
+    max_share: float = Field(default=0.25, ge=0, le=1)
+
+
 class MirrorConfig(_Strict):
     company: bool = True
     resources: bool = True
+    locations: bool = True
     groups: OwnerSelection = Field(default_factory=list)
     users: OwnerSelection = Field(default_factory=list)
     name: str = "{name}"
     on_delete: Literal["delete", "archive", "keep"] = "delete"
+    share: list[ShareRule] = Field(default_factory=list)
+    share_by_type: dict[SectionType, list[ShareRule]] = Field(default_factory=dict)
+    share_notifications: bool = False
+    include_google_synced: bool = False
+    reconcile_interval_minutes: float = Field(default=15, ge=0)  # 0 turns it off
+    delete_guard: DeleteGuard = Field(default_factory=DeleteGuard)
+
+    def share_for(self, section_type: str) -> list[ShareRule]:
+        for kind, rules in self.share_by_type.items():
+            if kind == section_type:
+                return rules
+        return self.share
 
     @field_validator("name")
     @classmethod

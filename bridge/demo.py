@@ -177,7 +177,7 @@ def _wait_until_applied(engine: Engine, timeout: float) -> bool:
     while time.monotonic() < deadline:
         with Session(engine) as session:
             rows = session.exec(select(InboxEvent)).all()
-        if rows and all(row.state != InboxState.PENDING for row in rows):
+        if rows and not any(row.state in (InboxState.PENDING, InboxState.WORKING) for row in rows):
             return True
         time.sleep(0.05)
     return False

@@ -65,27 +65,38 @@ TRANSIENT_ERRORS = (GoogleUnavailable, GoogleRateLimited)
 
 
 @dataclass(frozen=True)
-class CalendarSpec:
-    summary: str
-    description: str
-    time_zone: str
+class CalendarListEntry:
+    """A calendar as its owner's calendar list shows it."""
 
-
-@dataclass(frozen=True)
-class OwnedCalendar:
     id: str
     summary: str
     description: str
+    time_zone: str
+    background: str
+    foreground: str
+    hidden: bool
 
 
 class CalendarGateway(Protocol):
-    def insert_calendar(self, spec: CalendarSpec) -> str: ...
+    def insert_calendar(self, summary: str, description: str, time_zone: str) -> str: ...
 
-    def owned_calendars(self) -> Iterator[OwnedCalendar]: ...
+    def owned_calendars(self) -> Iterator[CalendarListEntry]: ...
+
+    def calendar_exists(self, calendar_id: str) -> bool: ...
 
     def patch_calendar(self, calendar_id: str, fields: dict[str, Any]) -> None: ...
 
+    def patch_list_entry(self, calendar_id: str, fields: dict[str, Any]) -> None: ...
+
+    def add_to_list(self, calendar_id: str) -> None: ...
+
     def delete_calendar(self, calendar_id: str) -> None: ...
+
+    def list_acl(self, calendar_id: str) -> dict[str, str]: ...
+
+    def insert_acl(self, calendar_id: str, rule_id: str, role: str, *, notify: bool) -> None: ...
+
+    def delete_acl(self, calendar_id: str, rule_id: str) -> None: ...
 
 
 class _SingleSendHttp(httplib2.Http):
@@ -130,16 +141,13 @@ class GoogleCalendarGateway:
         self._credentials = credentials.with_subject(config.subject)
         self._local = threading.local()
 
-    def insert_calendar(self, spec: CalendarSpec) -> str:
-        body = {
-            "summary": spec.summary,
-            "description": spec.description,
-            "timeZone": spec.time_zone,
-        }
+    def insert_calendar(self, summary: str, description: str, time_zone: str) -> str:
+        """Exactly one POST: a retry could create a second calendar (see `mirror` for recovery)."""
+        body = {"summary": summary, "description": description, "timeZone": time_zone}
         created = self._once(lambda: self._service().calendars().insert(body=body).execute())
         return str(created["id"])
 
-    def owned_calendars(self) -> Iterator[OwnedCalendar]:
+    def owned_calendars(self) -> Iterator[CalendarListEntry]:
         """Every calendar the owner's list shows as owned, hidden ones included."""
         page_token: str | None = None
         while True:
@@ -151,29 +159,102 @@ class GoogleCalendarGateway:
                     showHidden=True,
                     maxResults=250,
                     pageToken=page_token,
-                    fields="items(id,summary,description),nextPageToken",
+                    fields=(
+                        "items(id,summary,description,timeZone,backgroundColor,foregroundColor,hidden),"
+                        "nextPageToken"
+                    ),
                 )
             )
             page: dict[str, Any] = self._retrying(request.execute)
             for item in page.get("items", []):
-                yield OwnedCalendar(
+                yield CalendarListEntry(
                     id=str(item["id"]),
                     summary=str(item.get("summary", "")),
                     description=str(item.get("description", "")),
+                    time_zone=str(item.get("timeZone", "")),
+                    background=str(item.get("backgroundColor", "")),
+                    foreground=str(item.get("foregroundColor", "")),
+                    hidden=bool(item.get("hidden", False)),
                 )
             page_token = page.get("nextPageToken")
             if not page_token:
                 return
+
+    def calendar_exists(self, calendar_id: str) -> bool:
+        try:
+            self._retrying(
+                lambda: self._service().calendars().get(calendarId=calendar_id).execute()
+            )
+        except GoogleNotFound:
+            return False
+        return True
 
     def patch_calendar(self, calendar_id: str, fields: dict[str, Any]) -> None:
         self._retrying(
             lambda: self._service().calendars().patch(calendarId=calendar_id, body=fields).execute()
         )
 
+    def patch_list_entry(self, calendar_id: str, fields: dict[str, Any]) -> None:
+        """The owner's view: colours (RGB, which needs colorRgbFormat) and visibility."""
+        self._retrying(
+            lambda: (
+                self._service()
+                .calendarList()
+                .patch(calendarId=calendar_id, body=fields, colorRgbFormat=True)
+                .execute()
+            )
+        )
+
+    def add_to_list(self, calendar_id: str) -> None:
+        self._retrying(
+            lambda: self._service().calendarList().insert(body={"id": calendar_id}).execute()
+        )
+
     def delete_calendar(self, calendar_id: str) -> None:
         with suppress(GoogleNotFound):  # already gone
             self._retrying(
                 lambda: self._service().calendars().delete(calendarId=calendar_id).execute()
+            )
+
+    def list_acl(self, calendar_id: str) -> dict[str, str]:
+        rules: dict[str, str] = {}
+        page_token: str | None = None
+        while True:
+            request = (
+                self._service()
+                .acl()
+                .list(calendarId=calendar_id, pageToken=page_token, maxResults=250)
+            )
+            page: dict[str, Any] = self._retrying(request.execute)
+            for item in page.get("items", []):
+                rules[str(item["id"]).lower()] = str(item.get("role", ""))
+            page_token = page.get("nextPageToken")
+            if not page_token:
+                return rules
+
+    def insert_acl(self, calendar_id: str, rule_id: str, role: str, *, notify: bool) -> None:
+        """Idempotent: inserting a rule for an existing scope sets its role."""
+        kind, _, value = rule_id.partition(":")
+        scope = {"type": kind, "value": value} if value else {"type": kind}
+        self._retrying(
+            lambda: (
+                self._service()
+                .acl()
+                .insert(
+                    calendarId=calendar_id,
+                    body={"role": role, "scope": scope},
+                    sendNotifications=notify,
+                )
+                .execute()
+            )
+        )
+
+    def delete_acl(self, calendar_id: str, rule_id: str) -> None:
+        with suppress(GoogleNotFound):
+            self._retrying(
+                lambda: (
+                    self._service().acl().delete(calendarId=calendar_id, ruleId=rule_id).execute()
+                )
             )
 
     def _service(self) -> Any:

@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, func, or_, update
+from sqlalchemy import Engine, func, or_, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from bridge.events import BitrixEvent
-from bridge.models import InboxEvent, InboxState, PortalLease, utcnow
+from bridge.models import InboxEvent, InboxState, PortalState, utcnow
 
 MAX_ATTEMPTS = 8
 MAX_BACKOFF = timedelta(hours=1)
@@ -34,7 +34,7 @@ class Recorded:
 
 
 def record_event(engine: Engine, portal_key: str, event: BitrixEvent) -> Recorded:
-    """Insert the event once, in its own commit; a re-delivery returns the existing row."""
+    """Insert the event in its own commit; a copy of a row that still waits returns that row."""
     state = InboxState.PENDING if event.handled else InboxState.IGNORED
     now = utcnow()
     values = {
@@ -54,22 +54,28 @@ def record_event(engine: Engine, portal_key: str, event: BitrixEvent) -> Recorde
     statement = (
         insert(InboxEvent)
         .values(**values)
-        .on_conflict_do_nothing(index_elements=["portal_key", "dedup_key"])
+        .on_conflict_do_nothing(index_elements=["portal_key", "dedup_key"], index_where=_WAITING)
         .returning(col(InboxEvent.id))
     )
+    waiting = select(InboxEvent.id).where(
+        InboxEvent.portal_key == portal_key,
+        InboxEvent.dedup_key == event.dedup_key,
+        InboxEvent.state == InboxState.PENDING,
+    )
     with Session(engine) as session:
-        new_id = session.execute(statement).scalar_one_or_none()
-        if new_id is None:
-            existing = session.exec(
-                select(InboxEvent.id).where(
-                    InboxEvent.portal_key == portal_key, InboxEvent.dedup_key == event.dedup_key
-                )
-            ).one()
+        for _ in range(3):  # the waiting twin may be taken by the worker between the two steps
+            new_id = session.execute(statement).scalar_one_or_none()
+            if new_id is not None:
+                session.commit()
+                return Recorded(id=int(new_id), duplicate=False)
+            twin = session.exec(waiting).first()
             session.commit()
-            assert existing is not None
-            return Recorded(id=existing, duplicate=True)
-        session.commit()
-        return Recorded(id=int(new_id), duplicate=False)
+            if twin is not None:
+                return Recorded(id=twin, duplicate=True)
+    raise RuntimeError("could not record the event")  # pragma: no cover - needs a pathological race
+
+
+_WAITING = text("state = 'pending'")
 
 
 def due_portals(engine: Engine, now: datetime | None = None) -> list[str]:
@@ -89,51 +95,90 @@ def claim_portal(engine: Engine, portal_key: str, holder: str, ttl: timedelta) -
     """Take or renew the portal's lease; False while another live worker holds it."""
     now = utcnow()
     with Session(engine) as session:
-        if session.get(PortalLease, portal_key) is None:
-            session.add(PortalLease(portal_key=portal_key))
+        if session.get(PortalState, portal_key) is None:
+            session.add(PortalState(portal_key=portal_key))
             try:
                 session.commit()
             except Exception:  # another worker inserted it first; the update below decides
                 session.rollback()
         result = session.execute(
-            update(PortalLease)
+            update(PortalState)
             .where(
-                col(PortalLease.portal_key) == portal_key,
+                col(PortalState.portal_key) == portal_key,
                 or_(
-                    col(PortalLease.holder).is_(None),
-                    col(PortalLease.holder) == holder,
-                    col(PortalLease.expires_at) < now,
+                    col(PortalState.holder).is_(None),
+                    col(PortalState.holder) == holder,
+                    col(PortalState.expires_at) < now,
                 ),
             )
             .values(holder=holder, expires_at=now + ttl)
         )
+        claimed = bool(getattr(result, "rowcount", 0) == 1)
+        if claimed:
+            _release_abandoned(session, portal_key)
         session.commit()
-        return bool(getattr(result, "rowcount", 0) == 1)
+        return claimed
 
 
 def release_portal(engine: Engine, portal_key: str, holder: str) -> None:
     with Session(engine) as session:
         session.execute(
-            update(PortalLease)
-            .where(col(PortalLease.portal_key) == portal_key, col(PortalLease.holder) == holder)
+            update(PortalState)
+            .where(col(PortalState.portal_key) == portal_key, col(PortalState.holder) == holder)
             .values(holder=None, expires_at=None)
         )
         session.commit()
 
 
-def fetch_due(engine: Engine, portal_key: str, limit: int = 500) -> list[InboxEvent]:
-    with Session(engine) as session:
-        rows = session.exec(
-            select(InboxEvent)
-            .where(
-                InboxEvent.portal_key == portal_key,
-                InboxEvent.state == InboxState.PENDING,
-                InboxEvent.next_attempt_at <= utcnow(),
-            )
-            .order_by(col(InboxEvent.id))
-            .limit(limit)
-        ).all()
-        return list(rows)
+def take_due(engine: Engine, portal_key: str, limit: int = 500) -> list[InboxEvent]:
+    """Mark the due rows as taken, so a newer copy of the same delivery gets a row of its own."""
+    with Session(engine, expire_on_commit=False) as session:
+        rows = list(
+            session.exec(
+                select(InboxEvent)
+                .where(
+                    InboxEvent.portal_key == portal_key,
+                    InboxEvent.state == InboxState.PENDING,
+                    InboxEvent.next_attempt_at <= utcnow(),
+                )
+                .order_by(col(InboxEvent.id))
+                .limit(limit)
+            ).all()
+        )
+        for row in rows:
+            row.state = InboxState.WORKING
+            session.add(row)
+        session.commit()
+        return rows
+
+
+def _release_abandoned(session: Session, portal_key: str) -> None:
+    """Rows a previous lease holder took and never finished go back to the queue."""
+    abandoned = session.exec(
+        select(InboxEvent).where(
+            InboxEvent.portal_key == portal_key, InboxEvent.state == InboxState.WORKING
+        )
+    ).all()
+    for row in abandoned:
+        _requeue(session, row)
+
+
+def _requeue(session: Session, row: InboxEvent) -> None:
+    """Back to pending, unless a newer copy already waits: that one carries the work."""
+    twin = session.exec(
+        select(InboxEvent.id).where(
+            InboxEvent.portal_key == row.portal_key,
+            InboxEvent.dedup_key == row.dedup_key,
+            InboxEvent.state == InboxState.PENDING,
+        )
+    ).first()
+    if twin is None:
+        row.state = InboxState.PENDING
+    else:
+        row.state = InboxState.DONE
+        row.outcome = f"superseded by row {twin}, the same delivery again"
+        row.finished_at = utcnow()
+    session.add(row)
 
 
 def finish(engine: Engine, ids: Sequence[int], state: InboxState, outcome: str) -> None:
@@ -159,9 +204,10 @@ def retry_later(
                 row.state = InboxState.PARKED
                 row.outcome = f"gave up after {row.attempts} attempts: {reason}"
                 row.finished_at = now
+                session.add(row)
             else:
                 row.next_attempt_at = now + (delay or backoff(row.attempts))
-            session.add(row)
+                _requeue(session, row)
         session.commit()
 
 

@@ -1,347 +1,296 @@
-"""What Google should look like for a section, and the step that makes it so.
+"""What Google should look like for a portal's sections, and the plan that gets it there.
 
-Guarantee: one Google calendar per (portal, section). Before `calendars.insert` the mapping row
-is committed in state `creating` with a fresh nonce, and the insert carries a marker naming the
-portal, section and nonce in the calendar's description. If the insert's outcome is unknown (a
-timeout, a dropped connection, a 5xx, a crash before the mapping was updated), the next attempt
-looks for the marker in the owner's calendar list and adopts what it finds before it inserts
-again; twins left by a transport that re-sent the POST are deleted. The unique constraint on
-(portal, section) stops two rows from ever existing.
+This is the decide step, with no I/O: from the selected sections, our mappings and (when a
+reconciliation has read it) what Google shows, it plans one action per section that needs one.
+`apply.py` carries the plan out. Both the worker's event path and `bridge sync` use it, so a lost
+event and a missed one end in the same state.
 """
 
 from __future__ import annotations
 
+import json
 import re
-import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
 
-from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from bridge.config import PortalConfig
+from bridge.google_calendar import CalendarListEntry
+from bridge.models import CalendarMapping, MappingState
+from bridge.selection import Section
 
-from bridge.bitrix import BitrixClient, BitrixError
-from bridge.config import MirrorConfig, PortalConfig
-from bridge.google_calendar import (
-    TRANSIENT_ERRORS,
-    CalendarGateway,
-    CalendarSpec,
-    OwnedCalendar,
-)
-from bridge.models import CalendarMapping, MappingState, utcnow
-
+ARCHIVE_PREFIX = "[archived] "
 _MARKER = re.compile(r"\[bx24-bridge portal=(\S+) section=(\d+) nonce=([0-9a-f]+)\]")
+_HEX_COLOUR = re.compile(r"^#?([0-9a-fA-F]{6})$")
 
 
 @dataclass(frozen=True)
-class Section:
-    id: str
-    type: str
-    owner_id: str
-    name: str
-    description: str = ""
-    color: str = ""
-    text_color: str = ""
+class CalendarState:
+    """The parts of a Google calendar (and its owner's list entry) that the bridge manages."""
 
+    summary: str
+    description: str
+    time_zone: str
+    background: str = ""  # "#rrggbb"; "" leaves the owner's colour alone
+    foreground: str = ""
+    acl: Mapping[str, str] = field(default_factory=dict)  # rule id → role, only rules we added
+    hidden: bool = False
 
-class SectionLookupFailed(Exception):
-    """Bitrix24 refused one of the reads that make up the portal's selection."""
-
-    def __init__(self, error: BitrixError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-def owner_sets(mirror: MirrorConfig, client: BitrixClient | None = None) -> list[tuple[str, str]]:
-    """The (type, ownerId) pairs whose sections the portal selects; `all` asks Bitrix24."""
-    sets: list[tuple[str, str]] = []
-    if mirror.company:
-        sets.append(("company_calendar", "0"))
-    if mirror.resources:
-        sets.append(("resource", "0"))
-    for kind, selection in (("group", mirror.groups), ("user", mirror.users)):
-        if selection == "all":
-            owners = list_owners(client, kind) if client is not None else []
-        else:
-            owners = [str(owner) for owner in selection]
-        sets.extend((kind, owner) for owner in owners)
-    return sets
-
-
-def list_owners(client: BitrixClient, kind: str) -> list[str]:
-    """Ids of every active workgroup or user, following the 50-per-page `next`."""
-    if kind == "group":
-        method, params = (
-            "socialnetwork.api.workgroup.list",
-            {"select": ["ID"], "filter": {"ACTIVE": "Y"}},
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "summary": self.summary,
+                "description": self.description,
+                "time_zone": self.time_zone,
+                "background": self.background,
+                "foreground": self.foreground,
+                "acl": dict(sorted(self.acl.items())),
+                "hidden": self.hidden,
+            },
+            ensure_ascii=False,
         )
-    else:
-        method, params = "user.get", {"FILTER": {"ACTIVE": True}}
-    ids: list[str] = []
-    start: int | None = 0
-    while start is not None:
-        envelope = client.call(method, {**params, "start": start})
-        result = envelope.get("result")
-        rows = result.get("workgroups", []) if isinstance(result, dict) else result
-        for row in _rows(rows):
-            owner = str(row.get("ID", row.get("id", "")))
-            if owner.isdigit():
-                ids.append(owner)
-        next_start = envelope.get("next")
-        start = (
-            int(next_start)
-            if isinstance(next_start, int | str) and str(next_start).isdigit()
-            else None
+
+    @classmethod
+    def from_json(cls, text: str | None) -> CalendarState | None:
+        if not text:
+            return None
+        raw = json.loads(text)
+        return cls(
+            summary=raw["summary"],
+            description=raw["description"],
+            time_zone=raw["time_zone"],
+            background=raw.get("background", ""),
+            foreground=raw.get("foreground", ""),
+            acl=dict(raw.get("acl", {})),
+            hidden=bool(raw.get("hidden", False)),
         )
-    return ids
+
+    def differences(self, current: CalendarState) -> list[str]:
+        """Names of what differs from `current` (what Google has, or what was last applied)."""
+        changed = [
+            name
+            for name in ("summary", "description", "time_zone", "hidden")
+            if getattr(self, name) != getattr(current, name)
+        ]
+        if self.background and (self.background, self.foreground) != (
+            current.background,
+            current.foreground,
+        ):
+            changed.append("colour")
+        if dict(self.acl) != dict(current.acl):
+            changed.append("sharing")
+        return changed
 
 
-def resolve_sections(client: BitrixClient, mirror: MirrorConfig) -> dict[str, Section]:
-    """Every selected section, by id, read in one `batch` (split at 50 commands)."""
-    sets = owner_sets(mirror, client)
-    commands = {
-        f"s{i}": f"calendar.section.get?type={kind}&ownerId={owner}"
-        for i, (kind, owner) in enumerate(sets)
-    }
-    if mirror.resources:
-        commands["resources"] = "calendar.resource.list"
-    if not commands:
-        return {}
-    answer = client.batch(commands)
-    if answer.errors:
-        raise SectionLookupFailed(next(iter(answer.errors.values())))
-    sections: dict[str, Section] = {}
-    resource_rows: dict[str, dict[str, object]] = {}
-    for i, (kind, _owner) in enumerate(sets):
-        for row in _rows(answer.results.get(f"s{i}")):
-            if kind == "resource":
-                resource_rows[str(row.get("ID"))] = row
-                continue
-            section = _section_from_row(row)
-            if section.type == kind:
-                sections[section.id] = section
-    # calendar.resource.list is the authority on which resources exist; section.get adds colours.
-    for row in _rows(answer.results.get("resources")):
-        rid = str(row.get("ID", ""))
-        if rid.isdigit():
-            merged = {**row, **resource_rows.get(rid, {}), "CAL_TYPE": "resource", "OWNER_ID": "0"}
-            sections[rid] = _section_from_row(merged)
-    return sections
+class ActionKind(StrEnum):
+    CREATE = "create"  # no calendar yet (or an unfinished create)
+    ADOPT = "adopt"  # a calendar carries our marker but no mapping points at it
+    UPDATE = "update"  # the calendar exists and differs
+    RECREATE = "recreate"  # mapped, but the calendar is gone from Google
+    RETIRE = "retire"  # the section is gone or left the selection: apply on_delete
 
 
-def _rows(value: object) -> list[dict[str, object]]:
-    if isinstance(value, list):
-        return [row for row in value if isinstance(row, dict)]
-    if isinstance(value, dict):
-        return [row for row in value.values() if isinstance(row, dict)]
-    return []
+@dataclass(frozen=True)
+class Action:
+    kind: ActionKind
+    section_id: str
+    section: Section | None = None
+    mapping: CalendarMapping | None = None
+    calendar_id: str | None = None
+    changes: tuple[str, ...] = ()
+    detail: str = ""
 
+    def describe(self, portal_key: str) -> str:
+        what = {
+            ActionKind.CREATE: "create calendar",
+            ActionKind.ADOPT: f"adopt calendar {self.calendar_id}",
+            ActionKind.UPDATE: f"update {', '.join(self.changes)}",
+            ActionKind.RECREATE: "recreate calendar (gone from Google)",
+            ActionKind.RETIRE: self.detail,
+        }[self.kind]
+        name = f" {self.section.name!r}" if self.section else ""
+        extra = f" ({self.detail})" if self.detail and self.kind != ActionKind.RETIRE else ""
+        return f"{portal_key}: section {self.section_id}{name}: {what}{extra}"
 
-def _section_from_row(row: dict[str, object]) -> Section:
-    def text(key: str) -> str:
-        value = row.get(key)
-        return "" if value is None or value is False else str(value)
-
-    return Section(
-        id=text("ID"),
-        type=text("CAL_TYPE"),
-        owner_id=text("OWNER_ID") or "0",
-        name=text("NAME"),
-        description=text("DESCRIPTION"),
-        color=text("COLOR"),
-        text_color=text("TEXT_COLOR"),
-    )
+    @property
+    def removes_calendar(self) -> bool:
+        return self.kind == ActionKind.RETIRE and self.detail.split(" ", 1)[0] in (
+            "delete",
+            "archive",
+        )
 
 
 def marker(portal_key: str, section_id: str, nonce: str) -> str:
     return f"[bx24-bridge portal={portal_key} section={section_id} nonce={nonce}]"
 
 
-def desired_calendar(portal: PortalConfig, section: Section, nonce: str) -> CalendarSpec:
+def read_marker(description: str) -> tuple[str, str, str] | None:
+    """(portal key, section id, nonce) of the marker in a calendar's description, if any."""
+    match = _MARKER.search(description or "")
+    return (match.group(1), match.group(2), match.group(3)) if match else None
+
+
+def desired_state(portal: PortalConfig, section: Section, nonce: str) -> CalendarState:
     summary = portal.mirror.name.format_map(
-        {"name": section.name, "type": section.type, "owner_id": section.owner_id, "id": section.id}
-    )
+        {
+            "name": section.name,
+            "type": section.type,
+            "owner_id": section.owner_id,
+            "owner_name": section.owner_name,
+            "id": section.id,
+        }
+    ).strip()
     lines = [section.description.strip()] if section.description.strip() else []
     lines.append(marker(portal.key, section.id, nonce))
-    return CalendarSpec(
-        summary=summary.strip() or f"Bitrix24 section {section.id}",
+    background = _colour(section.color)
+    foreground = _colour(section.text_color) or (_contrast(background) if background else "")
+    return CalendarState(
+        summary=summary or f"Bitrix24 section {section.id}",
         description="\n\n".join(lines),
         time_zone=portal.google.time_zone,
+        background=background,
+        foreground=foreground,
+        acl={rule.rule_id: rule.role for rule in portal.mirror.share_for(section.type)},
     )
 
 
-def find_marked(
-    calendars: Iterable[OwnedCalendar], portal_key: str, section_id: str
-) -> list[tuple[OwnedCalendar, str]]:
-    """Calendars whose description carries our marker for this section, with their nonces."""
-    found = []
-    for calendar in calendars:
-        for match in _MARKER.finditer(calendar.description):
-            if match.group(1) == portal_key and match.group(2) == section_id:
-                found.append((calendar, match.group(3)))
-                break
-    return found
+def archived_state(applied: CalendarState) -> CalendarState:
+    summary = ARCHIVE_PREFIX + applied.summary.removeprefix(ARCHIVE_PREFIX)
+    return replace(applied, summary=summary, acl={}, hidden=True)
 
 
-def converge_section(
-    engine: Engine, portal: PortalConfig, section: Section, google: CalendarGateway
-) -> str:
-    """Make the section's Google calendar exist exactly once and match; returns what was done."""
-    mapping, fresh = _mapping_for(engine, portal.key, section)
-    if mapping.state == MappingState.CREATING:
-        return _create_once(engine, portal, section, mapping, google, fresh=fresh)
-    spec = desired_calendar(portal, section, mapping.nonce)
-    changes = {}
-    if mapping.summary != spec.summary:
-        changes["summary"] = spec.summary
-    if mapping.time_zone != spec.time_zone:
-        changes["timeZone"] = spec.time_zone
-    if not changes:
-        return f"calendar {mapping.google_calendar_id} is up to date"
-    assert mapping.google_calendar_id is not None
-    google.patch_calendar(mapping.google_calendar_id, changes)
-    _save(engine, mapping, summary=spec.summary, time_zone=spec.time_zone)
-    return f"updated calendar {mapping.google_calendar_id}: {', '.join(sorted(changes))}"
+def observed_state(view: CalendarListEntry, applied: CalendarState | None) -> CalendarState:
+    """What Google shows; sharing is taken as last applied (reading every ACL costs a request)."""
+    return CalendarState(
+        summary=view.summary,
+        description=view.description,
+        time_zone=view.time_zone,
+        background=_colour(view.background),
+        foreground=_colour(view.foreground),
+        acl=dict(applied.acl) if applied else {},
+        hidden=view.hidden,
+    )
 
 
-def _create_once(
-    engine: Engine,
+def plan_section(
     portal: PortalConfig,
-    section: Section,
-    mapping: CalendarMapping,
-    google: CalendarGateway,
-    *,
-    fresh: bool,
-) -> str:
-    spec = desired_calendar(portal, section, mapping.nonce)
-    if not fresh:
-        # An earlier attempt may have created it and died before recording the id.
-        adopted = _adopt_marked(engine, portal, section, mapping, google, spec)
-        if adopted:
-            return adopted
-    try:
-        calendar_id = google.insert_calendar(spec)
-    except TRANSIENT_ERRORS:
-        adopted = _adopt_marked(engine, portal, section, mapping, google, spec)
-        if adopted:
-            return adopted
-        raise
-    _save(
-        engine,
-        mapping,
-        state=MappingState.ACTIVE,
-        google_calendar_id=calendar_id,
-        summary=spec.summary,
-        time_zone=spec.time_zone,
-    )
-    return f"created calendar {calendar_id}"
-
-
-def _adopt_marked(
-    engine: Engine,
-    portal: PortalConfig,
-    section: Section,
-    mapping: CalendarMapping,
-    google: CalendarGateway,
-    spec: CalendarSpec,
-) -> str | None:
-    found = find_marked(google.owned_calendars(), portal.key, section.id)
-    if not found:
-        return None
-    found.sort(key=lambda pair: pair[1] != mapping.nonce)  # ours first, then older attempts
-    keep, _nonce = found[0]
-    for twin, _ in found[1:]:
-        google.delete_calendar(twin.id)
-    _save(
-        engine,
-        mapping,
-        state=MappingState.ACTIVE,
-        google_calendar_id=keep.id,
-        summary=keep.summary,
-        time_zone=None,
-    )
-    note = f" and removed {len(found) - 1} duplicate(s)" if len(found) > 1 else ""
-    # Bring it in line (summary may be stale, time zone unknown) through the normal path.
-    converge_result = converge_section(engine, portal, section, google)
-    return f"adopted calendar {keep.id}{note}; {converge_result}"
-
-
-def _mapping_for(engine: Engine, portal_key: str, section: Section) -> tuple[CalendarMapping, bool]:
-    with Session(engine, expire_on_commit=False) as session:
-        existing = session.exec(
-            select(CalendarMapping).where(
-                CalendarMapping.portal_key == portal_key, CalendarMapping.section_id == section.id
-            )
-        ).first()
-        if existing is not None:
-            return existing, False
-        mapping = CalendarMapping(
-            portal_key=portal_key,
-            section_id=section.id,
-            section_type=section.type,
-            owner_id=section.owner_id,
-            nonce=uuid.uuid4().hex,
+    section_id: str,
+    section: Section | None,
+    mapping: CalendarMapping | None,
+    google: Mapping[str, CalendarListEntry] | None = None,
+    marked: Sequence[CalendarListEntry] = (),
+) -> Action | None:
+    """The one action a section needs, or None. `google` (calendar id → view) and `marked`
+    (calendars carrying this section's marker) come from a reconciliation's read of Google; the
+    event path passes neither and trusts what was last applied."""
+    if section is None:
+        if mapping is None or mapping.state == MappingState.ARCHIVED:
+            return None
+        policy = portal.mirror.on_delete
+        verb = {
+            "delete": "delete calendar",
+            "archive": "archive calendar",
+            "keep": "keep calendar, forget it",
+        }
+        return Action(
+            ActionKind.RETIRE,
+            section_id,
+            mapping=mapping,
+            calendar_id=mapping.google_calendar_id,
+            detail=verb[policy],
         )
-        session.add(mapping)
-        try:
-            session.commit()
-        except IntegrityError:
-            session.rollback()
-            raced = session.exec(
-                select(CalendarMapping).where(
-                    CalendarMapping.portal_key == portal_key,
-                    CalendarMapping.section_id == section.id,
-                )
-            ).one()
-            return raced, False
-        return mapping, True
-
-
-def _save(engine: Engine, mapping: CalendarMapping, **values: object) -> None:
-    with Session(engine, expire_on_commit=False) as session:
-        row = session.get(CalendarMapping, mapping.id)
-        assert row is not None
-        for name, value in values.items():
-            setattr(row, name, value)
-            setattr(mapping, name, value)
-        row.updated_at = utcnow()
-        session.add(row)
-        session.commit()
-
-
-ARCHIVE_PREFIX = "[archived] "
-
-
-def retire_section(
-    engine: Engine, portal: PortalConfig, section_id: str, google: CalendarGateway
-) -> str | None:
-    """Apply the portal's `on_delete` to a section that is gone; None if it was never mirrored."""
-    with Session(engine, expire_on_commit=False) as session:
-        mapping = session.exec(
-            select(CalendarMapping).where(
-                CalendarMapping.portal_key == portal.key, CalendarMapping.section_id == section_id
+    if mapping is None:
+        if marked:
+            return Action(ActionKind.ADOPT, section_id, section=section, calendar_id=marked[0].id)
+        return Action(ActionKind.CREATE, section_id, section=section)
+    if mapping.state == MappingState.CREATING or not mapping.google_calendar_id:
+        return Action(ActionKind.CREATE, section_id, section=section, mapping=mapping)
+    desired = desired_state(portal, section, mapping.nonce)
+    applied = CalendarState.from_json(mapping.applied)
+    if google is not None:
+        view = google.get(mapping.google_calendar_id)
+        if view is None:
+            return Action(
+                ActionKind.RECREATE,
+                section_id,
+                section=section,
+                mapping=mapping,
+                calendar_id=mapping.google_calendar_id,
             )
-        ).first()
-    if mapping is None or mapping.state == MappingState.ARCHIVED:
+        current = observed_state(view, applied)
+    elif applied is None:
+        return Action(
+            ActionKind.UPDATE,
+            section_id,
+            section=section,
+            mapping=mapping,
+            calendar_id=mapping.google_calendar_id,
+            changes=("all",),
+        )
+    else:
+        current = applied
+    changes = desired.differences(current)
+    if mapping.state == MappingState.ARCHIVED:
+        changes.insert(0, "unarchive")
+    if not changes:
         return None
-    calendar_id = mapping.google_calendar_id
-    policy = portal.mirror.on_delete
-    if calendar_id and policy == "delete":
-        google.delete_calendar(calendar_id)
-    elif calendar_id and policy == "archive":
-        summary = ARCHIVE_PREFIX + (mapping.summary or "").removeprefix(ARCHIVE_PREFIX)
-        google.patch_calendar(calendar_id, {"summary": summary})
-        _save(engine, mapping, state=MappingState.ARCHIVED, summary=summary)
-        return f"archived calendar {calendar_id}"
-    with Session(engine) as session:
-        row = session.get(CalendarMapping, mapping.id)
-        if row is not None:
-            session.delete(row)
-            session.commit()
-    if not calendar_id:
-        return "forgot an unfinished mapping"
-    return (
-        f"deleted calendar {calendar_id}"
-        if policy == "delete"
-        else f"kept calendar {calendar_id}, unmapped"
+    return Action(
+        ActionKind.UPDATE,
+        section_id,
+        section=section,
+        mapping=mapping,
+        calendar_id=mapping.google_calendar_id,
+        changes=tuple(changes),
     )
+
+
+def plan_portal(
+    portal: PortalConfig,
+    sections: Mapping[str, Section],
+    mappings: Iterable[CalendarMapping],
+    google: Sequence[CalendarListEntry],
+) -> list[Action]:
+    """Everything a full reconciliation would do, in section-id order."""
+    by_section = {m.section_id: m for m in mappings}
+    by_id = {view.id: view for view in google}
+    marked: dict[str, list[CalendarListEntry]] = {}
+    for view in google:
+        found = read_marker(view.description)
+        if found and found[0] == portal.key:
+            marked.setdefault(found[1], []).append(view)
+    actions = []
+    for section_id in sorted(set(sections) | set(by_section), key=_numeric):
+        mapping = by_section.get(section_id)
+        action = plan_section(
+            portal, section_id, sections.get(section_id), mapping, by_id, marked.get(section_id, ())
+        )
+        if action is not None:
+            actions.append(action)
+    return actions
+
+
+def guard_deletions(portal: PortalConfig, actions: Sequence[Action], mapped: int) -> str | None:
+    """Why the plan must not run unforced: it would remove too many of the portal's calendars."""
+    removing = sum(1 for action in actions if action.removes_calendar)
+    guard = portal.mirror.delete_guard
+    if removing > guard.max_count and removing > guard.max_share * max(mapped, 1):
+        return (
+            f"would delete or archive {removing} of {mapped} calendars, more than "
+            f"{guard.max_count} and more than {guard.max_share:.0%}; nothing was removed "
+            f"(check the selection, then run `bridge sync --portal {portal.key} --force`)"
+        )
+    return None
+
+
+def _colour(value: str) -> str:
+    match = _HEX_COLOUR.match(value.strip()) if value else None
+    return f"#{match.group(1).lower()}" if match else ""
+
+
+def _contrast(background: str) -> str:
+    red, green, blue = (int(background[i : i + 2], 16) for i in (1, 3, 5))
+    return "#000000" if (red * 299 + green * 587 + blue * 114) / 1000 > 150 else "#ffffff"
+
+
+def _numeric(section_id: str) -> tuple[int, str]:
+    return (int(section_id), "") if section_id.isdigit() else (0, section_id)

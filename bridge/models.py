@@ -6,7 +6,17 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Dialect, Enum, Index, MetaData, Text, UniqueConstraint
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Dialect,
+    Enum,
+    Index,
+    MetaData,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -60,6 +70,7 @@ def _timestamp(*, index: bool = False, nullable: bool = False) -> Column[datetim
 
 class InboxState(StrEnum):
     PENDING = "pending"  # waiting for the worker (maybe after a backoff)
+    WORKING = "working"  # taken by the worker holding the portal's lease
     DONE = "done"  # applied to Google
     SKIPPED = "skipped"  # the section is outside the portal's selection
     IGNORED = "ignored"  # an event the bridge does not handle
@@ -77,7 +88,16 @@ class InboxEvent(SQLModel, table=True):
 
     __tablename__ = "inbox_event"
     __table_args__ = (
-        UniqueConstraint("portal_key", "dedup_key"),
+        # Re-deliveries collapse only while the first copy waits: once the worker has taken it,
+        # the same body may report a newer change (Bitrix24's `ts` has one-second resolution).
+        Index(
+            "uq_inbox_event_pending",
+            "portal_key",
+            "dedup_key",
+            unique=True,
+            sqlite_where=text("state = 'pending'"),
+            postgresql_where=text("state = 'pending'"),
+        ),
         Index("ix_inbox_event_due", "state", "next_attempt_at"),
     )
 
@@ -109,17 +129,20 @@ class CalendarMapping(SQLModel, table=True):
     state: MappingState = Field(default=MappingState.CREATING, sa_type=_state_type(MappingState))
     nonce: str = Field(max_length=32)
     google_calendar_id: str | None = Field(default=None, max_length=255)
-    summary: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
-    time_zone: str | None = Field(default=None, max_length=64)
+    # What was last applied to Google (JSON of `mirror.CalendarState`), to skip no-op calls.
+    applied: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
 
 
-class PortalLease(SQLModel, table=True):
-    """At most one worker drains a portal at a time; a lease past `expires_at` may be taken over."""
+class PortalState(SQLModel, table=True):
+    """Per portal: the worker lease (one drainer at a time; an expired lease may be taken over)
+    and the last reconciliation."""
 
-    __tablename__ = "portal_lease"
+    __tablename__ = "portal_state"
 
     portal_key: str = Field(primary_key=True, max_length=40)
     holder: str | None = Field(default=None, max_length=80)
     expires_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    reconciled_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    reconcile_outcome: str | None = Field(default=None, sa_column=Column(Text, nullable=True))

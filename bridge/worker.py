@@ -1,10 +1,11 @@
 """The worker: drains each portal's pending inbox rows and converges Google to Bitrix24.
 
 Guarantee: every pending row is eventually applied, skipped, or parked with its reason. A pass
-over a portal holds the portal's lease, reads the whole selection once (one Bitrix24 `batch`),
-and handles each section once however many events named it, because the sync is state-based.
-Short transient failures are retried inside the clients; longer ones reschedule the rows in the
-database. New work is noticed within 50 ms by a cheap indexed poll.
+over a portal holds the portal's lease, reads the whole selection once (`batch` requests), and
+handles each section once however many events named it, because the sync is state-based. Short
+transient failures are retried inside the clients; longer ones reschedule the rows in the
+database. New work is noticed within 50 ms by a cheap indexed poll. Each portal is also
+reconciled in full on its configured interval, which repairs events Bitrix24 never delivered.
 """
 
 from __future__ import annotations
@@ -20,34 +21,24 @@ from datetime import timedelta
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, col, select
 
 from bridge import inbox
-from bridge.bitrix import (
-    TRANSIENT_ERRORS as BITRIX_TRANSIENT,
-)
-from bridge.bitrix import (
-    BitrixClient,
-    BitrixError,
-    BitrixTimeBudgetExceeded,
-)
+from bridge.apply import apply_action
+from bridge.bitrix import TRANSIENT_ERRORS as BITRIX_TRANSIENT
+from bridge.bitrix import BitrixClient, BitrixError, BitrixTimeBudgetExceeded
 from bridge.config import PortalConfig
-from bridge.events import SectionEvent
-from bridge.google_calendar import (
-    TRANSIENT_ERRORS as GOOGLE_TRANSIENT,
-)
+from bridge.google_calendar import TRANSIENT_ERRORS as GOOGLE_TRANSIENT
 from bridge.google_calendar import (
     CalendarGateway,
     GoogleCalendarGateway,
     GoogleError,
     GoogleQuotaExceeded,
 )
-from bridge.mirror import (
-    SectionLookupFailed,
-    converge_section,
-    resolve_sections,
-    retire_section,
-)
-from bridge.models import InboxEvent, InboxState
+from bridge.mirror import Action, guard_deletions, plan_section
+from bridge.models import CalendarMapping, InboxEvent, InboxState, MappingState, PortalState, utcnow
+from bridge.reconcile import reconcile_portal
+from bridge.selection import SectionLookupFailed, Selection, resolve_sections
 
 log = logging.getLogger("bridge.worker")
 
@@ -98,68 +89,109 @@ class Worker:
             log.info("worker %s stopped", self.name)
 
     def run_once(self) -> bool:
-        """One pass over every portal with due work; True if anything was handled."""
+        """One pass: drain every portal with due work, then reconcile those that are due."""
         try:
             due = inbox.due_portals(self.engine)
+            stale = self._portals_to_reconcile()
         except SQLAlchemyError as exc:
             log.error("database unavailable: %s", exc.__class__.__name__)
             self._stop.wait(1.0)
             return False
         handled = False
         for key in due:
-            if self._stop.is_set():
-                break
-            portal = self.portals.get(key)
-            if portal is None:
-                continue  # rows of a portal removed from the config wait for it to return
-            if not inbox.claim_portal(self.engine, key, self.name, LEASE_TTL):
-                continue
-            try:
-                handled = self.drain_portal(portal) or handled
-            finally:
-                inbox.release_portal(self.engine, key, self.name)
+            if key in self.portals:  # rows of a portal removed from the config wait for it
+                handled = self._with_lease(self.portals[key], self.drain_portal) or handled
+        for portal in stale:
+            handled = self._with_lease(portal, self.reconcile) or handled
         return handled
 
+    def _with_lease(self, portal: PortalConfig, work: Callable[[PortalConfig], bool]) -> bool:
+        if self._stop.is_set() or not inbox.claim_portal(
+            self.engine, portal.key, self.name, LEASE_TTL
+        ):
+            return False
+        try:
+            return work(portal)
+        finally:
+            inbox.release_portal(self.engine, portal.key, self.name)
+
+    def clients(self, portal: PortalConfig) -> PortalClients:
+        if portal.key not in self._clients:
+            self._clients[portal.key] = self._make_clients(portal)
+        return self._clients[portal.key]
+
     def drain_portal(self, portal: PortalConfig) -> bool:
-        rows = inbox.fetch_due(self.engine, portal.key)
+        rows = inbox.take_due(self.engine, portal.key)
         if not rows:
             return False
-        clients = self._clients.get(portal.key)
-        if clients is None:
-            clients = self._clients[portal.key] = self._make_clients(portal)
+        clients = self.clients(portal)
         by_section: dict[str, list[InboxEvent]] = defaultdict(list)
         for row in rows:
             by_section[row.section_id or ""].append(row)
-
         try:
-            sections = resolve_sections(clients.bitrix, portal.mirror)
+            selection = resolve_sections(clients.bitrix, portal.mirror)
         except (BitrixError, SectionLookupFailed) as exc:
-            error = exc.error if isinstance(exc, SectionLookupFailed) else exc
-            self._fail(portal, [r for group in by_section.values() for r in group], error)
+            self._fail(portal, rows, exc.error if isinstance(exc, SectionLookupFailed) else exc)
             return True
 
+        mappings = _mappings(self.engine, portal.key, list(by_section))
+        planned: list[tuple[Action, list[InboxEvent]]] = []
         for section_id, group in by_section.items():
-            ids = [row.id for row in group if row.id is not None]
-            section = sections.get(section_id)
+            section = selection.sections.get(section_id)
+            action = plan_section(portal, section_id, section, mappings.get(section_id))
+            if action is not None:
+                planned.append((action, group))
+            elif section is not None:
+                _finish(self.engine, group, InboxState.DONE, "calendar is up to date")
+            else:
+                _finish(
+                    self.engine,
+                    group,
+                    InboxState.SKIPPED,
+                    _why_skipped(portal, selection, section_id),
+                )
+
+        blocked = guard_deletions(
+            portal, [a for a, _ in planned], _mapped_count(self.engine, portal.key)
+        )
+        for action, group in planned:
+            if blocked and action.removes_calendar:
+                _finish(self.engine, group, InboxState.PARKED, f"mass-delete guard: {blocked}")
+                log.warning("portal %s: mass-delete guard tripped: %s", portal.key, blocked)
+                continue
             try:
-                if section is not None:
-                    outcome = converge_section(self.engine, portal, section, clients.google)
-                elif any(row.event == SectionEvent.DELETE for row in group):
-                    outcome = retire_section(self.engine, portal, section_id, clients.google) or ""
-                else:
-                    outcome = ""
+                outcome = apply_action(self.engine, portal, action, clients.google)
             except (GoogleError, BitrixError) as exc:
                 self._fail(portal, group, exc)
                 continue
-            if not outcome:
-                inbox.finish(
-                    self.engine, ids, InboxState.SKIPPED, _not_selected(portal, section_id, group)
-                )
-                log.info("portal %s: section %s skipped (not selected)", portal.key, section_id)
-                continue
-            inbox.finish(self.engine, ids, InboxState.DONE, outcome)
-            log.info("portal %s: section %s: %s", portal.key, section_id, outcome)
+            _finish(self.engine, group, InboxState.DONE, outcome)
+            log.info("portal %s: section %s: %s", portal.key, action.section_id, outcome)
         return True
+
+    def reconcile(self, portal: PortalConfig) -> bool:
+        clients = self.clients(portal)
+        report = reconcile_portal(self.engine, portal, clients.bitrix, clients.google)
+        log.info("portal %s: periodic reconciliation: %s", portal.key, report.summary())
+        for line in report.failed:
+            log.warning("portal %s: %s", portal.key, line)
+        return bool(report.actions)
+
+    def _portals_to_reconcile(self) -> list[PortalConfig]:
+        now = utcnow()
+        with Session(self.engine) as session:
+            last = {
+                state.portal_key: state.reconciled_at
+                for state in session.exec(select(PortalState)).all()
+            }
+        due = []
+        for key, portal in self.portals.items():
+            every = portal.mirror.reconcile_interval_minutes
+            if every <= 0:
+                continue
+            previous = last.get(key)
+            if previous is None or now - previous >= timedelta(minutes=every):
+                due.append(portal)
+        return due
 
     def _fail(self, portal: PortalConfig, rows: Sequence[InboxEvent], error: Exception) -> None:
         ids = [row.id for row in rows if row.id is not None]
@@ -176,17 +208,46 @@ class Worker:
         log.warning("portal %s: %d event(s) not applied: %s", portal.key, len(ids), reason)
 
 
-def _not_selected(portal: PortalConfig, section_id: str, rows: Sequence[InboxEvent]) -> str:
-    if all(row.event == SectionEvent.DELETE for row in rows):
-        return f"section {section_id} is gone and the bridge does not mirror it"
+def _finish(engine: Engine, rows: Sequence[InboxEvent], state: InboxState, outcome: str) -> None:
+    inbox.finish(engine, [row.id for row in rows if row.id is not None], state, outcome)
+
+
+def _mappings(
+    engine: Engine, portal_key: str, section_ids: list[str]
+) -> dict[str, CalendarMapping]:
+    with Session(engine) as session:
+        rows = session.exec(
+            select(CalendarMapping).where(
+                CalendarMapping.portal_key == portal_key,
+                col(CalendarMapping.section_id).in_(section_ids),
+            )
+        ).all()
+        return {row.section_id: row for row in rows}
+
+
+def _mapped_count(engine: Engine, portal_key: str) -> int:
+    with Session(engine) as session:
+        rows = session.exec(
+            select(CalendarMapping.id).where(
+                CalendarMapping.portal_key == portal_key,
+                CalendarMapping.state == MappingState.ACTIVE,
+            )
+        ).all()
+        return len(rows)
+
+
+def _why_skipped(portal: PortalConfig, selection: Selection, section_id: str) -> str:
+    if section_id in selection.excluded:
+        return f"section {section_id} is not mirrored: {selection.excluded[section_id]}"
     mirror = portal.mirror
-    selection = [
+    chosen = [
         *(["company calendar"] if mirror.company else []),
+        *(["meeting rooms"] if mirror.locations else []),
         *(["resources"] if mirror.resources else []),
         f"groups {_ids(mirror.groups)}",
         f"users {_ids(mirror.users)}",
     ]
-    return f"section {section_id} is not in the portal's selection ({', '.join(selection)})"
+    return f"section {section_id} is not in the portal's selection ({', '.join(chosen)}) or is gone"
 
 
 def _ids(selection: object) -> str:

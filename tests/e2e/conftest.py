@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 import uuid
@@ -19,8 +20,11 @@ from bridge.app import create_app
 from bridge.config import PortalConfig
 from bridge.demo import Sandbox, bind_outgoing_webhook, demo_portal
 from bridge.models import CalendarMapping, InboxEvent, InboxState
+from bridge.operations import sync_portals
 from bridge.sandbox.server import ServerThread
-from bridge.worker import Worker
+from bridge.worker import PortalClients, Worker
+
+WAITING = (InboxState.PENDING, InboxState.WORKING)
 
 
 @dataclass
@@ -45,10 +49,24 @@ class Bridge:
         section: dict[str, Any] = answer.json()
         return section
 
+    def update_section(self, section_id: str, **fields: Any) -> None:
+        self.http.patch(
+            f"{self.sandbox.bitrix_url}/_control/portals/{self.portal.member_id}/sections/{section_id}",
+            json=fields,
+        ).raise_for_status()
+
+    def delete_section(self, section_id: str, *, deliver: bool = True) -> None:
+        self.http.delete(
+            f"{self.sandbox.bitrix_url}/_control/portals/{self.portal.member_id}/sections/{section_id}",
+            params={"deliver": int(deliver)},
+        ).raise_for_status()
+
     def add_group(self, group_id: int, name: str) -> None:
+        self.add_owners("groups", [{"ID": str(group_id), "NAME": name}])
+
+    def add_owners(self, kind: str, rows: list[dict[str, Any]]) -> None:
         self.http.post(
-            f"{self.sandbox.bitrix_url}/_control/portals/{self.portal.member_id}/groups",
-            json={"ID": str(group_id), "NAME": name},
+            f"{self.sandbox.bitrix_url}/_control/portals/{self.portal.member_id}/{kind}", json=rows
         ).raise_for_status()
 
     def flush_deliveries(self) -> list[dict[str, Any]]:
@@ -90,7 +108,31 @@ class Bridge:
         answer = self.http.get(f"{self.sandbox.google_url}/_control/requests")
         return [r for r in answer.json()["requests"] if r.get("user") == self.subject]
 
+    def acl(self, calendar_id: str) -> dict[str, str]:
+        [calendar] = [c for c in self.calendars() if c["id"] == calendar_id]
+        return {rule["id"]: rule["role"] for rule in calendar["acl"]}
+
+    def list_entry(self, calendar_id: str) -> dict[str, Any]:
+        answer = self.http.get(
+            f"{self.sandbox.google_url}/_control/calendar-list", params={"user": self.subject}
+        )
+        [entry] = [e for e in answer.json()["items"] if e["id"] == calendar_id]
+        return dict(entry)
+
     # The bridge
+    def clients(self, portal: PortalConfig | None = None) -> PortalClients:
+        return PortalClients(portal or self.portal)
+
+    def sync(self, portal: PortalConfig | None = None, **options: Any) -> tuple[int, str]:
+        out = io.StringIO()
+        code = sync_portals(
+            self.engine,
+            [portal or self.portal],
+            out=out,
+            **{"dry_run": False, "force": False, **options},
+        )
+        return code, out.getvalue()
+
     def post_event(
         self, body: str | bytes, content_type: str = "application/x-www-form-urlencoded"
     ) -> httpx.Response:
@@ -109,11 +151,12 @@ class Bridge:
             )
 
     def wait_applied(self, expected_rows: int, timeout: float = 20.0) -> list[InboxEvent]:
+        self.flush_deliveries()
         """Until `expected_rows` inbox rows exist and none is pending."""
         deadline = time.monotonic() + timeout
         while True:
             rows = self.inbox()
-            if len(rows) >= expected_rows and all(r.state != InboxState.PENDING for r in rows):
+            if len(rows) >= expected_rows and not any(r.state in WAITING for r in rows):
                 return rows
             if time.monotonic() > deadline:
                 raise AssertionError(
@@ -135,6 +178,7 @@ def make_bridge(sandbox: Sandbox, engine: Engine) -> Iterator[Callable[..., Brid
 
         def make(**portal_options: Any) -> Bridge:
             subject = f"owner-{uuid.uuid4().hex[:8]}@acme.example"
+            portal_options.setdefault("mirror", {"groups": [12], "reconcile_interval_minutes": 0})
             portal = demo_portal(sandbox, key="acme", subject=subject, **portal_options)
             web = stack.enter_context(ServerThread(create_app(portals=[portal], engine=engine)))
             http = stack.enter_context(httpx.Client(timeout=15))

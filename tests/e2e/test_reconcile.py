@@ -1,0 +1,146 @@
+"""Reconciliation repairs what no event told us about; the guard and purge keep it safe."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+
+from bridge.operations import purge_portal
+from tests.e2e.conftest import Bridge
+
+
+def summaries(bridge: Bridge) -> list[str]:
+    return sorted(c["summary"] for c in bridge.calendars())
+
+
+def test_lost_events_are_planned_by_dry_run_and_fixed_by_sync(bridge: Bridge) -> None:
+    bridge.add_section("company_calendar", 0, "Kept")
+    renamed = bridge.add_section("company_calendar", 0, "Old name")
+    deleted = bridge.add_section("company_calendar", 0, "Deleted")
+    bridge.wait_applied(3)
+    bridge.add_section("company_calendar", 0, "Created silently", deliver=False)
+    bridge.update_section(renamed["ID"], name="New name", deliver=False)
+    bridge.delete_section(deleted["ID"], deliver=False)
+    before = len([r for r in bridge.google_requests() if r["method"] != "GET"])
+
+    code, plan = bridge.sync(dry_run=True)
+
+    created = str(int(deleted["ID"]) + 1)
+    assert code == 0, plan
+    assert plan.strip().splitlines() == [
+        f"acme: section {renamed['ID']} 'New name': update summary",
+        f"acme: section {deleted['ID']}: delete calendar",
+        f"acme: section {created} 'Created silently': create calendar",
+        "acme: 1 to create, 0 to adopt, 1 to update, 1 to delete or archive, 0 to forget"
+        " (dry run: nothing changed)",
+    ]
+    assert summaries(bridge) == ["Deleted", "Kept", "Old name"]
+    assert len([r for r in bridge.google_requests() if r["method"] != "GET"]) == before
+
+    code, output = bridge.sync()
+
+    assert code == 0, output
+    assert summaries(bridge) == ["Created silently", "Kept", "New name"]
+    code, again = bridge.sync(dry_run=True)
+    assert again.strip() == (
+        "acme: 0 to create, 0 to adopt, 0 to update, 0 to delete or archive, 0 to forget"
+        " (dry run: nothing changed)"
+    )
+
+
+def test_hand_made_changes_in_google_are_repaired(bridge: Bridge) -> None:
+    bridge.add_section("company_calendar", 0, "Renamed by hand")
+    bridge.add_section("company_calendar", 0, "Deleted by hand")
+    bridge.wait_applied(2)
+    by_name = {c["summary"]: c["id"] for c in bridge.calendars()}
+    control = f"{bridge.sandbox.google_url}/_control/calendars"
+    bridge.http.patch(
+        f"{control}/{by_name['Renamed by hand']}", json={"summary": "Oops"}
+    ).raise_for_status()
+    bridge.http.delete(f"{control}/{by_name['Deleted by hand']}").raise_for_status()
+
+    code, output = bridge.sync()
+
+    assert code == 0, output
+    assert summaries(bridge) == ["Deleted by hand", "Renamed by hand"]
+    recreated = {c["summary"]: c["id"] for c in bridge.calendars()}["Deleted by hand"]
+    assert recreated != by_name["Deleted by hand"]
+    assert {m.google_calendar_id for m in bridge.mappings()} == {
+        c["id"] for c in bridge.calendars()
+    }
+
+
+def test_a_marked_calendar_without_a_mapping_is_adopted_not_duplicated(bridge: Bridge) -> None:
+    bridge.add_section("resource", 0, "Van")
+    bridge.wait_applied(1)
+    [calendar] = bridge.calendars()
+    with bridge.engine.begin() as connection:
+        connection.exec_driver_sql("DELETE FROM calendar_mapping")
+
+    code, output = bridge.sync()
+
+    assert code == 0, output
+    assert "adopt" in output
+    assert [c["id"] for c in bridge.calendars()] == [calendar["id"]]
+    [mapping] = bridge.mappings()
+    assert mapping.google_calendar_id == calendar["id"]
+
+
+def test_the_periodic_run_repairs_without_a_command(make_bridge: Callable[..., Bridge]) -> None:
+    bridge = make_bridge(mirror={"reconcile_interval_minutes": 0.01})
+    bridge.add_section("company_calendar", 0, "Nobody told us", deliver=False)
+
+    deadline = time.monotonic() + 20
+    while summaries(bridge) != ["Nobody told us"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+    assert summaries(bridge) == ["Nobody told us"]
+    assert bridge.inbox() == []
+
+
+def test_the_mass_delete_guard_stops_sync_until_forced(bridge: Bridge) -> None:
+    sections = [bridge.add_section("company_calendar", 0, f"Room {i}") for i in range(12)]
+    bridge.wait_applied(12)
+    for section in sections:
+        bridge.delete_section(section["ID"], deliver=False)
+
+    code, output = bridge.sync()
+
+    assert code == 1
+    assert "would delete or archive 12 of 12 calendars" in output
+    assert len(bridge.calendars()) == 12
+
+    code, output = bridge.sync(force=True)
+
+    assert code == 0, output
+    assert bridge.calendars() == []
+
+
+def test_purge_removes_only_what_the_bridge_created(bridge: Bridge) -> None:
+    bridge.add_section("company_calendar", 0, "Ours")
+    bridge.add_section("resource", 0, "Ours too")
+    bridge.wait_applied(2)
+    clients = bridge.clients()
+    theirs = clients.google.insert_calendar("Somebody else's", "made by hand", "UTC")
+    clients.close()
+    out = io.StringIO()
+
+    dry = purge_portal(bridge.engine, bridge.portal, dry_run=True, assume_yes=False, out=out)
+    refused = purge_portal(
+        bridge.engine,
+        bridge.portal,
+        dry_run=False,
+        assume_yes=False,
+        out=out,
+        answer=io.StringIO("y\n"),
+    )
+
+    assert (dry, refused) == (0, 2)
+    assert len(bridge.calendars()) == 3
+
+    code = purge_portal(bridge.engine, bridge.portal, dry_run=False, assume_yes=True, out=out)
+
+    assert code == 0, out.getvalue()
+    assert [c["id"] for c in bridge.calendars()] == [theirs]
+    assert bridge.mappings() == []
