@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,7 +30,7 @@ def free_port() -> int:
 @pytest.fixture
 def deployment(sandbox: Sandbox, database_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
     """A portals.yaml whose secrets live only in the environment, as in production."""
-    portal = demo_portal(sandbox, key="acme", subject="procs@acme.example")
+    portal = demo_portal(sandbox, key="acme", subject=f"procs-{uuid.uuid4().hex[:8]}@acme.example")
     config = {
         "portals": [
             {
@@ -59,6 +60,7 @@ def deployment(sandbox: Sandbox, database_url: str, tmp_path: Path) -> Iterator[
         "ACME_BITRIX_WEBHOOK": portal.bitrix.webhook_url,
         "GOOGLE_SERVICE_ACCOUNT": portal.google.service_account,
         "MEMBER_ID": portal.member_id,
+        "SUBJECT": portal.google.subject,
     }
     yield env
 
@@ -116,7 +118,7 @@ def test_release_web_and_worker_processes_mirror_a_section(
             while True:
                 calendars = http.get(
                     f"{sandbox.google_url}/_control/calendars",
-                    params={"owner": "procs@acme.example"},
+                    params={"owner": env["SUBJECT"]},
                 ).json()["calendars"]
                 if calendars or time.monotonic() > deadline:
                     break

@@ -88,8 +88,7 @@ def test_the_same_event_delivered_five_times_makes_one_calendar(bridge: Bridge) 
 
     assert first.status_code == 200
     assert [a.status_code for a in answers] == [200] * 4
-    assert sum(a.json()["duplicate"] for a in [first, *answers]) == 3
-    bridge.wait_applied(2)
+    bridge.wait_applied(1)
     [calendar] = bridge.calendars()
     assert calendar["summary"] == "All hands"
     assert len(bridge.mappings()) == 1
