@@ -57,24 +57,33 @@ class DeliveryQueue:
         self._reserved = 0  # announced by a REST call still answering, not yet queued
         self._active = 0  # queued or in flight
         self._generation = 0
+        self._next_ticket = 0  # reservations are numbered in the order the changes happened
+        self._next_release = 0
+        self._waiting: dict[int, list[DeliveryJob]] = {}  # enqueued out of order, held back
         self._log: list[dict[str, Any]] = []
         self._thread: threading.Thread | None = None
 
-    def reserve(self, count: int) -> int:
+    def reserve(self, count: int) -> tuple[int, int]:
         """Count `count` jobs as pending now, before they are enqueued; return the ticket."""
         with self._done:
             self._reserved += count
-            return self._generation
+            self._next_ticket += 1
+            return self._generation, self._next_ticket - 1
 
-    def enqueue(self, ticket: int, jobs: Iterable[DeliveryJob]) -> None:
-        """Queue jobs announced by `reserve`; jobs reserved before a `clear` are dropped."""
+    def enqueue(self, ticket: tuple[int, int], jobs: Iterable[DeliveryJob]) -> None:
+        """Queue jobs announced by `reserve`, in reservation order (background tasks of two
+        answers may run in either order); jobs reserved before a `clear` are dropped."""
+        generation, number = ticket
         with self._done:
-            if ticket != self._generation:
+            if generation != self._generation:
                 return
-            for job in jobs:
-                self._reserved -= 1
-                self._active += 1
-                self._queue.put((ticket, job))
+            self._waiting[number] = list(jobs)
+            while self._next_release in self._waiting:
+                for job in self._waiting.pop(self._next_release):
+                    self._reserved -= 1
+                    self._active += 1
+                    self._queue.put((generation, job))
+                self._next_release += 1
             if self._active and (self._thread is None or not self._thread.is_alive()):
                 self._thread = threading.Thread(
                     target=self._run, daemon=True, name="bitrix-emulator-delivery"
@@ -101,6 +110,8 @@ class DeliveryQueue:
         with self._done:
             self._generation += 1
             self._reserved = 0
+            self._waiting.clear()
+            self._next_release = self._next_ticket
             self._log.clear()
             while True:
                 try:

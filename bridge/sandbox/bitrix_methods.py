@@ -1,0 +1,359 @@
+"""The REST methods of the Bitrix24 emulator: calendar sections, resources, users and workgroups.
+
+Each method takes a `_Call` (the portal, the merged parameters) and returns an `_Outcome`; the
+caller holds the state lock and queues the deliveries a method appends to `call.jobs`. Errors
+are `_RestError`s shaped like the portal's own.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bridge.sandbox.bitrix_delivery import DeliveryJob
+from bridge.sandbox.bitrix_state import (
+    _apply_fields,
+    _create_section,
+    _deactivate,
+    _Portal,
+    _Section,
+    _section_events,
+    _section_view,
+    _user_row,
+)
+from bridge.sandbox.bitrix_values import _as_bool, _as_int, _as_list, _php_text, _text
+from bridge.sandbox.php_query import php_string
+
+PAGE_SIZE = 50
+_FILTER_OPS = ("!=%", "!%=", ">=", "<=", "=%", "%=", "!%", "!@", "!=", ">", "<", "@", "%", "=", "!")
+_USER_PARAMS = frozenset(
+    {"start", "sort", "order", "select", "filter", "admin_mode", "image_resize"}
+)
+
+
+class _RestError(Exception):
+    def __init__(self, status: int, code: str, description: str) -> None:
+        super().__init__(description)
+        self.status = status
+        self.code = code
+        self.description = description
+
+    def body(self) -> dict[str, str]:
+        return {"error": self.code, "error_description": self.description}
+
+
+@dataclass
+class _Outcome:
+    result: Any
+    total: int | None = None
+    next: int | None = None
+
+
+@dataclass
+class _Call:
+    portal: _Portal
+    params: dict[str, Any]
+    base_url: str
+    jobs: list[DeliveryJob]
+
+
+def _dispatch(method: str, call: _Call) -> _Outcome:
+    handler = _METHODS.get(method)
+    if handler is None:
+        raise _RestError(404, "ERROR_METHOD_NOT_FOUND", "Method not found!")
+    return handler(call)
+
+
+# calendar.section.* and calendar.resource.*
+
+
+def _section_get(call: _Call) -> _Outcome:
+    cal_type, owner_id = _type_and_owner(call, "calendar.section.get", dot=False)
+    rows = [
+        _section_view(section)
+        for section in sorted(call.portal.sections.values(), key=lambda s: s.id)
+        if section.active and section.cal_type == cal_type and section.owner_id == owner_id
+    ]
+    return _Outcome(rows)
+
+
+def _section_add(call: _Call) -> _Outcome:
+    method = "calendar.section.add"
+    cal_type, owner_id = _type_and_owner(call, method, dot=True)
+    if cal_type not in ("user", "group"):
+        raise _calendar_error("Access denied")
+    _check_texts(call.params, required_name=True)
+    section = _create_section(call.portal, cal_type, owner_id, call.params)
+    call.jobs.extend(_section_events(call.portal, "ADD", section.id, call.base_url))
+    return _Outcome(section.id)
+
+
+def _section_update(call: _Call) -> _Outcome:
+    method = "calendar.section.update"
+    cal_type, owner_id = _type_and_owner(call, method, dot=False)
+    section_id = _as_int(call.params.get("id"))
+    if section_id is None:
+        raise _calendar_error("Section ID is not set")
+    section = _find_section(call.portal, section_id, cal_type, owner_id)
+    if section is None:
+        raise _calendar_error("Access denied")
+    _check_texts(call.params, required_name=False)
+    _apply_fields(section, call.params)
+    call.jobs.extend(_section_events(call.portal, "UPDATE", section.id, call.base_url))
+    return _Outcome(section.id)
+
+
+def _section_delete(call: _Call) -> _Outcome:
+    cal_type, owner_id = _type_and_owner(call, "calendar.section.delete", dot=True)
+    section_id = _as_int(call.params.get("id"))
+    if section_id is None:
+        raise _calendar_error("Section ID is not set.")
+    section = _find_section(call.portal, section_id, cal_type, owner_id)
+    if section is None:
+        raise _calendar_error("Access denied.")
+    _deactivate(section)
+    call.jobs.extend(_section_events(call.portal, "DELETE", section.id, call.base_url))
+    return _Outcome(True)
+
+
+def _resource_list(call: _Call) -> _Outcome:
+    return _Outcome(
+        [
+            {"ID": str(s.id), "NAME": s.name, "CREATED_BY": str(s.created_by)}
+            for s in sorted(call.portal.sections.values(), key=lambda s: s.id)
+            if s.active and s.cal_type == "resource"
+        ]
+    )
+
+
+def _resource_add(call: _Call) -> _Outcome:
+    if not _text(call.params.get("name")):
+        raise _required("name", "calendar.resource.add")
+    section = _create_section(call.portal, "resource", 0, {"name": call.params["name"]})
+    call.jobs.extend(_section_events(call.portal, "ADD", section.id, call.base_url))
+    return _Outcome(section.id)
+
+
+def _resource_update(call: _Call) -> _Outcome:
+    method = "calendar.resource.update"
+    resource_id = _as_int(call.params.get("resourceId"))
+    if resource_id is None:
+        raise _required("resourceId", method)
+    if not _text(call.params.get("name")):
+        raise _required("name", method)
+    section = _find_section(call.portal, resource_id, "resource", 0)
+    if section is None:
+        raise _calendar_error("Access denied")
+    _apply_fields(section, {"name": call.params["name"]})
+    call.jobs.extend(_section_events(call.portal, "UPDATE", section.id, call.base_url))
+    return _Outcome(section.id)
+
+
+def _resource_delete(call: _Call) -> _Outcome:
+    resource_id = _as_int(call.params.get("resourceId"))
+    if resource_id is None:
+        raise _required("resourceId", "calendar.resource.delete")
+    section = _find_section(call.portal, resource_id, "resource", 0)
+    if section is None:
+        raise _calendar_error("Access denied")
+    _deactivate(section)
+    call.jobs.extend(_section_events(call.portal, "DELETE", section.id, call.base_url))
+    return _Outcome(True)
+
+
+def _calendar_error(description: str) -> _RestError:
+    return _RestError(400, "", description)
+
+
+def _required(name: str, method: str, *, dot: bool = False) -> _RestError:
+    suffix = "." if dot else ""
+    text = f'The required parameter "{name}" for the method "{method}" is not set{suffix}'
+    return _calendar_error(text)
+
+
+def _type_and_owner(call: _Call, method: str, *, dot: bool) -> tuple[str, int]:
+    cal_type = _text(call.params.get("type"))
+    if not cal_type:
+        raise _required("type", method, dot=dot)
+    owner_id = _as_int(call.params.get("ownerId"))
+    if owner_id is None:
+        if cal_type != "user":
+            raise _required("ownerId", method, dot=dot)
+        owner_id = call.portal.webhook_user_id
+    return cal_type, owner_id
+
+
+def _check_texts(params: Mapping[str, Any], *, required_name: bool) -> None:
+    name = params.get("name")
+    if (required_name or name is not None) and (not _text(name) or not _is_scalar(name)):
+        raise _calendar_error('Invalid value for the "name" parameter')
+    description = params.get("description")
+    if description is not None and not _is_scalar(description):
+        raise _calendar_error('Invalid value for the "description" parameter')
+
+
+def _is_scalar(value: Any) -> bool:
+    return not isinstance(value, Mapping | list)
+
+
+def _find_section(
+    portal: _Portal, section_id: int, cal_type: str, owner_id: int
+) -> _Section | None:
+    section = portal.sections.get(section_id)
+    if section is None or not section.active:
+        return None
+    if section.cal_type != cal_type or section.owner_id != owner_id:
+        return None
+    return section
+
+
+# user.get, socialnetwork.api.workgroup.list
+
+
+def _user_get(call: _Call) -> _Outcome:
+    params = call.params
+    conditions: dict[str, Any] = {}
+    for name in ("FILTER", "filter"):
+        if isinstance(params.get(name), Mapping):
+            conditions.update(params[name])
+    known = set(_user_row({"ID": 0}))
+    for key, value in params.items():
+        if key.lower() not in _USER_PARAMS and _split_op(key)[1].upper() in known:
+            conditions[key] = value
+    rows = [row for row in call.portal.users.values() if _row_matches(row, conditions)]
+    sort_field = _text(params.get("sort") or params.get("SORT")).upper() or "ID"
+    descending = _text(params.get("order") or params.get("ORDER")).upper() == "DESC"
+    rows.sort(key=lambda row: _sort_key(row.get(sort_field)), reverse=descending)
+    page, total, next_start = _page(rows, params.get("start"))
+    return _Outcome([dict(row) for row in page], total, next_start)
+
+
+def _workgroup_list(call: _Call) -> _Outcome:
+    params = call.params
+    given = params.get("filter")
+    conditions: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
+    rows = [row for row in call.portal.groups.values() if _row_matches(row, conditions)]
+    order = params.get("order")
+    for name, direction in reversed(list(order.items()) if isinstance(order, Mapping) else []):
+        rows.sort(
+            key=lambda row: _sort_key(row.get(str(name).upper())),
+            reverse=_text(direction).upper() == "DESC",
+        )
+    if not isinstance(order, Mapping) or not order:
+        rows.sort(key=lambda row: _sort_key(row["ID"]))
+    select = [str(name).upper() for name in _as_list(params.get("select"))] or ["ID"]
+    page, total, next_start = _page(rows, params.get("start"))
+    groups = [
+        {_camel(key): value for key, value in row.items() if "*" in select or key in select}
+        for row in page
+    ]
+    return _Outcome({"workgroups": groups}, total, next_start)
+
+
+_METHODS: dict[str, Callable[[_Call], _Outcome]] = {
+    "calendar.section.get": _section_get,
+    "calendar.section.add": _section_add,
+    "calendar.section.update": _section_update,
+    "calendar.section.delete": _section_delete,
+    "calendar.resource.list": _resource_list,
+    "calendar.resource.add": _resource_add,
+    "calendar.resource.update": _resource_update,
+    "calendar.resource.delete": _resource_delete,
+    "user.get": _user_get,
+    "socialnetwork.api.workgroup.list": _workgroup_list,
+}
+
+
+# filters, sorting, paging, timing
+
+
+def _split_op(key: str) -> tuple[str, str]:
+    for op in _FILTER_OPS:
+        if key.startswith(op):
+            return op, key[len(op) :]
+    return "", key
+
+
+def _row_matches(row: Mapping[str, Any], conditions: Mapping[str, Any]) -> bool:
+    for raw_key, expected in conditions.items():
+        op, name = _split_op(str(raw_key))
+        if not _condition(op, row.get(name.upper()), expected):
+            return False
+    return True
+
+
+def _condition(op: str, actual: Any, expected: Any) -> bool:
+    negate = op.startswith("!")
+    base = op.lstrip("!") or "="
+    if base in ("=", "@"):
+        hit = any(_same(actual, option) for option in _as_list(expected) or [""])
+    elif base == "%":
+        hit = php_string(expected).lower() in _php_text(actual).lower()
+    elif base in ("=%", "%="):
+        pattern = ".*".join(re.escape(part) for part in php_string(expected).lower().split("%"))
+        hit = re.fullmatch(pattern, _php_text(actual).lower(), re.DOTALL) is not None
+    else:
+        hit = _compare(base, actual, expected)
+    return hit != negate
+
+
+def _same(actual: Any, expected: Any) -> bool:
+    if isinstance(actual, bool):
+        return actual == _as_bool(expected)
+    if isinstance(actual, list):
+        return any(_same(item, expected) for item in actual)
+    return _php_text(actual) == _php_text(expected)
+
+
+def _compare(op: str, actual: Any, expected: Any) -> bool:
+    left: Any = _as_int(actual)
+    right: Any = _as_int(expected)
+    if left is None or right is None:
+        left, right = _php_text(actual), _php_text(expected)
+    if op == ">":
+        return bool(left > right)
+    if op == ">=":
+        return bool(left >= right)
+    if op == "<":
+        return bool(left < right)
+    return bool(left <= right)
+
+
+def _camel(key: str) -> str:
+    head, *rest = key.lower().split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def _sort_key(value: Any) -> tuple[int, float, str]:
+    number = _as_int(value)
+    return (0, float(number), "") if number is not None else (1, 0.0, php_string(value).lower())
+
+
+def _page(
+    rows: list[dict[str, Any]], start: Any
+) -> tuple[list[dict[str, Any]], int | None, int | None]:
+    offset = _as_int(start) or 0
+    if offset < 0:  # start=-1: no count, the caller pages by id
+        return rows[:PAGE_SIZE], None, None
+    following = offset + PAGE_SIZE
+    return rows[offset:following], len(rows), following if following < len(rows) else None
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+def _time_block(start: float, finish: float) -> dict[str, Any]:
+    return {
+        "start": start,
+        "finish": finish,
+        "duration": finish - start,
+        "processing": finish - start,
+        "date_start": _iso(start),
+        "date_finish": _iso(finish),
+        "operating_reset_at": int(start) + 600,
+        "operating": 0,
+    }

@@ -1,0 +1,330 @@
+"""What the Bitrix24 emulator remembers: portals, their sections, users, groups and webhooks.
+
+`_State` holds every portal plus the fault list, the request log, the id sequence and the
+delivery queue, all behind one lock. Section changes made here never deliver events themselves;
+`_section_events` says which deliveries a change causes and the caller queues them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.background import BackgroundTask
+
+from bridge.sandbox.bitrix_delivery import DeliveryJob, DeliveryQueue
+from bridge.sandbox.bitrix_values import _as_bool, _as_int, _text
+
+_SERVER_ENDPOINT = "https://oauth.bitrix.info/rest/"
+
+
+def _now_text() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@dataclass
+class _Section:
+    id: int
+    cal_type: str
+    owner_id: int
+    created_by: int
+    name: str = ""
+    description: str = ""
+    color: str = "#9dcf00"
+    text_color: str = "#ffffff"
+    export_allow: bool = True
+    export_set: str = "all"
+    gapi_calendar_id: str | None = None
+    external_type: str = "local"
+    date_create: str = field(default_factory=_now_text)
+    timestamp_x: str = field(default_factory=_now_text)
+    active: bool = True
+
+
+@dataclass
+class _Bucket:
+    burst: int
+    drain_per_s: float
+    level: float = 0.0
+    at: float = field(default_factory=time.monotonic)
+
+    def admit(self) -> bool:
+        now = time.monotonic()
+        self.level = max(0.0, self.level - (now - self.at) * self.drain_per_s)
+        self.at = now
+        if self.level + 1 > self.burst:
+            return False
+        self.level += 1
+        return True
+
+
+@dataclass(frozen=True)
+class _Hook:
+    id: str
+    url: str
+    events: frozenset[str]
+    application_token: str
+
+
+@dataclass
+class _Portal:
+    member_id: str
+    domain: str
+    webhook_user_id: int
+    webhook_code: str
+    bucket: _Bucket
+    sections: dict[int, _Section] = field(default_factory=dict)
+    next_id: int = 1
+    users: dict[int, dict[str, Any]] = field(default_factory=dict)
+    groups: dict[int, dict[str, Any]] = field(default_factory=dict)
+    hooks: list[_Hook] = field(default_factory=list)
+
+
+@dataclass
+class _Fault:
+    id: str
+    member_id: str | None
+    method: str
+    remaining: int | None  # None: until DELETE /_control/faults
+    kind: str
+    status: int
+    error: str
+    description: str
+    seconds: float
+
+
+class _State:
+    def __init__(self, *, deliver_timeout_s: float) -> None:
+        self.lock = threading.Lock()
+        self.portals: dict[str, _Portal] = {}
+        self.faults: list[_Fault] = []
+        self.requests: list[dict[str, Any]] = []
+        self.sequence = 0
+        self.deliveries = DeliveryQueue(timeout_s=deliver_timeout_s)
+
+    def add_portal(
+        self,
+        *,
+        member_id: str,
+        domain: str,
+        webhook_user_id: int,
+        webhook_code: str,
+        bucket_burst: int,
+        bucket_drain_per_s: float,
+    ) -> None:
+        with self.lock:
+            if member_id in self.portals:
+                raise ValueError(f"portal {member_id!r} already exists")
+            if any(p.webhook_code == webhook_code for p in self.portals.values()):
+                raise ValueError("webhook_code is already used by another portal")
+            portal = _Portal(
+                member_id=member_id,
+                domain=domain,
+                webhook_user_id=webhook_user_id,
+                webhook_code=webhook_code,
+                bucket=_Bucket(burst=bucket_burst, drain_per_s=bucket_drain_per_s),
+            )
+            # A portal always has the user who created the incoming webhook.
+            portal.users[webhook_user_id] = _user_row({"ID": webhook_user_id, "NAME": "Admin"})
+            self.portals[member_id] = portal
+
+    # The methods below expect the caller to hold `lock`.
+
+    def find_webhook_portal(self, user_id: str, code: str) -> _Portal | None:
+        portal = next((p for p in self.portals.values() if p.webhook_code == code), None)
+        if portal is not None and str(portal.webhook_user_id) != user_id:
+            return None
+        return portal
+
+    def take_fault(self, member_id: str, method: str) -> _Fault | None:
+        for fault in self.faults:
+            if fault.member_id not in (None, member_id) or fault.method not in ("*", method):
+                continue
+            if fault.remaining is not None:
+                fault.remaining -= 1
+                if fault.remaining <= 0:
+                    self.faults.remove(fault)
+            return fault
+        return None
+
+    def next_sequence(self) -> str:
+        self.sequence += 1
+        return str(self.sequence)
+
+    # The methods below take `lock` themselves.
+
+    def record(self, entry: dict[str, Any]) -> None:
+        with self.lock:
+            self.requests.append(entry)
+
+    def background(self, jobs: list[DeliveryJob]) -> BackgroundTask | None:
+        if not jobs:
+            return None
+        # Reserved now so that a flush right after the answer waits for these deliveries too.
+        ticket = self.deliveries.reserve(len(jobs))
+        return BackgroundTask(self.deliveries.enqueue, ticket, list(jobs))
+
+    def reset(self) -> None:
+        with self.lock:
+            self.portals.clear()
+            self.faults.clear()
+            self.requests.clear()
+            self.sequence = 0
+        self.deliveries.clear()
+
+
+# sections
+
+
+def _create_section(
+    portal: _Portal, cal_type: str, owner_id: int, fields: Mapping[str, Any]
+) -> _Section:
+    section = _Section(
+        id=portal.next_id,
+        cal_type=cal_type,
+        owner_id=0 if cal_type == "resource" else owner_id,
+        created_by=portal.webhook_user_id,
+    )
+    portal.next_id += 1
+    _apply_fields(section, fields)
+    portal.sections[section.id] = section
+    return section
+
+
+def _apply_fields(section: _Section, fields: Mapping[str, Any]) -> None:
+    for key in ("name", "description", "color", "text_color", "external_type"):
+        if key in fields and fields[key] is not None:
+            setattr(section, key, _text(fields[key]))
+    if "gapi_calendar_id" in fields:
+        section.gapi_calendar_id = _text(fields["gapi_calendar_id"]) or None
+    export = fields.get("export")
+    if isinstance(export, Mapping):
+        if "ALLOW" in export:
+            section.export_allow = _as_bool(export["ALLOW"])
+        if "SET" in export:
+            section.export_set = _text(export["SET"])
+    section.timestamp_x = _now_text()
+
+
+def _deactivate(section: _Section) -> None:
+    section.active = False
+    section.timestamp_x = _now_text()
+
+
+def _section_events(
+    portal: _Portal, action: str, section_id: int, base_url: str
+) -> list[DeliveryJob]:
+    event = f"ONCALENDARSECTION{action}"
+    return [
+        DeliveryJob(
+            member_id=portal.member_id,
+            handler_id=hook.id,
+            url=hook.url,
+            event=event,
+            section_id=section_id,
+            auth={
+                "domain": portal.domain,
+                "client_endpoint": f"{base_url}/rest/",
+                "server_endpoint": _SERVER_ENDPOINT,
+                "member_id": portal.member_id,
+                "application_token": hook.application_token,
+            },
+        )
+        for hook in portal.hooks
+        if event in hook.events
+    ]
+
+
+def _section_view(section: _Section) -> dict[str, Any]:
+    return {
+        "ID": str(section.id),
+        "NAME": section.name,
+        "GAPI_CALENDAR_ID": section.gapi_calendar_id,
+        "DESCRIPTION": section.description,
+        "COLOR": section.color,
+        "TEXT_COLOR": section.text_color,
+        "EXPORT": {"ALLOW": section.export_allow},
+        "CAL_TYPE": section.cal_type,
+        "OWNER_ID": str(section.owner_id),
+        "CREATED_BY": str(section.created_by),
+        "DATE_CREATE": section.date_create,
+        "TIMESTAMP_X": section.timestamp_x,
+        "CAL_DAV_CON": None,
+        "SYNC_TOKEN": None,
+        "PAGE_TOKEN": None,
+        "EXTERNAL_TYPE": section.external_type,
+        "ACCESS": {"G2": 13, f"U{section.created_by}": 19},
+        "IS_COLLAB": False,
+        "PERM": {
+            "view_time": True,
+            "view_title": True,
+            "view_full": True,
+            "add": True,
+            "edit": True,
+            "edit_section": True,
+            "access": True,
+        },
+    }
+
+
+# users and groups
+
+
+def _user_row(raw: Mapping[str, Any]) -> dict[str, Any]:
+    user_id = _as_int(raw.get("ID"))
+    if user_id is None:
+        raise ValueError("every user needs a numeric ID")
+    row: dict[str, Any] = {
+        "ID": str(user_id),
+        "ACTIVE": True,
+        "NAME": "",
+        "LAST_NAME": "",
+        "SECOND_NAME": "",
+        "EMAIL": f"user{user_id}@example.com",
+        "LAST_LOGIN": "",
+        "DATE_REGISTER": "2024-01-01T00:00:00+00:00",
+        "TIME_ZONE": "",
+        "IS_ONLINE": "N",
+        "PERSONAL_GENDER": "",
+        "PERSONAL_BIRTHDAY": "",
+        "WORK_POSITION": "",
+        "UF_EMPLOYMENT_DATE": "",
+        "UF_DEPARTMENT": [1],
+        "USER_TYPE": "employee",
+    }
+    row.update({str(key).upper(): value for key, value in raw.items()})
+    row["ID"] = str(user_id)
+    row["ACTIVE"] = _as_bool(row["ACTIVE"])
+    return row
+
+
+def _group_row(raw: Mapping[str, Any]) -> dict[str, Any]:
+    group_id = _as_int(raw.get("ID"))
+    if group_id is None:
+        raise ValueError("every group needs a numeric ID")
+    row: dict[str, Any] = {
+        "ID": str(group_id),
+        "NAME": f"Group {group_id}",
+        "DESCRIPTION": "",
+        "ACTIVE": "Y",
+        "VISIBLE": "Y",
+        "OPENED": "N",
+        "CLOSED": "N",
+        "PROJECT": "N",
+        "TYPE": "group",
+        "OWNER_ID": "1",
+        "SUBJECT_ID": "1",
+        "SITE_ID": "s1",
+        "DATE_CREATE": "2024-01-01T00:00:00+00:00",
+        "NUMBER_OF_MEMBERS": "1",
+    }
+    row.update({str(key).upper(): value for key, value in raw.items()})
+    row["ID"] = str(group_id)
+    for flag in ("ACTIVE", "VISIBLE", "OPENED", "CLOSED", "PROJECT"):
+        if isinstance(row[flag], bool):
+            row[flag] = "Y" if row[flag] else "N"
+    return row

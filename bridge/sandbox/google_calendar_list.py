@@ -1,0 +1,250 @@
+"""The emulator's `calendarList` and `colors` resources: each user's subscriptions to calendars.
+
+An entry outlives its calendar as a tombstone (`deleted: true`), shown only to sync and
+`showDeleted` listings; colours come from Google's fixed palette or, with `colorRgbFormat`, as RGB.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, TypeGuard
+
+from bridge.sandbox.google_state import _ROLES, _Store, _Subscription
+from bridge.sandbox.google_wire import (
+    JSON,
+    _ApiError,
+    _ApiRequest,
+    _ApiResponse,
+    _flag,
+    _json_body,
+    _non_empty_str,
+    _not_found,
+    _paginate,
+)
+
+_CALENDAR_HEX = (
+    "#ac725e #d06b64 #f83a22 #fa573c #ff7537 #ffad46 #42d692 #16a765 #7bd148 #b3dc6c #fbe983 "
+    "#fad165 #92e1c0 #9fe1e7 #9fc6e7 #4986e7 #9a9cff #b99aff #c2c2c2 #cabdbf #cca6ac #f691b2 "
+    "#cd74e6 #a47ae2"
+)
+_EVENT_HEX = (
+    "#a4bdfc #7ae7bf #dbadff #ff887c #fbd75b #ffb878 #46d6db #e1e1e1 #5484ed #51b749 #dc2127"
+)
+_CALENDAR_COLORS = {str(n): colour for n, colour in enumerate(_CALENDAR_HEX.split(), start=1)}
+_EVENT_COLORS = {str(n): colour for n, colour in enumerate(_EVENT_HEX.split(), start=1)}
+_FOREGROUND = "#1d1d1d"
+
+
+def _subscribe(store: _Store, user: str, calendar_id: str) -> _Subscription:
+    entries = store.state.lists.setdefault(user, {})
+    color_id = str(len(entries) % len(_CALENDAR_COLORS) + 1)
+    entries.pop(calendar_id, None)
+    entries[calendar_id] = _Subscription(etag=store.next_etag(), color_id=color_id)
+    return entries[calendar_id]
+
+
+def _render_entry(store: _Store, user: str, calendar_id: str, entry: _Subscription) -> JSON:
+    if entry.deleted or calendar_id not in store.state.calendars:
+        return {
+            "kind": "calendar#calendarListEntry",
+            "etag": entry.etag,
+            "id": calendar_id,
+            "deleted": True,
+        }
+    calendar = store.state.calendars[calendar_id]
+    role = store.role(calendar_id, user)
+    rendered: JSON = {
+        "kind": "calendar#calendarListEntry",
+        "etag": entry.etag,
+        "id": calendar_id,
+        "summary": calendar["summary"],
+    }
+    for name in ("description", "location", "timeZone"):
+        if name in calendar:
+            rendered[name] = calendar[name]
+    if entry.summary_override is not None:
+        rendered["summaryOverride"] = entry.summary_override
+    rendered["colorId"] = entry.color_id
+    rendered["backgroundColor"] = entry.background or _CALENDAR_COLORS[entry.color_id]
+    rendered["foregroundColor"] = entry.foreground or _FOREGROUND
+    if entry.hidden:
+        rendered["hidden"] = True
+    if entry.selected:
+        rendered["selected"] = True
+    rendered["accessRole"] = role
+    rendered["defaultReminders"] = copy.deepcopy(entry.default_reminders)
+    if role == "owner":
+        rendered["notificationSettings"] = copy.deepcopy(
+            entry.notification_settings or {"notifications": []}
+        )
+    if "conferenceProperties" in calendar:
+        rendered["conferenceProperties"] = copy.deepcopy(calendar["conferenceProperties"])
+    if "dataOwner" in calendar:
+        rendered["dataOwner"] = calendar["dataOwner"]
+    return rendered
+
+
+def _live_entry(store: _Store, user: str, calendar_id: str) -> _Subscription:
+    entry = store.state.lists.get(user, {}).get(calendar_id)
+    if entry is None or entry.deleted or calendar_id not in store.state.calendars:
+        raise _not_found()
+    if store.role(calendar_id, user) == "none":
+        raise _not_found()
+    return entry
+
+
+def _calendarlist_list(store: _Store, request: _ApiRequest, user: str) -> _ApiResponse:
+    query = request.query
+    sync = "syncToken" in query
+    show_deleted = sync or _flag(query, "showDeleted")
+    show_hidden = sync or _flag(query, "showHidden")
+    min_role = query.get("minAccessRole")
+    if min_role is not None and min_role not in _ROLES[1:]:
+        raise _ApiError(
+            400,
+            "invalid",
+            "Invalid value for: minAccessRole",
+            location="minAccessRole",
+            locationType="parameter",
+        )
+    items: list[JSON] = []
+    for calendar_id, entry in store.state.lists.get(user, {}).items():
+        if entry.deleted or calendar_id not in store.state.calendars:
+            if show_deleted:
+                items.append(_render_entry(store, user, calendar_id, entry))
+            continue
+        role = store.role(calendar_id, user)
+        if role == "none" or (entry.hidden and not show_hidden):
+            continue
+        if min_role is not None and _ROLES.index(role) < _ROLES.index(min_role):
+            continue
+        items.append(_render_entry(store, user, calendar_id, entry))
+    page = _paginate(items, query)
+    return _ApiResponse(200, {"kind": "calendar#calendarList", "etag": store.next_etag(), **page})
+
+
+def _calendarlist_get(
+    store: _Store, request: _ApiRequest, user: str, calendar_id: str
+) -> _ApiResponse:
+    entry = _live_entry(store, user, calendar_id)
+    return _ApiResponse(200, _render_entry(store, user, calendar_id, entry))
+
+
+def _calendarlist_insert(store: _Store, request: _ApiRequest, user: str) -> _ApiResponse:
+    body = _json_body(request)
+    calendar_id = body.get("id")
+    if not _non_empty_str(calendar_id):
+        raise _ApiError(400, "required", "Required", location="id", locationType="other")
+    calendar = store.calendar_for(user, calendar_id)
+    existing = store.state.lists.get(user, {}).get(calendar["id"])
+    entry = existing if existing and not existing.deleted else _subscribe(store, user, calendar_id)
+    _apply_entry_fields(entry, body, rgb=_flag(request.query, "colorRgbFormat"))
+    entry.etag = store.next_etag()
+    return _ApiResponse(200, _render_entry(store, user, calendar_id, entry))
+
+
+def _calendarlist_patch(
+    store: _Store, request: _ApiRequest, user: str, calendar_id: str
+) -> _ApiResponse:
+    entry = _live_entry(store, user, calendar_id)
+    _apply_entry_fields(entry, _json_body(request), rgb=_flag(request.query, "colorRgbFormat"))
+    entry.etag = store.next_etag()
+    return _ApiResponse(200, _render_entry(store, user, calendar_id, entry))
+
+
+def _calendarlist_update(
+    store: _Store, request: _ApiRequest, user: str, calendar_id: str
+) -> _ApiResponse:
+    entry = _live_entry(store, user, calendar_id)
+    body = _json_body(request)
+    entry.hidden, entry.selected, entry.summary_override = False, False, None
+    entry.default_reminders, entry.notification_settings = [], None
+    _apply_entry_fields(entry, body, rgb=_flag(request.query, "colorRgbFormat"))
+    entry.etag = store.next_etag()
+    return _ApiResponse(200, _render_entry(store, user, calendar_id, entry))
+
+
+def _calendarlist_delete(
+    store: _Store, request: _ApiRequest, user: str, calendar_id: str
+) -> _ApiResponse:
+    entry = _live_entry(store, user, calendar_id)
+    entry.deleted = True
+    entry.etag = store.next_etag()
+    return _ApiResponse(204)
+
+
+def _colors_get(store: _Store, request: _ApiRequest, user: str) -> _ApiResponse:
+    def palette(colors: dict[str, str]) -> JSON:
+        return {
+            key: {"background": value, "foreground": _FOREGROUND} for key, value in colors.items()
+        }
+
+    return _ApiResponse(
+        200,
+        {
+            "kind": "calendar#colors",
+            "updated": "2012-02-14T00:00:00.000Z",
+            "calendar": palette(_CALENDAR_COLORS),
+            "event": palette(_EVENT_COLORS),
+        },
+    )
+
+
+def _apply_entry_fields(entry: _Subscription, body: JSON, *, rgb: bool) -> None:
+    if "colorId" in body:
+        if body["colorId"] not in _CALENDAR_COLORS:
+            raise _ApiError(400, "invalid", "Invalid color ID.")
+        entry.color_id, entry.background, entry.foreground = body["colorId"], None, None
+    if rgb and ("backgroundColor" in body or "foregroundColor" in body):
+        background, foreground = body.get("backgroundColor"), body.get("foregroundColor")
+        if not _is_hex_colour(background) or not _is_hex_colour(foreground):
+            raise _ApiError(400, "invalid", "Invalid RGB color value.")
+        entry.background, entry.foreground = background.lower(), foreground.lower()
+        entry.color_id = _nearest_colour_id(entry.background)
+    for name, attribute in (("hidden", "hidden"), ("selected", "selected")):
+        if name in body:
+            if not isinstance(body[name], bool):
+                raise _ApiError(400, "invalid", f"Invalid value for: {name}")
+            setattr(entry, attribute, body[name])
+    if "summaryOverride" in body:
+        override = body["summaryOverride"]
+        if override is not None and not isinstance(override, str):
+            raise _ApiError(400, "invalid", "Invalid value for: summaryOverride")
+        entry.summary_override = override
+    if "defaultReminders" in body:
+        reminders = body["defaultReminders"] or []
+        for reminder in reminders:
+            minutes = reminder.get("minutes") if isinstance(reminder, dict) else None
+            if (
+                not isinstance(reminder, dict)
+                or reminder.get("method") not in ("email", "popup")
+                or not isinstance(minutes, int)
+                or not 0 <= minutes <= 40320
+            ):
+                raise _ApiError(400, "invalid", "Invalid value for: defaultReminders")
+        entry.default_reminders = copy.deepcopy(reminders)
+    if isinstance(body.get("notificationSettings"), dict):
+        entry.notification_settings = copy.deepcopy(body["notificationSettings"])
+
+
+def _is_hex_colour(value: Any) -> TypeGuard[str]:
+    if not isinstance(value, str) or len(value) != 7 or not value.startswith("#"):
+        return False
+    try:
+        int(value[1:], 16)
+    except ValueError:
+        return False
+    return True
+
+
+def _nearest_colour_id(colour: str) -> str:
+    def rgb(value: str) -> tuple[int, int, int]:
+        return int(value[1:3], 16), int(value[3:5], 16), int(value[5:7], 16)
+
+    target = rgb(colour)
+    return min(
+        _CALENDAR_COLORS,
+        key=lambda key: sum(
+            (a - b) ** 2 for a, b in zip(rgb(_CALENDAR_COLORS[key]), target, strict=True)
+        ),
+    )

@@ -1,0 +1,146 @@
+"""The emulator's `calendars` resource: create, read, change and delete secondary calendars.
+
+A new calendar belongs to its creator (`dataOwner`), gets an owner ACL rule and a calendarList
+entry, and spends one unit of the creator's creation budget.
+"""
+
+from __future__ import annotations
+
+import copy
+import secrets
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from bridge.sandbox.google_calendar_list import _subscribe
+from bridge.sandbox.google_state import _AclRule, _Store
+from bridge.sandbox.google_wire import (
+    JSON,
+    _ApiError,
+    _ApiRequest,
+    _ApiResponse,
+    _json_body,
+    _non_empty_str,
+)
+
+
+def _calendars_insert(store: _Store, request: _ApiRequest, user: str) -> _ApiResponse:
+    body = _json_body(request)
+    if not _non_empty_str(body.get("summary")):
+        raise _ApiError(400, "required", "Missing title.")
+    store.spend_creation_budget(user)
+    calendar_id = f"c_{secrets.token_hex(32)}@group.calendar.google.com"
+    calendar: JSON = {
+        "kind": "calendar#calendar",
+        "id": calendar_id,
+        "timeZone": "UTC",
+        "conferenceProperties": {"allowedConferenceSolutionTypes": ["hangoutsMeet"]},
+    }
+    _apply_calendar_fields(calendar, body)
+    calendar["etag"] = store.next_etag()
+    calendar["dataOwner"] = user
+    store.state.calendars[calendar_id] = calendar
+    owner_rule = _AclRule(
+        f"user:{user.lower()}",
+        "user",
+        user.lower(),
+        "owner",
+        store.next_etag(),
+        send_notifications=False,
+    )
+    store.state.acl[calendar_id] = {owner_rule.id: owner_rule}
+    _subscribe(store, user, calendar_id)
+    return _ApiResponse(200, _render_calendar(calendar))
+
+
+def _calendars_get(
+    store: _Store, request: _ApiRequest, user: str, calendar_id: str
+) -> _ApiResponse:
+    return _ApiResponse(200, _render_calendar(store.calendar_for(user, calendar_id)))
+
+
+def _calendars_patch(
+    store: _Store, request: _ApiRequest, user: str, calendar_id: str
+) -> _ApiResponse:
+    calendar = store.calendar_for(user, calendar_id, need="owner")
+    body = _json_body(request)
+    if "summary" in body and not _non_empty_str(body["summary"]):
+        raise _ApiError(400, "required", "Missing title.")
+    _apply_calendar_fields(calendar, body)
+    calendar["etag"] = store.next_etag()
+    return _ApiResponse(200, _render_calendar(calendar))
+
+
+def _calendars_update(
+    store: _Store, request: _ApiRequest, user: str, calendar_id: str
+) -> _ApiResponse:
+    calendar = store.calendar_for(user, calendar_id, need="owner")
+    body = _json_body(request)
+    if not _non_empty_str(body.get("summary")):
+        raise _ApiError(400, "required", "Missing title.")
+    for name in ("description", "location", "conferenceProperties", "labelProperties"):
+        calendar.pop(name, None)
+    _apply_calendar_fields(calendar, body)
+    calendar["etag"] = store.next_etag()
+    return _ApiResponse(200, _render_calendar(calendar))
+
+
+def _calendars_delete(
+    store: _Store, request: _ApiRequest, user: str, calendar_id: str
+) -> _ApiResponse:
+    calendar = store.calendar_for(user, calendar_id, need="owner")
+    _delete_calendar(store, calendar["id"])
+    return _ApiResponse(204)
+
+
+def _delete_calendar(store: _Store, calendar_id: str) -> None:
+    del store.state.calendars[calendar_id]
+    store.state.acl.pop(calendar_id, None)
+    for entries in store.state.lists.values():
+        if calendar_id in entries:
+            entries[calendar_id].deleted = True
+            entries[calendar_id].etag = store.next_etag()
+
+
+def _apply_calendar_fields(calendar: JSON, body: JSON) -> None:
+    for name in ("summary", "description", "location", "timeZone"):
+        if name not in body:
+            continue
+        value = body[name]
+        if value is None:
+            calendar.pop(name, None)
+        elif not isinstance(value, str):
+            raise _ApiError(400, "invalid", f"Invalid value for: {name}")
+        else:
+            calendar[name] = value
+    if "timeZone" in body and body["timeZone"] is not None and not _known_zone(body["timeZone"]):
+        raise _ApiError(
+            400, "timeZoneInvalid", "Invalid time zone definition for calendar.", "calendar"
+        )
+    for name in ("conferenceProperties", "labelProperties"):
+        if isinstance(body.get(name), dict):
+            calendar[name] = copy.deepcopy(body[name])
+
+
+def _render_calendar(calendar: JSON) -> JSON:
+    order = (
+        "kind",
+        "etag",
+        "id",
+        "summary",
+        "description",
+        "location",
+        "timeZone",
+        "conferenceProperties",
+        "labelProperties",
+        "dataOwner",
+    )
+    rendered = {name: copy.deepcopy(calendar[name]) for name in order if name in calendar}
+    rendered.update({k: copy.deepcopy(v) for k, v in calendar.items() if k not in rendered})
+    return rendered
+
+
+def _known_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
