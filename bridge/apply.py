@@ -7,24 +7,28 @@ timeout, a dropped connection, a 5xx, a crash before the mapping was updated), t
 looks for the marker in the owner's calendar list and adopts what it finds before inserting again;
 twins are deleted. The unique constraint on (portal, section) stops two rows from ever existing.
 Every step records what it applied, so a retried action only does what is still missing.
+Creations are paced per owner, counted in the database so every worker shares the count: more
+than about 60 new calendars in a short period puts the owner in read-only mode for hours.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, func, select
 
 from bridge.config import PortalConfig
 from bridge.google_calendar import (
     TRANSIENT_ERRORS,
     CalendarGateway,
     CalendarListEntry,
+    GoogleError,
     GoogleNotFound,
 )
+from bridge.lease import Lease, fenced
 from bridge.mirror import (
     Action,
     ActionKind,
@@ -34,12 +38,12 @@ from bridge.mirror import (
     observed_state,
     read_marker,
 )
-from bridge.models import CalendarMapping, MappingState, utcnow
+from bridge.models import CalendarCreation, CalendarMapping, MappingState, utcnow
 from bridge.selection import Section
 
 
 def apply_action(
-    engine: Engine,
+    lease: Lease,
     portal: PortalConfig,
     action: Action,
     google: CalendarGateway,
@@ -49,64 +53,68 @@ def apply_action(
     section = action.section
     if action.kind == ActionKind.RETIRE:
         assert action.mapping is not None
-        return retire_calendar(engine, portal, action.mapping, google)
+        return retire_calendar(lease, portal, action.mapping, google)
     assert section is not None
     if action.kind in (ActionKind.CREATE, ActionKind.ADOPT):
         return create_calendar(
-            engine, portal, section, google, look_first=action.kind == ActionKind.ADOPT
+            lease, portal, section, google, look_first=action.kind == ActionKind.ADOPT
         )
     assert action.mapping is not None
     if action.kind == ActionKind.RECREATE:
-        return recreate_calendar(engine, portal, action.mapping, section, google)
+        return recreate_calendar(lease, portal, action.mapping, section, google)
     current = (
         observed_state(observed, CalendarState.from_json(action.mapping.applied))
         if observed
         else None
     )
-    return update_calendar(engine, portal, action.mapping, section, google, current)
+    return update_calendar(lease, portal, action.mapping, section, google, current)
 
 
 def create_calendar(
-    engine: Engine,
+    lease: Lease,
     portal: PortalConfig,
     section: Section,
     google: CalendarGateway,
     *,
     look_first: bool = False,
 ) -> str:
-    mapping, fresh = _mapping_for(engine, portal.key, section)
+    mapping, fresh = _mapping_for(lease, section)
     if mapping.state != MappingState.CREATING and mapping.google_calendar_id:
-        return update_calendar(engine, portal, mapping, section, google)
+        return update_calendar(lease, portal, mapping, section, google)
     desired = desired_state(portal, section, mapping.nonce)
     outcome = None
     if look_first or not fresh:
         # An earlier attempt may have created it and died before recording the id.
-        outcome = _adopt_marked(engine, portal, mapping, google)
+        outcome = _adopt_marked(lease, portal, mapping, google)
     if outcome is None:
+        pace = portal.google.creation_pace
+        reserve_creation(
+            lease.engine, portal.google.subject, pace.calendars, timedelta(minutes=pace.minutes)
+        )
         try:
             calendar_id = google.insert_calendar(
                 desired.summary, desired.description, desired.time_zone
             )
         except TRANSIENT_ERRORS:
-            outcome = _adopt_marked(engine, portal, mapping, google)
+            outcome = _adopt_marked(lease, portal, mapping, google)
             if outcome is None:
                 raise
         else:
             inserted = CalendarState(desired.summary, desired.description, desired.time_zone)
             _save(
-                engine,
+                lease,
                 mapping,
                 state=MappingState.ACTIVE,
                 google_calendar_id=calendar_id,
                 applied=inserted.to_json(),
             )
             outcome = f"created calendar {calendar_id}"
-    rest = update_calendar(engine, portal, mapping, section, google)
+    rest = update_calendar(lease, portal, mapping, section, google)
     return outcome if rest.endswith("up to date") else f"{outcome}; {rest}"
 
 
 def update_calendar(
-    engine: Engine,
+    lease: Lease,
     portal: PortalConfig,
     mapping: CalendarMapping,
     section: Section,
@@ -126,13 +134,13 @@ def update_calendar(
             google, calendar_id, desired, before, changes, notify=portal.mirror.share_notifications
         )
     except GoogleNotFound:
-        return recreate_calendar(engine, portal, mapping, section, google)
-    _save(engine, mapping, state=MappingState.ACTIVE, applied=desired.to_json())
+        return recreate_calendar(lease, portal, mapping, section, google)
+    _save(lease, mapping, state=MappingState.ACTIVE, applied=desired.to_json())
     return f"updated calendar {calendar_id}: {', '.join(changes) or 'unarchived'}"
 
 
 def recreate_calendar(
-    engine: Engine,
+    lease: Lease,
     portal: PortalConfig,
     mapping: CalendarMapping,
     section: Section,
@@ -142,12 +150,12 @@ def recreate_calendar(
     old_id = mapping.google_calendar_id
     if old_id and google.calendar_exists(old_id):
         google.add_to_list(old_id)
-        _save(engine, mapping, applied=None)
+        _save(lease, mapping, applied=None)
         return f"re-listed calendar {old_id}; " + update_calendar(
-            engine, portal, mapping, section, google
+            lease, portal, mapping, section, google
         )
     _save(
-        engine,
+        lease,
         mapping,
         state=MappingState.CREATING,
         nonce=uuid.uuid4().hex,
@@ -155,12 +163,12 @@ def recreate_calendar(
         applied=None,
     )
     return f"calendar {old_id} was deleted in Google; " + create_calendar(
-        engine, portal, section, google
+        lease, portal, section, google
     )
 
 
 def retire_calendar(
-    engine: Engine, portal: PortalConfig, mapping: CalendarMapping, google: CalendarGateway
+    lease: Lease, portal: PortalConfig, mapping: CalendarMapping, google: CalendarGateway
 ) -> str:
     """Apply the portal's `on_delete` to a section that is gone or no longer selected."""
     calendar_id = mapping.google_calendar_id
@@ -175,15 +183,14 @@ def retire_calendar(
         except GoogleNotFound:
             pass  # nothing left to archive
         else:
-            _save(engine, mapping, state=MappingState.ARCHIVED, applied=archived.to_json())
+            _save(lease, mapping, state=MappingState.ARCHIVED, applied=archived.to_json())
             return f"archived calendar {calendar_id}"
     elif calendar_id and policy == "delete":
         google.delete_calendar(calendar_id)
-    with Session(engine) as session:
+    with fenced(lease) as session:
         row = session.get(CalendarMapping, mapping.id)
         if row is not None:
             session.delete(row)
-            session.commit()
     if not calendar_id:
         return "forgot an unfinished mapping"
     return (
@@ -243,7 +250,7 @@ def _share(
 
 
 def _adopt_marked(
-    engine: Engine, portal: PortalConfig, mapping: CalendarMapping, google: CalendarGateway
+    lease: Lease, portal: PortalConfig, mapping: CalendarMapping, google: CalendarGateway
 ) -> str | None:
     found = []
     for entry in google.owned_calendars():
@@ -258,7 +265,7 @@ def _adopt_marked(
         google.delete_calendar(twin.id)
     observed = observed_state(keep, None)
     _save(
-        engine,
+        lease,
         mapping,
         state=MappingState.ACTIVE,
         google_calendar_id=keep.id,
@@ -268,33 +275,28 @@ def _adopt_marked(
     return f"adopted calendar {keep.id}{twins}"
 
 
-def _mapping_for(engine: Engine, portal_key: str, section: Section) -> tuple[CalendarMapping, bool]:
-    """The section's mapping row, and whether this call created it."""
+def _mapping_for(lease: Lease, section: Section) -> tuple[CalendarMapping, bool]:
+    """The section's mapping row, and whether this call created it (committed before any insert)."""
     query = select(CalendarMapping).where(
-        CalendarMapping.portal_key == portal_key, CalendarMapping.section_id == section.id
+        CalendarMapping.portal_key == lease.portal_key, CalendarMapping.section_id == section.id
     )
-    with Session(engine, expire_on_commit=False) as session:
+    with fenced(lease) as session:
         existing = session.exec(query).first()
         if existing is not None:
             return existing, False
         mapping = CalendarMapping(
-            portal_key=portal_key,
+            portal_key=lease.portal_key,
             section_id=section.id,
             section_type=section.type,
             owner_id=section.owner_id,
             nonce=uuid.uuid4().hex,
         )
         session.add(mapping)
-        try:
-            session.commit()
-        except IntegrityError:
-            session.rollback()
-            return session.exec(query).one(), False
-        return mapping, True
+    return mapping, True
 
 
-def _save(engine: Engine, mapping: CalendarMapping, **values: object) -> None:
-    with Session(engine, expire_on_commit=False) as session:
+def _save(lease: Lease, mapping: CalendarMapping, **values: object) -> None:
+    with fenced(lease) as session:
         row = session.get(CalendarMapping, mapping.id)
         assert row is not None
         for name, value in values.items():
@@ -302,4 +304,32 @@ def _save(engine: Engine, mapping: CalendarMapping, **values: object) -> None:
             setattr(mapping, name, value)
         row.updated_at = utcnow()
         session.add(row)
+
+
+class CreationPaced(GoogleError):
+    """The owner has created as many calendars as the pace allows; try again at `retry_at`."""
+
+    def __init__(self, subject: str, retry_at: datetime, limit: int, window: timedelta) -> None:
+        minutes = window.total_seconds() / 60
+        super().__init__(
+            f"{subject} created {limit} calendars in the last {minutes:g} minutes, the configured "
+            f"pace; the next one waits until {retry_at:%Y-%m-%d %H:%M:%S} UTC"
+        )
+        self.retry_at = retry_at
+
+
+def reserve_creation(engine: Engine, subject: str, limit: int, window: timedelta) -> None:
+    """Record one calendar creation by `subject`, or raise CreationPaced if over the pace."""
+    now = utcnow()
+    with Session(engine) as session:
+        since = now - window
+        recent = session.exec(
+            select(func.count(), func.min(CalendarCreation.created_at)).where(
+                CalendarCreation.subject == subject, col(CalendarCreation.created_at) > since
+            )
+        ).one()
+        count, oldest = int(recent[0]), recent[1]
+        if count >= limit:
+            raise CreationPaced(subject, (oldest or now) + window, limit, window)
+        session.add(CalendarCreation(subject=subject, created_at=now))
         session.commit()

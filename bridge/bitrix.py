@@ -20,6 +20,8 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from bridge.pacing import LeakyBucket
+
 BATCH_LIMIT = 50
 USER_AGENT = "bitrix-google-bridge/0.1"
 
@@ -79,9 +81,11 @@ class BitrixClient:
         timeout: float = 10.0,
         attempts: int = 5,
         max_wait: float = 8.0,
+        bucket: LeakyBucket | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._base = webhook_url.rstrip("/") + "/"
+        self._bucket = bucket
         self._attempts = attempts
         self._max_wait = max_wait
         self._http = httpx.Client(
@@ -137,6 +141,8 @@ class BitrixClient:
         return merged
 
     def _call_once(self, method: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        if self._bucket is not None:
+            self._bucket.acquire()
         try:
             response = self._http.post(self._base + method + ".json", json=params)
         except httpx.TimeoutException:
@@ -157,6 +163,8 @@ class BitrixClient:
             return envelope
         code = str(envelope.get("error", ""))
         description = str(envelope.get("error_description", ""))
+        if code == "QUERY_LIMIT_EXCEEDED" and self._bucket is not None:
+            self._bucket.fill()  # others share the portal's bucket: assume it is full
         error = _error_class(response.status_code, code)(
             method, code, description, response.status_code
         )

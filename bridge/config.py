@@ -36,9 +36,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class RateLimit(_Strict):
+    """Bitrix24's leaky bucket: `burst` requests at once, then `per_second` (Enterprise 250/5)."""
+
+    burst: int = Field(default=50, ge=1)
+    per_second: float = Field(default=2.0, gt=0)
+
+
 class BitrixConfig(_Strict):
     webhook_url: str
     timeout_s: float = Field(default=10.0, gt=0)
+    rate_limit: RateLimit = Field(default_factory=RateLimit)
 
     @field_validator("webhook_url")
     @classmethod
@@ -52,12 +60,22 @@ class BitrixConfig(_Strict):
         return value.rstrip("/") + "/"
 
 
+class CreationPace(_Strict):
+    """At most `calendars` new calendars per owner in any `minutes` (Google's abuse limit is
+    about 60 "in a short period", then read-only for hours)."""
+
+    calendars: int = Field(default=30, ge=1)
+    minutes: float = Field(default=60, gt=0)
+
+
 class GoogleConfig(_Strict):
     service_account: str
     subject: str
     api_endpoint: str = GOOGLE_API_ENDPOINT
     time_zone: str = "UTC"
     timeout_s: float = Field(default=20.0, gt=0)
+    creation_pace: CreationPace = Field(default_factory=CreationPace)
+    requests_per_minute: int = Field(default=500, ge=1, le=10_000)
 
     @field_validator("service_account")
     @classmethod

@@ -25,6 +25,7 @@ from googleapiclient.errors import HttpError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from bridge.config import GoogleConfig
+from bridge.pacing import LeakyBucket
 
 SCOPES = ["https://www.googleapis.com/auth/calendar"]
 T = TypeVar("T")
@@ -132,8 +133,11 @@ class _SingleSendHttp(httplib2.Http):
 
 
 class GoogleCalendarGateway:
-    def __init__(self, config: GoogleConfig, *, attempts: int = 4) -> None:
+    def __init__(
+        self, config: GoogleConfig, *, attempts: int = 4, pacer: LeakyBucket | None = None
+    ) -> None:
         self._config = config
+        self._pacer = pacer
         self._attempts = attempts
         credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
             config.service_account_info(), scopes=SCOPES
@@ -275,6 +279,8 @@ class GoogleCalendarGateway:
         return service
 
     def _once(self, request: Callable[[], T]) -> T:
+        if self._pacer is not None:
+            self._pacer.acquire()
         try:
             return request()
         except HttpError as exc:

@@ -16,12 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, func, or_, text, update
+from sqlalchemy import Engine, func, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from bridge.events import BitrixEvent
-from bridge.models import InboxEvent, InboxState, PortalState, utcnow
+from bridge.lease import Lease, fenced, requeue
+from bridge.models import InboxEvent, InboxState, utcnow
 
 MAX_ATTEMPTS = 8
 MAX_BACKOFF = timedelta(hours=1)
@@ -91,53 +92,14 @@ def due_portals(engine: Engine, now: datetime | None = None) -> list[str]:
         return list(rows)
 
 
-def claim_portal(engine: Engine, portal_key: str, holder: str, ttl: timedelta) -> bool:
-    """Take or renew the portal's lease; False while another live worker holds it."""
-    now = utcnow()
-    with Session(engine) as session:
-        if session.get(PortalState, portal_key) is None:
-            session.add(PortalState(portal_key=portal_key))
-            try:
-                session.commit()
-            except Exception:  # another worker inserted it first; the update below decides
-                session.rollback()
-        result = session.execute(
-            update(PortalState)
-            .where(
-                col(PortalState.portal_key) == portal_key,
-                or_(
-                    col(PortalState.holder).is_(None),
-                    col(PortalState.holder) == holder,
-                    col(PortalState.expires_at) < now,
-                ),
-            )
-            .values(holder=holder, expires_at=now + ttl)
-        )
-        claimed = bool(getattr(result, "rowcount", 0) == 1)
-        if claimed:
-            _release_abandoned(session, portal_key)
-        session.commit()
-        return claimed
-
-
-def release_portal(engine: Engine, portal_key: str, holder: str) -> None:
-    with Session(engine) as session:
-        session.execute(
-            update(PortalState)
-            .where(col(PortalState.portal_key) == portal_key, col(PortalState.holder) == holder)
-            .values(holder=None, expires_at=None)
-        )
-        session.commit()
-
-
-def take_due(engine: Engine, portal_key: str, limit: int = 500) -> list[InboxEvent]:
+def take_due(lease: Lease, limit: int = 500) -> list[InboxEvent]:
     """Mark the due rows as taken, so a newer copy of the same delivery gets a row of its own."""
-    with Session(engine, expire_on_commit=False) as session:
+    with fenced(lease) as session:
         rows = list(
             session.exec(
                 select(InboxEvent)
                 .where(
-                    InboxEvent.portal_key == portal_key,
+                    InboxEvent.portal_key == lease.portal_key,
                     InboxEvent.state == InboxState.PENDING,
                     InboxEvent.next_attempt_at <= utcnow(),
                 )
@@ -148,57 +110,39 @@ def take_due(engine: Engine, portal_key: str, limit: int = 500) -> list[InboxEve
         for row in rows:
             row.state = InboxState.WORKING
             session.add(row)
-        session.commit()
         return rows
 
 
-def _release_abandoned(session: Session, portal_key: str) -> None:
-    """Rows a previous lease holder took and never finished go back to the queue."""
-    abandoned = session.exec(
-        select(InboxEvent).where(
-            InboxEvent.portal_key == portal_key, InboxEvent.state == InboxState.WORKING
-        )
-    ).all()
-    for row in abandoned:
-        _requeue(session, row)
-
-
-def _requeue(session: Session, row: InboxEvent) -> None:
-    """Back to pending, unless a newer copy already waits: that one carries the work."""
-    twin = session.exec(
-        select(InboxEvent.id).where(
-            InboxEvent.portal_key == row.portal_key,
-            InboxEvent.dedup_key == row.dedup_key,
-            InboxEvent.state == InboxState.PENDING,
-        )
-    ).first()
-    if twin is None:
-        row.state = InboxState.PENDING
-    else:
-        row.state = InboxState.DONE
-        row.outcome = f"superseded by row {twin}, the same delivery again"
-        row.finished_at = utcnow()
-    session.add(row)
-
-
-def finish(engine: Engine, ids: Sequence[int], state: InboxState, outcome: str) -> None:
-    with Session(engine) as session:
+def finish(lease: Lease, ids: Sequence[int], state: InboxState, outcome: str) -> None:
+    with fenced(lease) as session:
         session.execute(
             update(InboxEvent)
             .where(col(InboxEvent.id).in_(ids))
             .values(state=state, outcome=outcome, finished_at=utcnow())
         )
-        session.commit()
+
+
+def put_back(lease: Lease, ids: Sequence[int]) -> None:
+    """Return taken rows untouched (the worker is stopping): no attempt is counted."""
+    with fenced(lease) as session:
+        for row in session.exec(select(InboxEvent).where(col(InboxEvent.id).in_(ids))).all():
+            requeue(session, row)
 
 
 def retry_later(
-    engine: Engine, ids: Sequence[int], reason: str, delay: timedelta | None = None
+    lease: Lease,
+    ids: Sequence[int],
+    reason: str,
+    delay: timedelta | None = None,
+    *,
+    count_attempt: bool = True,
 ) -> None:
-    """Back off durably; rows out of attempts are parked with the reason instead."""
+    """Back off durably; rows out of attempts are parked with the reason instead. A wait that
+    is no failure (our own pacing) does not count as an attempt."""
     now = utcnow()
-    with Session(engine) as session:
+    with fenced(lease) as session:
         for row in session.exec(select(InboxEvent).where(col(InboxEvent.id).in_(ids))).all():
-            row.attempts += 1
+            row.attempts += 1 if count_attempt else 0
             row.outcome = reason
             if row.attempts >= MAX_ATTEMPTS:
                 row.state = InboxState.PARKED
@@ -207,14 +151,34 @@ def retry_later(
                 session.add(row)
             else:
                 row.next_attempt_at = now + (delay or backoff(row.attempts))
-                _requeue(session, row)
-        session.commit()
+                requeue(session, row)
 
 
 def backoff(attempt: int) -> timedelta:
     """Exponential with full jitter, from about a second up to an hour."""
     ceiling = min(MAX_BACKOFF.total_seconds(), 2.0**attempt)
     return timedelta(seconds=max(0.5, random.uniform(0, ceiling)))
+
+
+def replay_parked(
+    engine: Engine, portal_key: str | None = None, section_id: str | None = None
+) -> int:
+    """Put parked rows back in the queue with fresh attempts; returns how many."""
+    query = select(InboxEvent).where(InboxEvent.state == InboxState.PARKED)
+    if portal_key is not None:
+        query = query.where(InboxEvent.portal_key == portal_key)
+    if section_id is not None:
+        query = query.where(InboxEvent.section_id == section_id)
+    with Session(engine) as session:
+        rows = session.exec(query).all()
+        for row in rows:
+            row.attempts = 0
+            row.next_attempt_at = utcnow()
+            row.finished_at = None
+            row.outcome = f"replayed; before: {row.outcome}"
+            requeue(session, row)
+        session.commit()
+        return len(rows)
 
 
 def count_by_state(engine: Engine, portal_key: str | None = None) -> dict[str, int]:

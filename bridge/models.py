@@ -144,5 +144,17 @@ class PortalState(SQLModel, table=True):
     portal_key: str = Field(primary_key=True, max_length=40)
     holder: str | None = Field(default=None, max_length=80)
     expires_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    lease_version: int = 0  # the fencing token: bumped whenever the lease changes hands
     reconciled_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
     reconcile_outcome: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class CalendarCreation(SQLModel, table=True):
+    """One `calendars.insert` by an owner: the creation pace is counted across all workers."""
+
+    __tablename__ = "calendar_creation"
+    __table_args__ = (Index("ix_calendar_creation_subject_at", "subject", "created_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    subject: str = Field(max_length=255)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())

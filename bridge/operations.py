@@ -13,9 +13,9 @@ from typing import TextIO
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from bridge import inbox
 from bridge.config import PortalConfig
 from bridge.google_calendar import GoogleError
+from bridge.lease import Lease, claim_portal, fenced, release_portal
 from bridge.mirror import read_marker
 from bridge.models import CalendarMapping
 from bridge.reconcile import reconcile_portal
@@ -61,7 +61,8 @@ def sync_portals(
     out = out or sys.stdout
     failed = False
     for portal in portals:
-        if not _claim(engine, portal):
+        lease = _claim(engine, portal)
+        if lease is None:
             print(
                 f"{portal.key}: another process held the portal for {LEASE_WAIT_S:.0f} s; skipped",
                 file=out,
@@ -71,7 +72,7 @@ def sync_portals(
         clients = PortalClients(portal)
         try:
             report = reconcile_portal(
-                engine,
+                lease,
                 portal,
                 clients.bitrix,
                 clients.google,
@@ -81,7 +82,7 @@ def sync_portals(
             )
         finally:
             clients.close()
-            inbox.release_portal(engine, portal.key, HOLDER)
+            release_portal(lease)
         lines = (
             [a.describe(portal.key) for a in report.actions]
             if dry_run or report.blocked
@@ -106,7 +107,8 @@ def purge_portal(
     """Delete the calendars the bridge made for the portal (by mapping or by marker), only those."""
     out = out or sys.stdout
     answer = answer or sys.stdin
-    if not _claim(engine, portal):
+    lease = _claim(engine, portal)
+    if lease is None:
         print(f"{portal.key}: another process kept the portal busy; try again", file=out)
         return 1
     clients = PortalClients(portal)
@@ -155,23 +157,22 @@ def purge_portal(
                 print(f"{portal.key}: could not delete {calendar_id}: {exc}", file=out)
             progress(index, len(summaries))
         if not errors:
-            with Session(engine) as session:
+            with fenced(lease) as session:
                 for mapping in session.exec(
                     select(CalendarMapping).where(CalendarMapping.portal_key == portal.key)
                 ):
                     session.delete(mapping)
-                session.commit()
         print(f"{portal.key}: deleted {len(summaries) - errors} calendar(s)", file=out)
         return 1 if errors else 0
     finally:
         clients.close()
-        inbox.release_portal(engine, portal.key, HOLDER)
+        release_portal(lease)
 
 
-def _claim(engine: Engine, portal: PortalConfig) -> bool:
+def _claim(engine: Engine, portal: PortalConfig) -> Lease | None:
     deadline = time.monotonic() + LEASE_WAIT_S
-    while not inbox.claim_portal(engine, portal.key, HOLDER, LEASE_TTL):
+    while (lease := claim_portal(engine, portal.key, HOLDER, LEASE_TTL)) is None:
         if time.monotonic() > deadline:
-            return False
+            return None
         time.sleep(0.2)
-    return True
+    return lease

@@ -12,13 +12,13 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from bridge.apply import apply_action
 from bridge.bitrix import BitrixClient, BitrixError
 from bridge.config import PortalConfig
 from bridge.google_calendar import CalendarGateway, GoogleError
+from bridge.lease import Lease, fenced
 from bridge.mirror import Action, ActionKind, guard_deletions, plan_portal
 from bridge.models import CalendarMapping, MappingState, PortalState, utcnow
 from bridge.selection import SectionLookupFailed, resolve_sections
@@ -54,7 +54,7 @@ class ReconcileReport:
 
 
 def reconcile_portal(
-    engine: Engine,
+    lease: Lease,
     portal: PortalConfig,
     bitrix: BitrixClient,
     google: CalendarGateway,
@@ -69,11 +69,11 @@ def reconcile_portal(
         listed = list(google.owned_calendars())
     except SectionLookupFailed as exc:
         report.failed.append(f"reading the selection: {exc}")
-        return _record(engine, portal, report, dry_run)
+        return _record(lease, report)
     except (BitrixError, GoogleError) as exc:
         report.failed.append(f"reading the selection: {exc}")
-        return _record(engine, portal, report, dry_run)
-    with Session(engine) as session:
+        return _record(lease, report)
+    with Session(lease.engine) as session:
         mappings = list(
             session.exec(
                 select(CalendarMapping).where(CalendarMapping.portal_key == portal.key)
@@ -83,30 +83,28 @@ def reconcile_portal(
     mapped = sum(1 for m in mappings if m.state != MappingState.ARCHIVED and m.google_calendar_id)
     report.blocked = None if force else guard_deletions(portal, report.actions, mapped)
     if dry_run or report.blocked:
-        return _record(engine, portal, report, dry_run)
+        return _record(lease, report)
     by_id = {entry.id: entry for entry in listed}
     for index, action in enumerate(report.actions, start=1):
         try:
-            outcome = apply_action(
-                engine, portal, action, google, by_id.get(action.calendar_id or "")
-            )
+            lease.renew_if_due()
+            observed = by_id.get(action.calendar_id or "")
+            outcome = apply_action(lease, portal, action, google, observed)
             report.done.append(f"{action.describe(portal.key)}: {outcome}")
         except (GoogleError, BitrixError) as exc:
             report.failed.append(f"{action.describe(portal.key)}: {exc}")
         if progress is not None:
             progress(index, len(report.actions))
-    return _record(engine, portal, report, dry_run)
+    return _record(lease, report)
 
 
-def _record(
-    engine: Engine, portal: PortalConfig, report: ReconcileReport, dry_run: bool
-) -> ReconcileReport:
-    if dry_run:
+def _record(lease: Lease, report: ReconcileReport) -> ReconcileReport:
+    if report.dry_run:
         return report
-    with Session(engine) as session:
-        state = session.get(PortalState, portal.key) or PortalState(portal_key=portal.key)
+    with fenced(lease) as session:
+        state = session.get(PortalState, lease.portal_key)
+        assert state is not None  # the lease lives in this row
         state.reconciled_at = utcnow()
         state.reconcile_outcome = report.summary() + "".join(f"\n{line}" for line in report.failed)
         session.add(state)
-        session.commit()
     return report

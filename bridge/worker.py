@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from bridge import inbox
-from bridge.apply import apply_action
+from bridge.apply import CreationPaced, apply_action
 from bridge.bitrix import TRANSIENT_ERRORS as BITRIX_TRANSIENT
 from bridge.bitrix import BitrixClient, BitrixError, BitrixTimeBudgetExceeded
 from bridge.config import PortalConfig
@@ -35,15 +35,17 @@ from bridge.google_calendar import (
     GoogleError,
     GoogleQuotaExceeded,
 )
+from bridge.lease import Lease, LeaseLost, claim_portal, release_portal
 from bridge.mirror import Action, guard_deletions, plan_section
 from bridge.models import CalendarMapping, InboxEvent, InboxState, MappingState, PortalState, utcnow
+from bridge.pacing import LeakyBucket
 from bridge.reconcile import reconcile_portal
 from bridge.selection import SectionLookupFailed, Selection, resolve_sections
 
 log = logging.getLogger("bridge.worker")
 
 POLL_INTERVAL = 0.05
-LEASE_TTL = timedelta(minutes=2)
+LEASE_TTL = timedelta(seconds=30)
 QUOTA_BACKOFF = timedelta(hours=2)
 
 
@@ -51,8 +53,16 @@ class PortalClients:
     """The Bitrix24 client and Google gateway of one portal, built once per worker."""
 
     def __init__(self, portal: PortalConfig) -> None:
-        self.bitrix = BitrixClient(portal.bitrix.webhook_url, timeout=portal.bitrix.timeout_s)
-        self.google: CalendarGateway = GoogleCalendarGateway(portal.google)
+        rate = portal.bitrix.rate_limit
+        self.bitrix = BitrixClient(
+            portal.bitrix.webhook_url,
+            timeout=portal.bitrix.timeout_s,
+            bucket=LeakyBucket(burst=rate.burst, per_second=rate.per_second),
+        )
+        per_minute = portal.google.requests_per_minute
+        burst = max(1, per_minute // 10)
+        pacer = LeakyBucket(burst=burst, per_second=max(per_minute - burst, 1) / 60)
+        self.google: CalendarGateway = GoogleCalendarGateway(portal.google, pacer=pacer)
 
     def close(self) -> None:
         self.bitrix.close()
@@ -66,8 +76,10 @@ class Worker:
         portals: Sequence[PortalConfig],
         clients: Callable[[PortalConfig], PortalClients] = PortalClients,
         name: str | None = None,
+        lease_ttl: timedelta = LEASE_TTL,
     ) -> None:
         self.engine = engine
+        self.lease_ttl = lease_ttl
         self.portals = {portal.key: portal for portal in portals}
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
         self._make_clients = clients
@@ -105,23 +117,29 @@ class Worker:
             handled = self._with_lease(portal, self.reconcile) or handled
         return handled
 
-    def _with_lease(self, portal: PortalConfig, work: Callable[[PortalConfig], bool]) -> bool:
-        if self._stop.is_set() or not inbox.claim_portal(
-            self.engine, portal.key, self.name, LEASE_TTL
-        ):
+    def _with_lease(
+        self, portal: PortalConfig, work: Callable[[Lease, PortalConfig], bool]
+    ) -> bool:
+        if self._stop.is_set():
+            return False
+        lease = claim_portal(self.engine, portal.key, self.name, self.lease_ttl)
+        if lease is None:
             return False
         try:
-            return work(portal)
+            return work(lease, portal)
+        except LeaseLost as exc:
+            log.warning("portal %s: %s; stopped without recording", portal.key, exc)
+            return True
         finally:
-            inbox.release_portal(self.engine, portal.key, self.name)
+            release_portal(lease)
 
     def clients(self, portal: PortalConfig) -> PortalClients:
         if portal.key not in self._clients:
             self._clients[portal.key] = self._make_clients(portal)
         return self._clients[portal.key]
 
-    def drain_portal(self, portal: PortalConfig) -> bool:
-        rows = inbox.take_due(self.engine, portal.key)
+    def drain_portal(self, lease: Lease, portal: PortalConfig) -> bool:
+        rows = inbox.take_due(lease)
         if not rows:
             return False
         clients = self.clients(portal)
@@ -131,7 +149,7 @@ class Worker:
         try:
             selection = resolve_sections(clients.bitrix, portal.mirror)
         except (BitrixError, SectionLookupFailed) as exc:
-            self._fail(portal, rows, exc.error if isinstance(exc, SectionLookupFailed) else exc)
+            self._fail(lease, rows, exc.error if isinstance(exc, SectionLookupFailed) else exc)
             return True
 
         mappings = _mappings(self.engine, portal.key, list(by_section))
@@ -142,10 +160,10 @@ class Worker:
             if action is not None:
                 planned.append((action, group))
             elif section is not None:
-                _finish(self.engine, group, InboxState.DONE, "calendar is up to date")
+                _finish(lease, group, InboxState.DONE, "calendar is up to date")
             else:
                 _finish(
-                    self.engine,
+                    lease,
                     group,
                     InboxState.SKIPPED,
                     _why_skipped(portal, selection, section_id),
@@ -154,23 +172,34 @@ class Worker:
         blocked = guard_deletions(
             portal, [a for a, _ in planned], _mapped_count(self.engine, portal.key)
         )
-        for action, group in planned:
+        for index, (action, group) in enumerate(planned):
+            if self._stop.is_set():
+                inbox.put_back(
+                    lease, [row.id for _, rest in planned[index:] for row in rest if row.id]
+                )
+                log.info(
+                    "portal %s: stopping; %d section(s) left for later",
+                    portal.key,
+                    len(planned) - index,
+                )
+                break
+            lease.renew_if_due()
             if blocked and action.removes_calendar:
-                _finish(self.engine, group, InboxState.PARKED, f"mass-delete guard: {blocked}")
+                _finish(lease, group, InboxState.PARKED, f"mass-delete guard: {blocked}")
                 log.warning("portal %s: mass-delete guard tripped: %s", portal.key, blocked)
                 continue
             try:
-                outcome = apply_action(self.engine, portal, action, clients.google)
+                outcome = apply_action(lease, portal, action, clients.google)
             except (GoogleError, BitrixError) as exc:
-                self._fail(portal, group, exc)
+                self._fail(lease, group, exc)
                 continue
-            _finish(self.engine, group, InboxState.DONE, outcome)
+            _finish(lease, group, InboxState.DONE, outcome)
             log.info("portal %s: section %s: %s", portal.key, action.section_id, outcome)
         return True
 
-    def reconcile(self, portal: PortalConfig) -> bool:
+    def reconcile(self, lease: Lease, portal: PortalConfig) -> bool:
         clients = self.clients(portal)
-        report = reconcile_portal(self.engine, portal, clients.bitrix, clients.google)
+        report = reconcile_portal(lease, portal, clients.bitrix, clients.google)
         log.info("portal %s: periodic reconciliation: %s", portal.key, report.summary())
         for line in report.failed:
             log.warning("portal %s: %s", portal.key, line)
@@ -193,23 +222,26 @@ class Worker:
                 due.append(portal)
         return due
 
-    def _fail(self, portal: PortalConfig, rows: Sequence[InboxEvent], error: Exception) -> None:
+    def _fail(self, lease: Lease, rows: Sequence[InboxEvent], error: Exception) -> None:
         ids = [row.id for row in rows if row.id is not None]
         reason = str(error)
-        if isinstance(error, GoogleQuotaExceeded):
-            inbox.retry_later(self.engine, ids, reason, QUOTA_BACKOFF)
+        if isinstance(error, CreationPaced):
+            delay = max(error.retry_at - utcnow(), timedelta(seconds=1))
+            inbox.retry_later(lease, ids, reason, delay, count_attempt=False)
+        elif isinstance(error, GoogleQuotaExceeded):
+            inbox.retry_later(lease, ids, reason, QUOTA_BACKOFF)
         elif isinstance(error, BitrixTimeBudgetExceeded):
             wait = (error.reset_at - time.time()) if error.reset_at else 60.0
-            inbox.retry_later(self.engine, ids, reason, timedelta(seconds=max(1.0, wait)))
+            inbox.retry_later(lease, ids, reason, timedelta(seconds=max(1.0, wait)))
         elif isinstance(error, GOOGLE_TRANSIENT + BITRIX_TRANSIENT):
-            inbox.retry_later(self.engine, ids, reason)
+            inbox.retry_later(lease, ids, reason)
         else:
-            inbox.finish(self.engine, ids, InboxState.PARKED, reason)
-        log.warning("portal %s: %d event(s) not applied: %s", portal.key, len(ids), reason)
+            inbox.finish(lease, ids, InboxState.PARKED, reason)
+        log.warning("portal %s: %d event(s) not applied: %s", lease.portal_key, len(ids), reason)
 
 
-def _finish(engine: Engine, rows: Sequence[InboxEvent], state: InboxState, outcome: str) -> None:
-    inbox.finish(engine, [row.id for row in rows if row.id is not None], state, outcome)
+def _finish(lease: Lease, rows: Sequence[InboxEvent], state: InboxState, outcome: str) -> None:
+    inbox.finish(lease, [row.id for row in rows if row.id is not None], state, outcome)
 
 
 def _mappings(

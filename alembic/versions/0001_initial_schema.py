@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 22:15:50.148980
+Create Date: 2026-11-27 22:31:30.180863
 """
 from __future__ import annotations
 
@@ -18,6 +18,15 @@ depends_on = None
 
 
 def upgrade() -> None:
+
+    op.create_table('calendar_creation',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('subject', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_calendar_creation'))
+    )
+    with op.batch_alter_table('calendar_creation', schema=None) as batch_op:
+        batch_op.create_index('ix_calendar_creation_subject_at', ['subject', 'created_at'], unique=False)
 
     op.create_table('calendar_mapping',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -58,6 +67,7 @@ def upgrade() -> None:
     sa.Column('portal_key', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
     sa.Column('holder', sqlmodel.sql.sqltypes.AutoString(length=80), nullable=True),
     sa.Column('expires_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('lease_version', sa.Integer(), nullable=False),
     sa.Column('reconciled_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('reconcile_outcome', sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint('portal_key', name=op.f('pk_portal_state'))
@@ -75,4 +85,8 @@ def downgrade() -> None:
 
     op.drop_table('inbox_event')
     op.drop_table('calendar_mapping')
+    with op.batch_alter_table('calendar_creation', schema=None) as batch_op:
+        batch_op.drop_index('ix_calendar_creation_subject_at')
+
+    op.drop_table('calendar_creation')
 

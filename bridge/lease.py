@@ -1,0 +1,160 @@
+"""Portal leases: one worker (or CLI run) acts for a portal at a time, and only while it holds it.
+
+A lease row per portal names its holder, an expiry and a version. Claiming takes a free, expired
+or own lease; a lease that changes hands gets a new version. Every write a holder makes about the
+portal's work (inbox outcomes, mappings) runs inside `fenced`, which re-reads the lease row in the
+same transaction (locked on PostgreSQL) and refuses when holder or version changed: a worker that
+stalled past its expiry while another took over cannot record a stale result.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import Engine, case, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, or_, select
+
+from bridge.models import InboxEvent, InboxState, PortalState, utcnow
+
+
+class LeaseLost(Exception):
+    """Another holder took the portal over; this one must stop and write nothing."""
+
+
+@dataclass
+class Lease:
+    engine: Engine
+    portal_key: str
+    holder: str
+    version: int
+    ttl: timedelta
+    _renewed: float = field(default_factory=time.monotonic)
+
+    def renew(self) -> None:
+        now = utcnow()
+        with Session(self.engine) as session:
+            result = session.execute(
+                update(PortalState)
+                .where(
+                    col(PortalState.portal_key) == self.portal_key,
+                    col(PortalState.holder) == self.holder,
+                    col(PortalState.lease_version) == self.version,
+                )
+                .values(expires_at=now + self.ttl)
+            )
+            session.commit()
+        if getattr(result, "rowcount", 0) != 1:
+            raise LeaseLost(f"the lease on portal {self.portal_key} passed to another worker")
+        self._renewed = time.monotonic()
+
+    def renew_if_due(self) -> None:
+        """Cheap to call between steps: renews once a third of the lease time has gone."""
+        if time.monotonic() - self._renewed > self.ttl.total_seconds() / 3:
+            self.renew()
+
+
+def claim_portal(engine: Engine, portal_key: str, holder: str, ttl: timedelta) -> Lease | None:
+    """Take the portal's lease, or None while another live holder has it."""
+    now = utcnow()
+    with Session(engine) as session:
+        if session.get(PortalState, portal_key) is None:
+            session.add(PortalState(portal_key=portal_key))
+            try:
+                session.commit()
+            except IntegrityError:  # another process inserted it first; the update decides
+                session.rollback()
+        result = session.execute(
+            update(PortalState)
+            .where(
+                col(PortalState.portal_key) == portal_key,
+                or_(
+                    col(PortalState.holder).is_(None),
+                    col(PortalState.holder) == holder,
+                    col(PortalState.expires_at) < now,
+                ),
+            )
+            .values(
+                holder=holder,
+                expires_at=now + ttl,
+                lease_version=case(
+                    (col(PortalState.holder) == holder, col(PortalState.lease_version)),
+                    else_=col(PortalState.lease_version) + 1,
+                ),
+            )
+        )
+        if getattr(result, "rowcount", 0) != 1:
+            session.rollback()
+            return None
+        state = session.get(PortalState, portal_key)
+        assert state is not None
+        _requeue_abandoned(session, portal_key)
+        session.commit()
+        return Lease(
+            engine=engine,
+            portal_key=portal_key,
+            holder=holder,
+            version=state.lease_version,
+            ttl=ttl,
+        )
+
+
+def release_portal(lease: Lease) -> None:
+    with Session(lease.engine) as session:
+        session.execute(
+            update(PortalState)
+            .where(
+                col(PortalState.portal_key) == lease.portal_key,
+                col(PortalState.holder) == lease.holder,
+                col(PortalState.lease_version) == lease.version,
+            )
+            .values(holder=None, expires_at=None)
+        )
+        session.commit()
+
+
+@contextmanager
+def fenced(lease: Lease) -> Iterator[Session]:
+    """A session whose writes commit only if `lease` still holds the portal."""
+    with Session(lease.engine, expire_on_commit=False) as session:
+        state = session.exec(
+            select(PortalState).where(PortalState.portal_key == lease.portal_key).with_for_update()
+        ).first()
+        if state is None or state.holder != lease.holder or state.lease_version != lease.version:
+            session.rollback()
+            raise LeaseLost(f"the lease on portal {lease.portal_key} passed to another worker")
+        yield session
+        session.commit()
+
+
+def requeue(session: Session, row: InboxEvent) -> None:
+    """Back to pending, unless a newer copy already waits: that one carries the work."""
+    twin = session.exec(
+        select(InboxEvent.id).where(
+            InboxEvent.portal_key == row.portal_key,
+            InboxEvent.dedup_key == row.dedup_key,
+            InboxEvent.state == InboxState.PENDING,
+        )
+    ).first()
+    if twin is None:
+        row.state = InboxState.PENDING
+    else:
+        row.state = InboxState.DONE
+        row.outcome = f"superseded by row {twin}, the same delivery again"
+        row.finished_at = utcnow()
+    session.add(row)
+
+
+def _requeue_abandoned(session: Session, portal_key: str) -> None:
+    """Rows a previous holder took and never finished go back to the queue."""
+    abandoned = session.exec(
+        select(InboxEvent).where(
+            InboxEvent.portal_key == portal_key, InboxEvent.state == InboxState.WORKING
+        )
+    ).all()
+    for row in abandoned:
+        requeue(session, row)
