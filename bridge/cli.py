@@ -7,10 +7,12 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from types import FrameType
 
 from bridge import __version__
 from bridge.config import ConfigError, PortalConfig, Settings, load_portals
+from bridge.db import AnotherWorkerRuns
 
 log = logging.getLogger("bridge")
 
@@ -30,6 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except ConfigError as exc:
         print(f"bridge: config error: {exc}", file=sys.stderr)
+        return 2
+    except AnotherWorkerRuns as exc:
+        print(f"bridge: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -73,6 +78,17 @@ def _parser() -> argparse.ArgumentParser:
     purge.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     purge.set_defaults(run=_purge)
 
+    replay = commands.add_parser("replay", help="put parked events back in the queue")
+    replay.add_argument("--portal", metavar="KEY", help="only this portal")
+    replay.add_argument("--section", metavar="ID", help="only events of this section")
+    replay.set_defaults(run=_replay)
+
+    status = commands.add_parser(
+        "status", help="calendars, pending and parked work (with reasons), last reconciliation"
+    )
+    status.add_argument("--portal", metavar="KEY", help="only this portal")
+    status.set_defaults(run=_status)
+
     demo = commands.add_parser(
         "demo", help="run the whole loop against local emulators on a throw-away SQLite database"
     )
@@ -113,11 +129,15 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from bridge.db import create_db_engine
+    from bridge.db import create_db_engine, only_worker_on_sqlite
     from bridge.worker import Worker
 
     settings, portals = _load()
-    worker = Worker(engine=create_db_engine(settings.database_url), portals=portals)
+    worker = Worker(
+        engine=create_db_engine(settings.database_url),
+        portals=portals,
+        lease_ttl=timedelta(seconds=settings.lease_seconds),
+    )
 
     def stop(signum: int, frame: FrameType | None) -> None:
         log.info("signal %d: finishing the current portal, then stopping", signum)
@@ -125,7 +145,8 @@ def _worker(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    worker.run()
+    with only_worker_on_sqlite(settings.database_url):
+        worker.run()
     return 0
 
 
@@ -171,6 +192,32 @@ def _purge(args: argparse.Namespace) -> int:
     engine = create_db_engine(settings.database_url)
     try:
         return purge_portal(engine, portal, dry_run=args.dry_run, assume_yes=args.yes)
+    finally:
+        engine.dispose()
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from bridge.db import create_db_engine
+    from bridge.operations import replay
+
+    settings, portals = _load()
+    if args.portal:
+        _chosen(portals, args.portal)
+    engine = create_db_engine(settings.database_url)
+    try:
+        return replay(engine, args.portal, args.section)
+    finally:
+        engine.dispose()
+
+
+def _status(args: argparse.Namespace) -> int:
+    from bridge.db import create_db_engine
+    from bridge.operations import portal_status
+
+    settings, portals = _load()
+    engine = create_db_engine(settings.database_url)
+    try:
+        return portal_status(engine, _chosen(portals, args.portal))
     finally:
         engine.dispose()
 

@@ -229,6 +229,7 @@ class Settings(BaseModel):
     database_url: str = DEFAULT_DATABASE_URL
     config_path: str = DEFAULT_CONFIG_PATH
     port: int = 8000
+    lease_seconds: float = 30.0  # a dead worker's portals are taken over after this
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -236,10 +237,18 @@ class Settings(BaseModel):
         port = env.get("PORT", "8000")
         if not port.isdigit():
             raise ConfigError(f"PORT must be a number, got {port!r}")
+        lease = env.get("BRIDGE_LEASE_SECONDS", "30")
+        try:
+            lease_seconds = float(lease)
+        except ValueError:
+            raise ConfigError(f"BRIDGE_LEASE_SECONDS must be a number, got {lease!r}") from None
+        if not 1 <= lease_seconds <= 3600:
+            raise ConfigError("BRIDGE_LEASE_SECONDS must be between 1 and 3600")
         return cls(
             database_url=normalize_database_url(env.get("DATABASE_URL") or DEFAULT_DATABASE_URL),
             config_path=env.get("BRIDGE_CONFIG") or DEFAULT_CONFIG_PATH,
             port=int(port),
+            lease_seconds=lease_seconds,
         )
 
 

@@ -10,6 +10,9 @@ tables.
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +50,33 @@ def _sqlite_engine(url: str) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+class AnotherWorkerRuns(Exception):
+    pass
+
+
+@contextmanager
+def only_worker_on_sqlite(url: str) -> Iterator[None]:
+    """SQLite serves one worker process: hold an exclusive lock file beside the database."""
+    parsed = make_url(url)
+    if (
+        parsed.get_backend_name() != "sqlite"
+        or not parsed.database
+        or parsed.database == ":memory:"
+    ):
+        yield
+        return
+    path = Path(parsed.database).with_name(Path(parsed.database).name + ".worker-lock")
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AnotherWorkerRuns(
+                f"another worker already runs on {parsed.database}; with SQLite run one worker "
+                "(use PostgreSQL to run several)"
+            ) from None
+        yield
 
 
 def alembic_config(url: str) -> Config:

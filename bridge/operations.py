@@ -1,4 +1,4 @@
-"""The operator's commands that act on portals: `bridge sync` and `bridge purge`."""
+"""The operator's commands that act on portals: `sync`, `purge`, `replay` and `status`."""
 
 from __future__ import annotations
 
@@ -6,18 +6,20 @@ import os
 import socket
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TextIO
 
 from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, func, select
 
 from bridge.config import PortalConfig
 from bridge.google_calendar import GoogleError
+from bridge.inbox import replay_parked
 from bridge.lease import Lease, claim_portal, fenced, release_portal
 from bridge.mirror import read_marker
-from bridge.models import CalendarMapping
+from bridge.models import CalendarMapping, InboxEvent, InboxState, MappingState, PortalState, utcnow
 from bridge.reconcile import reconcile_portal
 from bridge.worker import PortalClients
 
@@ -176,3 +178,91 @@ def _claim(engine: Engine, portal: PortalConfig) -> Lease | None:
             return None
         time.sleep(0.2)
     return lease
+
+
+def replay(
+    engine: Engine, portal_key: str | None, section_id: str | None, out: TextIO | None = None
+) -> int:
+    count = replay_parked(engine, portal_key, section_id)
+    print(f"{count} parked event(s) put back in the queue", file=out or sys.stdout)
+    return 0
+
+
+def portal_status(
+    engine: Engine, portals: Sequence[PortalConfig], out: TextIO | None = None
+) -> int:
+    """Per portal: calendars, queue depth, parked work with reasons and age, last reconcile."""
+    out = out or sys.stdout
+    now = utcnow()
+    with Session(engine) as session:
+        for portal in portals:
+            calendars = Counter(
+                session.exec(
+                    select(CalendarMapping.state).where(CalendarMapping.portal_key == portal.key)
+                ).all()
+            )
+            events = Counter(
+                session.exec(
+                    select(InboxEvent.state).where(InboxEvent.portal_key == portal.key)
+                ).all()
+            )
+            oldest = session.exec(
+                select(func.min(InboxEvent.received_at)).where(
+                    InboxEvent.portal_key == portal.key,
+                    col(InboxEvent.state).in_([InboxState.PENDING, InboxState.WORKING]),
+                )
+            ).one()
+            latest = session.exec(
+                select(func.max(InboxEvent.received_at)).where(InboxEvent.portal_key == portal.key)
+            ).one()
+            parked = session.exec(
+                select(InboxEvent)
+                .where(InboxEvent.portal_key == portal.key, InboxEvent.state == InboxState.PARKED)
+                .order_by(col(InboxEvent.id).desc())
+                .limit(20)
+            ).all()
+            state = session.get(PortalState, portal.key)
+            print(f"{portal.key} ({portal.domain})", file=out)
+            print("  calendars: " + _counts(calendars, [s.value for s in MappingState]), file=out)
+            print("  events: " + _counts(events, [s.value for s in InboxState]), file=out)
+            if oldest is not None:
+                print(f"  oldest waiting event: {_age(now, oldest)} ago", file=out)
+            print(f"  last event: {_when(now, latest)}", file=out)
+            if state is not None and state.reconciled_at is not None:
+                outcome = (
+                    (state.reconcile_outcome or "").splitlines()[0]
+                    if state.reconcile_outcome
+                    else ""
+                )
+                print(
+                    f"  last reconciliation: {_when(now, state.reconciled_at)}: {outcome}", file=out
+                )
+            else:
+                print("  last reconciliation: never", file=out)
+            for row in parked:
+                print(
+                    f"  parked #{row.id} {row.event} section {row.section_id}, "
+                    f"{_age(now, row.received_at)} old: {row.outcome}",
+                    file=out,
+                )
+            if events[InboxState.PARKED] > len(parked):
+                print(f"  … and {events[InboxState.PARKED] - len(parked)} more parked", file=out)
+    return 0
+
+
+def _counts(counter: Counter[str], order: list[str]) -> str:
+    return ", ".join(f"{counter.get(name, 0)} {name}" for name in order)
+
+
+def _when(now: datetime, moment: datetime | None) -> str:
+    return (
+        "never" if moment is None else f"{moment:%Y-%m-%d %H:%M:%S} UTC ({_age(now, moment)} ago)"
+    )
+
+
+def _age(now: datetime, moment: datetime) -> str:
+    seconds = max(0, int((now - moment).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"

@@ -1,140 +1,153 @@
-"""The Procfile's processes as real OS processes: release, web and worker, configured by YAML."""
+"""The Procfile's processes as real OS processes: crashes, restarts and shutdowns lose nothing."""
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
-import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-import yaml
 
-from bridge.demo import Sandbox, demo_portal
+from bridge.demo import Sandbox
+from bridge.models import InboxState
+from tests.e2e.deployment import Deployment, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+CALENDARS = "/calendar/v3/calendars"
+Deploy = Callable[..., Deployment]
 
 
 @pytest.fixture
-def deployment(sandbox: Sandbox, database_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
-    """A portals.yaml whose secrets live only in the environment, as in production."""
-    portal = demo_portal(sandbox, key="acme", subject=f"procs-{uuid.uuid4().hex[:8]}@acme.example")
-    config = {
-        "portals": [
-            {
-                "key": portal.key,
-                "member_id": portal.member_id,
-                "domain": portal.domain,
-                "application_token": "${ACME_APPLICATION_TOKEN}",
-                "bitrix": {"webhook_url": "${ACME_BITRIX_WEBHOOK}"},
-                "google": {
-                    "service_account": "${GOOGLE_SERVICE_ACCOUNT}",
-                    "subject": portal.google.subject,
-                    "api_endpoint": portal.google.api_endpoint,
-                    "time_zone": "Asia/Tokyo",
-                },
-                "mirror": {"company": True, "resources": False, "groups": [], "name": "BX: {name}"},
-            }
-        ]
-    }
-    path = tmp_path / "portals.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "DATABASE_URL": database_url,
-        "BRIDGE_CONFIG": str(path),
-        "PORT": str(free_port()),
-        "ACME_APPLICATION_TOKEN": portal.application_token,
-        "ACME_BITRIX_WEBHOOK": portal.bitrix.webhook_url,
-        "GOOGLE_SERVICE_ACCOUNT": portal.google.service_account,
-        "MEMBER_ID": portal.member_id,
-        "SUBJECT": portal.google.subject,
-    }
-    yield env
+def deploy(sandbox: Sandbox, database_url: str, tmp_path: Path) -> Iterator[Deploy]:
+    made: list[Deployment] = []
+
+    def make(**options: Any) -> Deployment:
+        deployment = Deployment(sandbox, database_url, tmp_path, **options)
+        assert deployment.run("migrate").returncode == 0
+        made.append(deployment)
+        return deployment
+
+    yield make
+    for deployment in made:
+        deployment.close()
+    httpx.delete(f"{sandbox.google_url}/_control/faults", timeout=10).raise_for_status()
 
 
-def start(command: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "bridge", command],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+def settled(deployment: Deployment, rows: int) -> Callable[[], bool]:
+    def check() -> bool:
+        inbox = deployment.inbox()
+        waiting = (InboxState.PENDING, InboxState.WORKING)
+        return len(inbox) >= rows and not any(row.state in waiting for row in inbox)
+
+    return check
 
 
-def test_release_web_and_worker_processes_mirror_a_section(
-    sandbox: Sandbox, deployment: dict[str, str], database_url: str
-) -> None:
-    env = deployment
-    release = subprocess.run(
-        [sys.executable, "-m", "bridge", "migrate"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert release.returncode == 0, release.stderr
-    web, worker = start("serve", env), start("worker", env)
-    base = f"http://127.0.0.1:{env['PORT']}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "web process did not come up"
-            time.sleep(0.1)
-        with httpx.Client(timeout=10) as http:
-            http.post(
-                f"{sandbox.bitrix_url}/_control/portals/{env['MEMBER_ID']}/outgoing-webhooks",
-                json={
-                    "handler": f"{base}/bitrix/events",
-                    "events": ["ONCALENDARSECTIONADD"],
-                    "application_token": env["ACME_APPLICATION_TOKEN"],
-                },
-            ).raise_for_status()
-            http.post(
-                f"{sandbox.bitrix_url}/_control/portals/{env['MEMBER_ID']}/sections",
-                json={"type": "company_calendar", "owner_id": 0, "name": "Town hall"},
-            ).raise_for_status()
-            deadline = time.monotonic() + 20
-            while True:
-                calendars = http.get(
-                    f"{sandbox.google_url}/_control/calendars",
-                    params={"owner": env["SUBJECT"]},
-                ).json()["calendars"]
-                if calendars or time.monotonic() > deadline:
-                    break
-                time.sleep(0.1)
-        assert [(c["summary"], c["timeZone"]) for c in calendars] == [
-            ("BX: Town hall", "Asia/Tokyo")
-        ]
-    finally:
-        for process in (web, worker):
-            process.send_signal(signal.SIGTERM)
-        outputs = [process.communicate(timeout=30)[0] for process in (web, worker)]
+def test_release_web_and_worker_processes_mirror_a_section(deploy: Deploy) -> None:
+    deployment = deploy()
+    web, worker = deployment.start_web(), deployment.start("worker")
+
+    deployment.add_section("Town hall")
+    wait_for(lambda: bool(deployment.calendars()), 20, "the calendar")
+
+    assert [(c["summary"], c["timeZone"]) for c in deployment.calendars()] == [
+        ("BX: Town hall", "Asia/Tokyo")
+    ]
+    web_code, web_output, _ = deployment.stop(web)
+    worker_code, worker_output, _ = deployment.stop(worker)
     # uvicorn re-raises SIGTERM once it has shut down gracefully, so the web exit is by signal.
-    assert web.returncode in (0, -signal.SIGTERM), outputs[0]
-    assert "Finished server process" in outputs[0]
-    assert worker.returncode == 0, outputs[1]
-    for output in outputs:
-        assert env["ACME_APPLICATION_TOKEN"] not in output
-        assert env["ACME_BITRIX_WEBHOOK"].split("/rest/")[1] not in output
+    assert web_code in (0, -signal.SIGTERM) and "Finished server process" in web_output
+    assert worker_code == 0, worker_output
+    for output in (web_output, worker_output):
+        assert deployment.portal.application_token not in output
+        assert deployment.portal.bitrix.webhook_url.split("/rest/")[1] not in output
         assert "Traceback" not in output
+
+
+def test_events_accepted_while_no_worker_runs_are_applied_later(deploy: Deploy) -> None:
+    deployment = deploy()
+    deployment.start_web()
+    for name in ("One", "Two", "Three"):
+        deployment.add_section(name)
+    assert [row.state for row in deployment.inbox()] == [InboxState.PENDING] * 3
+
+    deployment.start("worker")
+    wait_for(settled(deployment, 3), 30, "the worker")
+
+    assert sorted(c["summary"] for c in deployment.calendars()) == [
+        "BX: One",
+        "BX: Three",
+        "BX: Two",
+    ]
+
+
+def test_a_worker_killed_while_creating_leaves_one_calendar_after_restart(deploy: Deploy) -> None:
+    deployment = deploy(google={"timeout_s": 60}, lease_seconds=2)
+    deployment.google_fault(
+        method="POST", path=CALENDARS, count=1, action="commit_then_stall", seconds=30
+    )
+    deployment.start_web()
+    worker = deployment.start("worker")
+    deployment.add_section("Survivor")
+    wait_for(lambda: bool(deployment.calendars()), 20, "the insert to reach Google")
+
+    worker.send_signal(signal.SIGKILL)
+    worker.communicate(timeout=10)
+    assert [row.state for row in deployment.inbox()] == [InboxState.WORKING]
+    deployment.start("worker")
+    wait_for(settled(deployment, 1), 30, "the restarted worker")
+
+    [calendar] = deployment.calendars()
+    assert calendar["summary"] == "BX: Survivor"
+    [row] = deployment.inbox()
+    assert row.state == InboxState.DONE
+    # The restarted worker adopted the calendar by its marker (through the event or through the
+    # reconciliation it runs at start, whichever came first) instead of inserting it again.
+    inserts = [
+        r for r in deployment.google_requests() if r["method"] == "POST" and r["path"] == CALENDARS
+    ]
+    assert len(inserts) == 1
+
+
+def test_sigterm_mid_work_exits_0_in_time_and_loses_nothing(deploy: Deploy) -> None:
+    deployment = deploy(google={"timeout_s": 60})
+    deployment.google_fault(
+        method="POST", path=CALENDARS, count=1, action="commit_then_stall", seconds=3
+    )
+    deployment.start_web()
+    worker = deployment.start("worker")
+    for name in ("First", "Second", "Third"):
+        deployment.add_section(name)
+    wait_for(lambda: bool(deployment.calendars()), 20, "the first insert")
+
+    code, output, took = deployment.stop(worker)
+
+    assert code == 0, output
+    assert took < 25
+    assert not any(row.state == InboxState.WORKING for row in deployment.inbox())
+    deployment.start("worker")
+    wait_for(settled(deployment, 3), 30, "the next worker")
+    assert sorted(c["summary"] for c in deployment.calendars()) == [
+        "BX: First",
+        "BX: Second",
+        "BX: Third",
+    ]
+
+
+def test_a_second_worker_on_sqlite_is_refused(deploy: Deploy, database_url: str) -> None:
+    if not database_url.startswith("sqlite"):
+        assert deploy().run("worker", "--help").returncode == 0  # PostgreSQL takes many workers
+        return
+    deployment = deploy()
+    first = deployment.start("worker")
+    wait_for(
+        lambda: Path(database_url.removeprefix("sqlite:///") + ".worker-lock").exists(),
+        20,
+        "the lock",
+    )
+
+    second = deployment.run("worker")
+
+    assert second.returncode == 2
+    assert "another worker already runs" in second.stderr
+    assert first.poll() is None
