@@ -33,7 +33,9 @@ class LeakyBucket:
         """Count one request, first waiting while it would overflow; returns the wait."""
         with self._lock:
             self._drain()
-            wait = max(0.0, (self._level + 1 - self.burst) / self.per_second)
+            # One slot of headroom: the server meters arrivals, which jitter behind our sends.
+            limit = max(1, self.burst - 1)
+            wait = max(0.0, (self._level + 1 - limit) / self.per_second)
             if wait:
                 self._sleep(wait)
                 self._drain()

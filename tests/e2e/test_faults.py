@@ -125,3 +125,28 @@ def test_bitrix_auth_failure_is_parked_with_the_reason(bridge: Bridge) -> None:
     assert "NO_AUTH_FOUND" in (row.outcome or "")
     assert len([r for r in bridge.bitrix_requests() if r["method"] == "batch"]) == 1
     assert bridge.calendars() == []
+
+
+def test_calendar_creation_is_paced_per_owner_without_counting_attempts(
+    make_bridge: Callable[..., Bridge],
+) -> None:
+    bridge = make_bridge(google={"creation_pace": {"calendars": 2, "minutes": 60}})
+    for name in ("One", "Two", "Three"):
+        bridge.add_section("company_calendar", 0, name)
+
+    deadline = time.monotonic() + 20
+    while len([r for r in bridge.inbox() if r.state == InboxState.DONE]) < 2:
+        assert time.monotonic() < deadline, [(r.state, r.outcome) for r in bridge.inbox()]
+        time.sleep(0.05)
+    time.sleep(0.3)
+
+    assert summaries(bridge) == ["One", "Two"]
+    [waiting] = [r for r in bridge.inbox() if r.state != InboxState.DONE]
+    assert waiting.state == InboxState.PENDING and waiting.attempts == 0
+    assert "pace" in (waiting.outcome or "")
+    assert waiting.next_attempt_at > utcnow() + timedelta(minutes=55)
+    assert len(inserts(bridge)) == 2
+
+
+def summaries(bridge: Bridge) -> list[str]:
+    return sorted(c["summary"] for c in bridge.calendars())

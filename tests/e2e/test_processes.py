@@ -151,3 +151,35 @@ def test_a_second_worker_on_sqlite_is_refused(deploy: Deploy, database_url: str)
     assert second.returncode == 2
     assert "another worker already runs" in second.stderr
     assert first.poll() is None
+
+
+def test_status_shows_parked_work_and_replay_puts_it_back(deploy: Deploy) -> None:
+    deployment = deploy()
+    deployment.http.post(
+        f"{deployment.sandbox.bitrix_url}/_control/faults",
+        json={
+            "member_id": deployment.portal.member_id,
+            "method": "batch",
+            "count": 1,
+            "kind": "error",
+            "status": 401,
+            "error": "NO_AUTH_FOUND",
+            "description": "Wrong authorization data",
+        },
+    ).raise_for_status()
+    deployment.start_web()
+    deployment.add_section("Parked first")
+    deployment.start("worker")  # drains the waiting event before its first reconciliation
+    wait_for(settled(deployment, 1), 20, "the event to be parked")
+
+    status = deployment.run("status")
+
+    assert status.returncode == 0, status.stderr
+    assert "acme (acme.bitrix24.com)" in status.stdout
+    assert "1 parked" in status.stdout
+    assert "NO_AUTH_FOUND" in status.stdout
+    replayed = deployment.run("replay", "--portal", "acme")
+    assert replayed.returncode == 0 and "1 parked event(s) put back" in replayed.stdout
+    wait_for(lambda: bool(deployment.calendars()), 20, "the replayed event")
+    assert [c["summary"] for c in deployment.calendars()] == ["BX: Parked first"]
+    assert "0 parked" in deployment.run("status", "--portal", "acme").stdout

@@ -1,0 +1,72 @@
+"""The Bitrix24 client against the emulator: its leaky bucket keeps a portal under the limit."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from bridge.bitrix import BitrixClient, BitrixRateLimited
+from bridge.demo import Sandbox
+from bridge.pacing import LeakyBucket
+
+
+@pytest.fixture
+def webhook(sandbox: Sandbox) -> Iterator[tuple[str, str]]:
+    member_id = secrets.token_hex(16)
+    answer = httpx.post(
+        f"{sandbox.bitrix_url}/_control/portals",
+        json={
+            "member_id": member_id,
+            "domain": "bucket.bitrix24.com",
+            "webhook_code": secrets.token_hex(8),
+            "bucket_burst": 5,
+            "bucket_drain_per_s": 20,
+        },
+    )
+    answer.raise_for_status()
+    yield answer.json()["webhook_url"], member_id
+
+
+def statuses(sandbox: Sandbox, member_id: str) -> list[int]:
+    answer = httpx.get(f"{sandbox.bitrix_url}/_control/requests", params={"member_id": member_id})
+    return [r["status"] for r in answer.json()["requests"]]
+
+
+def test_the_bucket_keeps_a_burst_under_the_portal_limit(
+    sandbox: Sandbox, webhook: tuple[str, str]
+) -> None:
+    url, member_id = webhook
+    with BitrixClient(url, bucket=LeakyBucket(burst=5, per_second=20)) as client:
+        for _ in range(30):
+            client.call("calendar.resource.list")
+
+    assert statuses(sandbox, member_id) == [200] * 30
+
+
+def test_without_the_bucket_the_same_burst_meets_503s(
+    sandbox: Sandbox, webhook: tuple[str, str]
+) -> None:
+    url, member_id = webhook
+    with BitrixClient(url, attempts=1) as client, pytest.raises(BitrixRateLimited):
+        for _ in range(30):
+            client.call("calendar.resource.list")
+
+    assert 503 in statuses(sandbox, member_id)
+
+
+def test_a_batch_splits_at_50_commands_and_keeps_per_command_errors(
+    sandbox: Sandbox, webhook: tuple[str, str]
+) -> None:
+    url, member_id = webhook
+    commands = {f"c{i}": "calendar.section.get?type=company_calendar&ownerId=0" for i in range(120)}
+    commands["bad"] = "calendar.section.get?ownerId=0"
+    with BitrixClient(url, bucket=LeakyBucket(burst=5, per_second=20)) as client:
+        result = client.batch(commands)
+
+    assert len(result.results) == 120
+    assert list(result.errors) == ["bad"]
+    assert "type" in result.errors["bad"].description
+    assert len(statuses(sandbox, member_id)) == 3
