@@ -1,0 +1,266 @@
+"""Many processes on one PostgreSQL: 2 web and 3 worker processes, 4 portals, 500 sections, a
+shuffled stream of add/update/delete events with duplicates, and one worker killed midway."""
+
+from __future__ import annotations
+
+import json
+import random
+import secrets
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy
+import yaml
+from sqlmodel import Session, select
+
+from bridge.db import create_db_engine, migrate
+from bridge.models import CalendarMapping, InboxEvent, InboxState
+from bridge.sandbox.bitrix import BitrixEmulator, http_build_query
+from bridge.sandbox.google_calendar import GoogleEmulator, generate_service_account
+from bridge.sandbox.server import ServerThread
+from tests.conftest import POSTGRES_URL
+from tests.e2e.deployment import ROOT, free_port, wait_for
+
+PORTALS = 4
+SECTIONS_PER_PORTAL = 125
+EVENTS = ("ONCALENDARSECTIONADD", "ONCALENDARSECTIONUPDATE", "ONCALENDARSECTIONDELETE")
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    schema = f"stress_{uuid.uuid4().hex[:10]}"
+    admin = sqlalchemy.create_engine(POSTGRES_URL)
+    with admin.begin() as connection:
+        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+def test_two_webs_three_workers_500_sections_one_worker_killed(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    migrate(postgres_url)
+    rng = random.Random(20261127)
+    bitrix = ServerThread(BitrixEmulator().app)
+    google = ServerThread(
+        GoogleEmulator(creation_limit=100_000, user_rate_per_minute=1_000_000).app
+    )
+    processes: list[subprocess.Popen[str]] = []
+    with bitrix, google, httpx.Client(timeout=30) as http:
+        portals = [_portal(http, bitrix.url, google.url, n) for n in range(PORTALS)]
+        config = tmp_path / "portals.yaml"
+        config.write_text(
+            yaml.safe_dump({"portals": [p["config"] for p in portals]}), encoding="utf-8"
+        )
+        base_env = {
+            "PATH": "",
+            "DATABASE_URL": postgres_url,
+            "BRIDGE_CONFIG": str(config),
+            "BRIDGE_LEASE_SECONDS": "2",
+        }
+        webs = []
+        for _ in range(2):
+            port = free_port()
+            processes.append(_start("serve", {**base_env, "PORT": str(port)}, tmp_path))
+            webs.append(f"http://127.0.0.1:{port}")
+        workers = [_start("worker", base_env, tmp_path) for _ in range(3)]
+        processes.extend(workers)
+        for web in webs:
+            wait_for(lambda web=web: _healthy(http, web), 30, f"web {web}")
+
+        # Bitrix24 changes nobody hears about yet: creates, then renames and deletes.
+        live: dict[str, dict[str, str]] = {}
+        stream: list[tuple[dict[str, Any], str, str]] = []
+        for portal in portals:
+            control = f"{bitrix.url}/_control/portals/{portal['member_id']}/sections"
+            live[portal["key"]] = {}
+            for i in range(SECTIONS_PER_PORTAL):
+                section = http.post(
+                    control,
+                    json={
+                        "type": "company_calendar",
+                        "owner_id": 0,
+                        "name": f"S{i}",
+                        "deliver": False,
+                    },
+                ).json()
+                live[portal["key"]][section["ID"]] = section["NAME"]
+                stream.append((portal, "ONCALENDARSECTIONADD", section["ID"]))
+            ids = list(live[portal["key"]])
+            for section_id in rng.sample(ids, 40):
+                name = f"Renamed {section_id}"
+                http.patch(
+                    f"{control}/{section_id}", json={"name": name, "deliver": False}
+                ).raise_for_status()
+                live[portal["key"]][section_id] = name
+                stream.append((portal, "ONCALENDARSECTIONUPDATE", section_id))
+            for section_id in rng.sample(ids, 12):
+                http.delete(f"{control}/{section_id}", params={"deliver": 0}).raise_for_status()
+                live[portal["key"]].pop(section_id)
+                stream.append((portal, "ONCALENDARSECTIONDELETE", section_id))
+        stream += rng.sample(stream, len(stream) // 5)  # re-deliveries
+        rng.shuffle(stream)
+
+        def deliver(item: tuple[int, tuple[dict[str, Any], str, str]]) -> int:
+            index, (portal, event, section_id) = item
+            body = http_build_query(_event(portal, event, section_id, bitrix.url))
+            answer = http.post(
+                f"{webs[index % 2]}/bitrix/events",
+                content=body,
+                headers={"content-type": "application/x-www-form-urlencoded"},
+            )
+            return answer.status_code
+
+        third = len(stream) // 3
+        with ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(deliver, enumerate(stream[:third])))
+            workers[0].send_signal(signal.SIGKILL)
+            codes += list(pool.map(deliver, enumerate(stream[third:], start=third)))
+        assert codes == [200] * len(stream)
+
+        engine = create_db_engine(postgres_url)
+        try:
+            wait_for(lambda: _settled(engine), 180, "the workers to drain the inbox")
+            with Session(engine) as session:
+                rows = session.exec(select(InboxEvent)).all()
+                mappings = session.exec(select(CalendarMapping)).all()
+        finally:
+            engine.dispose()
+
+        assert {row.state for row in rows} <= {InboxState.DONE, InboxState.SKIPPED}, [
+            (row.state, row.outcome)
+            for row in rows
+            if row.state not in (InboxState.DONE, InboxState.SKIPPED)
+        ]
+        for portal in portals:
+            calendars = http.get(
+                f"{google.url}/_control/calendars", params={"owner": portal["subject"]}
+            ).json()["calendars"]
+            assert sorted(c["summary"] for c in calendars) == sorted(
+                live[portal["key"]].values()
+            ), portal["key"]
+            mapped = {
+                m.section_id: m.google_calendar_id
+                for m in mappings
+                if m.portal_key == portal["key"]
+            }
+            assert set(mapped) == set(live[portal["key"]])
+            assert set(mapped.values()) == {c["id"] for c in calendars}
+
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            process.wait(timeout=30)
+        logs = [path.read_text(encoding="utf-8") for path in tmp_path.glob("*.log")]
+        assert len(logs) == 5
+        assert all("Traceback" not in log for log in logs), [
+            log for log in logs if "Traceback" in log
+        ]
+
+
+def _portal(http: httpx.Client, bitrix_url: str, google_url: str, n: int) -> dict[str, Any]:
+    key, member_id, token = f"p{n}", secrets.token_hex(16), secrets.token_hex(16)
+    answer = http.post(
+        f"{bitrix_url}/_control/portals",
+        json={
+            "member_id": member_id,
+            "domain": f"{key}.bitrix24.com",
+            "webhook_code": secrets.token_hex(8),
+            "bucket_burst": 10_000,
+            "bucket_drain_per_s": 10_000,
+        },
+    )
+    answer.raise_for_status()
+    account = generate_service_account(
+        f"{google_url}/token", f"bridge-{key}@sandbox.iam.gserviceaccount.com"
+    )
+    http.post(f"{google_url}/_control/service-accounts", json=account).raise_for_status()
+    subject = f"owner@{key}.example"
+    return {
+        "key": key,
+        "member_id": member_id,
+        "token": token,
+        "subject": subject,
+        "config": {
+            "key": key,
+            "member_id": member_id,
+            "domain": f"{key}.bitrix24.com",
+            "application_token": token,
+            "bitrix": {
+                "webhook_url": answer.json()["webhook_url"],
+                "rate_limit": {"burst": 1000, "per_second": 1000},
+            },
+            "google": {
+                "service_account": json.dumps(account),
+                "subject": subject,
+                "api_endpoint": f"{google_url}/calendar/v3/",
+                "creation_pace": {"calendars": 100_000, "minutes": 1},
+                "requests_per_minute": 10_000,
+            },
+            "mirror": {
+                "company": True,
+                "resources": False,
+                "locations": False,
+                "reconcile_interval_minutes": 0,
+            },
+        },
+    }
+
+
+def _event(portal: dict[str, Any], event: str, section_id: str, bitrix_url: str) -> dict[str, Any]:
+    return {
+        "event": event,
+        "event_handler_id": "7",
+        "data": {"id": section_id},
+        "ts": "1795000000",
+        "auth": {
+            "domain": f"{portal['key']}.bitrix24.com",
+            "client_endpoint": f"{bitrix_url}/rest/",
+            "server_endpoint": "https://oauth.bitrix.info/rest/",
+            "member_id": portal["member_id"],
+            "application_token": portal["token"],
+        },
+    }
+
+
+def _start(command: str, env: dict[str, str], folder: Path) -> subprocess.Popen[str]:
+    """Output goes to a file: a full pipe would block a busy process."""
+    with (folder / f"{command}-{uuid.uuid4().hex[:6]}.log").open("w") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "bridge", command],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+
+def _healthy(http: httpx.Client, web: str) -> bool:
+    try:
+        return http.get(f"{web}/healthz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def _settled(engine: sqlalchemy.Engine) -> bool:
+    with Session(engine) as session:
+        waiting = session.exec(
+            select(InboxEvent.id).where(
+                InboxEvent.state.in_([InboxState.PENDING, InboxState.WORKING])  # type: ignore[attr-defined]
+            )
+        ).first()
+    return waiting is None
