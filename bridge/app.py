@@ -7,17 +7,18 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import StatelessLifespan
 
 from bridge.config import PortalConfig, Settings, load_portals
-from bridge.db import create_db_engine
+from bridge.db import create_db_engine, schema_head, schema_revision
 from bridge.events import (
     MAX_BODY_BYTES,
     MalformedEvent,
@@ -26,6 +27,8 @@ from bridge.events import (
     read_event,
 )
 from bridge.inbox import record_event
+from bridge.metrics import EVENTS_RECEIVED
+from bridge.metrics import render as render_metrics
 
 log = logging.getLogger("bridge.web")
 
@@ -40,6 +43,7 @@ def create_app(
     *, portals: Sequence[PortalConfig], engine: Engine, lifespan: Lifespan | None = None
 ) -> Starlette:
     by_member_id = {portal.member_id: portal for portal in portals}
+    head = schema_head()
 
     async def receive_event(request: Request) -> JSONResponse:
         try:
@@ -57,32 +61,61 @@ def create_app(
 
         portal = by_member_id.get(event.auth.member_id)
         if portal is None:
-            log.warning("event from unknown portal refused")
+            log.warning("event from an unknown portal refused", extra={"event": event.event})
+            EVENTS_RECEIVED.labels("unknown", event.event, "unknown_portal").inc()
             return _error(403, "auth[member_id] is not a configured portal")
+        fields = {"portal": portal.key, "event": event.event, "section_id": event.section_id}
         if event.auth.domain != portal.domain:
-            log.warning("portal %s: event for another domain refused", portal.key)
+            log.warning("event for another domain refused", extra=fields)
+            EVENTS_RECEIVED.labels(portal.key, event.event, "wrong_domain").inc()
             return _error(403, "auth[domain] does not match the configured portal")
         if not hmac.compare_digest(
             event.auth.application_token.encode(), portal.application_token.encode()
         ):
-            log.warning("portal %s: event with a wrong application token refused", portal.key)
+            log.warning("event with a wrong application token refused", extra=fields)
+            EVENTS_RECEIVED.labels(portal.key, event.event, "wrong_token").inc()
             return _error(401, "auth[application_token] is wrong")
 
         try:
             recorded = await run_in_threadpool(record_event, engine, portal.key, event)
         except SQLAlchemyError as exc:
-            log.error("portal %s: could not store event: %s", portal.key, exc.__class__.__name__)
+            log.error("could not store the event: %s", exc.__class__.__name__, extra=fields)
+            EVENTS_RECEIVED.labels(portal.key, event.event, "store_failed").inc()
             return _error(503, "the event store is unavailable; nothing was accepted")
         status = "accepted" if event.handled else "ignored"
+        outcome = "duplicate" if recorded.duplicate else status
+        EVENTS_RECEIVED.labels(portal.key, event.event, outcome).inc()
         return JSONResponse({"status": status, "id": recorded.id, "duplicate": recorded.duplicate})
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
+    async def readyz(request: Request) -> JSONResponse:
+        try:
+            revision = await run_in_threadpool(schema_revision, engine)
+        except SQLAlchemyError as exc:
+            return JSONResponse(
+                {"status": "unavailable", "database": f"unreachable ({exc.__class__.__name__})"},
+                status_code=503,
+            )
+        if revision != head:
+            detail = f"schema at {revision or 'nothing'}, expected {head}: run `bridge migrate`"
+            return JSONResponse({"status": "unavailable", "database": detail}, status_code=503)
+        return JSONResponse({"status": "ok", "database": "ok", "portals": len(by_member_id)})
+
+    async def metrics(request: Request) -> Response:
+        try:
+            body = await run_in_threadpool(render_metrics, engine)
+        except SQLAlchemyError:
+            return _error(503, "the database is unavailable")
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
     return Starlette(
         routes=[
             Route("/bitrix/events", receive_event, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
         ],
         lifespan=lifespan,
     )

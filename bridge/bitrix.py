@@ -20,6 +20,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from bridge.metrics import UPSTREAM_REQUESTS, UPSTREAM_RETRIES
 from bridge.pacing import LeakyBucket
 
 BATCH_LIMIT = 50
@@ -110,6 +111,7 @@ class BitrixClient:
             retry=retry_if_exception_type(TRANSIENT_ERRORS),
             wait=wait_random_exponential(multiplier=0.25, max=self._max_wait),
             stop=stop_after_attempt(self._attempts),
+            before_sleep=lambda state: UPSTREAM_RETRIES.labels("bitrix", method).inc(),
             reraise=True,
         )
         for attempt in retrying:
@@ -146,9 +148,12 @@ class BitrixClient:
         try:
             response = self._http.post(self._base + method + ".json", json=params)
         except httpx.TimeoutException:
+            UPSTREAM_REQUESTS.labels("bitrix", method, "timeout").inc()
             raise BitrixUnavailable(method, "TIMEOUT", "no answer in time") from None
         except httpx.HTTPError as exc:
+            UPSTREAM_REQUESTS.labels("bitrix", method, "network").inc()
             raise BitrixUnavailable(method, "NETWORK", exc.__class__.__name__) from None
+        UPSTREAM_REQUESTS.labels("bitrix", method, str(response.status_code)).inc()
         try:
             envelope = response.json()
         except (json.JSONDecodeError, UnicodeDecodeError):

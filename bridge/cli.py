@@ -13,6 +13,7 @@ from types import FrameType
 from bridge import __version__
 from bridge.config import ConfigError, PortalConfig, Settings, load_portals
 from bridge.db import AnotherWorkerRuns
+from bridge.logs import configure_logging, redact
 
 log = logging.getLogger("bridge")
 
@@ -20,13 +21,7 @@ log = logging.getLogger("bridge")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("httpx", "googleapiclient.discovery_cache", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(verbose=args.verbose)
     try:
         code: int = args.run(args)
         return code
@@ -87,7 +82,16 @@ def _parser() -> argparse.ArgumentParser:
         "status", help="calendars, pending and parked work (with reasons), last reconciliation"
     )
     status.add_argument("--portal", metavar="KEY", help="only this portal")
+    status.add_argument("--json", action="store_true", help="print JSON instead of text")
     status.set_defaults(run=_status)
+
+    check = commands.add_parser(
+        "check-config", help="validate the portals file and the environment (and the credentials)"
+    )
+    check.add_argument(
+        "--online", action="store_true", help="also make one read-only call per portal to each API"
+    )
+    check.set_defaults(run=_check_config)
 
     demo = commands.add_parser(
         "demo", help="run the whole loop against local emulators on a throw-away SQLite database"
@@ -109,7 +113,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _load() -> tuple[Settings, list[PortalConfig]]:
     settings = Settings.from_env()
-    return settings, load_portals(settings.config_path)
+    portals = load_portals(settings.config_path)
+    redact(secret for portal in portals for secret in portal.secrets())
+    return settings, portals
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -124,20 +130,29 @@ def _serve(args: argparse.Namespace) -> int:
         proxy_headers=True,
         timeout_graceful_shutdown=25,
         access_log=False,
+        log_config=None,  # keep our JSON handler on the root logger
     )
     return 0
 
 
 def _worker(args: argparse.Namespace) -> int:
     from bridge.db import create_db_engine, only_worker_on_sqlite
+    from bridge.metrics import serve_worker_metrics
+    from bridge.notify import Notifier
     from bridge.worker import Worker
 
     settings, portals = _load()
+    engine = create_db_engine(settings.database_url)
+    notifier = Notifier(engine)
     worker = Worker(
-        engine=create_db_engine(settings.database_url),
+        engine=engine,
         portals=portals,
         lease_ttl=timedelta(seconds=settings.lease_seconds),
+        notifier=notifier,
     )
+    if settings.metrics_port:
+        serve_worker_metrics(settings.metrics_port)
+        log.info("worker metrics on port %d", settings.metrics_port)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         log.info("signal %d: finishing the current portal, then stopping", signum)
@@ -147,6 +162,7 @@ def _worker(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     with only_worker_on_sqlite(settings.database_url):
         worker.run()
+    notifier.close()
     return 0
 
 
@@ -217,9 +233,16 @@ def _status(args: argparse.Namespace) -> int:
     settings, portals = _load()
     engine = create_db_engine(settings.database_url)
     try:
-        return portal_status(engine, _chosen(portals, args.portal))
+        return portal_status(engine, _chosen(portals, args.portal), as_json=args.json)
     finally:
         engine.dispose()
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from bridge.operations import check_portals
+
+    _settings, portals = _load()
+    return check_portals(portals, online=args.online)
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -191,6 +191,21 @@ class MirrorConfig(_Strict):
         return value
 
 
+class NotifyConfig(_Strict):
+    """Where alerts go: parked work, failing credentials, a tripped mass-delete guard."""
+
+    bitrix_users: list[Annotated[int, Field(gt=0)]] = Field(default_factory=list)
+    webhook_url: str | None = None  # Slack-compatible: a JSON body with "text"
+    every_minutes: float = Field(default=60, gt=0)  # one message per cause per this long
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+
 class PortalConfig(_Strict):
     key: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
     member_id: Annotated[str, Field(min_length=1, max_length=64)]
@@ -199,6 +214,20 @@ class PortalConfig(_Strict):
     bitrix: BitrixConfig
     google: GoogleConfig
     mirror: MirrorConfig = Field(default_factory=MirrorConfig)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
+
+    def secrets(self) -> list[str]:
+        """Values that must never reach a log line."""
+        code = self.bitrix.webhook_url.rstrip("/").rsplit("/", 1)[-1]
+        key = self.google.service_account_info().get("private_key", "")
+        hook = [self.notify.webhook_url] if self.notify.webhook_url else []
+        return [
+            self.application_token,
+            self.bitrix.webhook_url,
+            code,
+            *hook,
+            *str(key).splitlines()[1:-1],
+        ]
 
     @field_validator("domain")
     @classmethod
@@ -230,6 +259,7 @@ class Settings(BaseModel):
     config_path: str = DEFAULT_CONFIG_PATH
     port: int = 8000
     lease_seconds: float = 30.0  # a dead worker's portals are taken over after this
+    metrics_port: int | None = None  # the worker serves /metrics here when set
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -244,7 +274,11 @@ class Settings(BaseModel):
             raise ConfigError(f"BRIDGE_LEASE_SECONDS must be a number, got {lease!r}") from None
         if not 1 <= lease_seconds <= 3600:
             raise ConfigError("BRIDGE_LEASE_SECONDS must be between 1 and 3600")
+        metrics = env.get("METRICS_PORT", "")
+        if metrics and not metrics.isdigit():
+            raise ConfigError(f"METRICS_PORT must be a number, got {metrics!r}")
         return cls(
+            metrics_port=int(metrics) if metrics else None,
             database_url=normalize_database_url(env.get("DATABASE_URL") or DEFAULT_DATABASE_URL),
             config_path=env.get("BRIDGE_CONFIG") or DEFAULT_CONFIG_PATH,
             port=int(port),

@@ -25,6 +25,7 @@ from googleapiclient.errors import HttpError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from bridge.config import GoogleConfig
+from bridge.metrics import UPSTREAM_REQUESTS, UPSTREAM_RETRIES
 from bridge.pacing import LeakyBucket
 
 SCOPES = ["https://www.googleapis.com/auth/calendar"]
@@ -148,7 +149,9 @@ class GoogleCalendarGateway:
     def insert_calendar(self, summary: str, description: str, time_zone: str) -> str:
         """Exactly one POST: a retry could create a second calendar (see `mirror` for recovery)."""
         body = {"summary": summary, "description": description, "timeZone": time_zone}
-        created = self._once(lambda: self._service().calendars().insert(body=body).execute())
+        created = self._once(
+            "calendars.insert", lambda: self._service().calendars().insert(body=body).execute()
+        )
         return str(created["id"])
 
     def owned_calendars(self) -> Iterator[CalendarListEntry]:
@@ -169,7 +172,7 @@ class GoogleCalendarGateway:
                     ),
                 )
             )
-            page: dict[str, Any] = self._retrying(request.execute)
+            page: dict[str, Any] = self._retrying("calendarList.list", request.execute)
             for item in page.get("items", []):
                 yield CalendarListEntry(
                     id=str(item["id"]),
@@ -187,7 +190,8 @@ class GoogleCalendarGateway:
     def calendar_exists(self, calendar_id: str) -> bool:
         try:
             self._retrying(
-                lambda: self._service().calendars().get(calendarId=calendar_id).execute()
+                "calendars.get",
+                lambda: self._service().calendars().get(calendarId=calendar_id).execute(),
             )
         except GoogleNotFound:
             return False
@@ -195,29 +199,35 @@ class GoogleCalendarGateway:
 
     def patch_calendar(self, calendar_id: str, fields: dict[str, Any]) -> None:
         self._retrying(
-            lambda: self._service().calendars().patch(calendarId=calendar_id, body=fields).execute()
+            "calendars.patch",
+            lambda: (
+                self._service().calendars().patch(calendarId=calendar_id, body=fields).execute()
+            ),
         )
 
     def patch_list_entry(self, calendar_id: str, fields: dict[str, Any]) -> None:
         """The owner's view: colours (RGB, which needs colorRgbFormat) and visibility."""
         self._retrying(
+            "calendarList.patch",
             lambda: (
                 self._service()
                 .calendarList()
                 .patch(calendarId=calendar_id, body=fields, colorRgbFormat=True)
                 .execute()
-            )
+            ),
         )
 
     def add_to_list(self, calendar_id: str) -> None:
         self._retrying(
-            lambda: self._service().calendarList().insert(body={"id": calendar_id}).execute()
+            "calendarList.insert",
+            lambda: self._service().calendarList().insert(body={"id": calendar_id}).execute(),
         )
 
     def delete_calendar(self, calendar_id: str) -> None:
         with suppress(GoogleNotFound):  # already gone
             self._retrying(
-                lambda: self._service().calendars().delete(calendarId=calendar_id).execute()
+                "calendars.delete",
+                lambda: self._service().calendars().delete(calendarId=calendar_id).execute(),
             )
 
     def list_acl(self, calendar_id: str) -> dict[str, str]:
@@ -229,7 +239,7 @@ class GoogleCalendarGateway:
                 .acl()
                 .list(calendarId=calendar_id, pageToken=page_token, maxResults=250)
             )
-            page: dict[str, Any] = self._retrying(request.execute)
+            page: dict[str, Any] = self._retrying("acl.list", request.execute)
             for item in page.get("items", []):
                 rules[str(item["id"]).lower()] = str(item.get("role", ""))
             page_token = page.get("nextPageToken")
@@ -241,6 +251,7 @@ class GoogleCalendarGateway:
         kind, _, value = rule_id.partition(":")
         scope = {"type": kind, "value": value} if value else {"type": kind}
         self._retrying(
+            "acl.insert",
             lambda: (
                 self._service()
                 .acl()
@@ -250,15 +261,16 @@ class GoogleCalendarGateway:
                     sendNotifications=notify,
                 )
                 .execute()
-            )
+            ),
         )
 
     def delete_acl(self, calendar_id: str, rule_id: str) -> None:
         with suppress(GoogleNotFound):
             self._retrying(
+                "acl.delete",
                 lambda: (
                     self._service().acl().delete(calendarId=calendar_id, ruleId=rule_id).execute()
-                )
+                ),
             )
 
     def _service(self) -> Any:
@@ -278,31 +290,37 @@ class GoogleCalendarGateway:
             self._local.service = service
         return service
 
-    def _once(self, request: Callable[[], T]) -> T:
+    def _once(self, method: str, request: Callable[[], T]) -> T:
         if self._pacer is not None:
             self._pacer.acquire()
         try:
-            return request()
+            result = request()
         except HttpError as exc:
+            UPSTREAM_REQUESTS.labels("google", method, str(exc.resp.status)).inc()
             raise _classify_http_error(exc) from None
         except RefreshError as exc:
+            UPSTREAM_REQUESTS.labels("google", method, "auth").inc()
             raise GoogleAuthFailed(
                 f"Google refused the service-account credentials: {_first_line(exc)}"
             ) from None
         except (TimeoutError, TransportError, httplib2.HttpLib2Error, ssl.SSLError, OSError) as exc:
+            UPSTREAM_REQUESTS.labels("google", method, "network").inc()
             self._local.service = None  # the connection state is unknown: start a fresh one
             raise GoogleUnavailable(f"Google did not answer: {exc.__class__.__name__}") from None
+        UPSTREAM_REQUESTS.labels("google", method, "2xx").inc()
+        return result
 
-    def _retrying(self, request: Callable[[], T]) -> T:
+    def _retrying(self, method: str, request: Callable[[], T]) -> T:
         retrying = Retrying(
             retry=retry_if_exception_type(TRANSIENT_ERRORS),
             wait=wait_random_exponential(multiplier=0.5, max=16),
             stop=stop_after_attempt(self._attempts),
+            before_sleep=lambda state: UPSTREAM_RETRIES.labels("google", method).inc(),
             reraise=True,
         )
         for attempt in retrying:
             with attempt:
-                return self._once(request)
+                return self._once(method, request)
         raise AssertionError("unreachable")
 
 

@@ -136,10 +136,11 @@ def retry_later(
     delay: timedelta | None = None,
     *,
     count_attempt: bool = True,
-) -> None:
+) -> int:
     """Back off durably; rows out of attempts are parked with the reason instead. A wait that
-    is no failure (our own pacing) does not count as an attempt."""
+    is no failure (our own pacing) does not count as an attempt. Returns how many were parked."""
     now = utcnow()
+    parked = 0
     with fenced(lease) as session:
         for row in session.exec(select(InboxEvent).where(col(InboxEvent.id).in_(ids))).all():
             row.attempts += 1 if count_attempt else 0
@@ -149,9 +150,11 @@ def retry_later(
                 row.outcome = f"gave up after {row.attempts} attempts: {reason}"
                 row.finished_at = now
                 session.add(row)
+                parked += 1
             else:
                 row.next_attempt_at = now + (delay or backoff(row.attempts))
                 requeue(session, row)
+    return parked
 
 
 def backoff(attempt: int) -> timedelta:

@@ -147,6 +147,8 @@ class PortalState(SQLModel, table=True):
     lease_version: int = 0  # the fencing token: bumped whenever the lease changes hands
     reconciled_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
     reconcile_outcome: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    credential_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    credential_error_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
 
 
 class CalendarCreation(SQLModel, table=True):
@@ -158,3 +160,13 @@ class CalendarCreation(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     subject: str = Field(max_length=255)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+class Notification(SQLModel, table=True):
+    """When an alert of one cause last went out for a portal: at most one an hour, any worker."""
+
+    __tablename__ = "notification"
+
+    portal_key: str = Field(primary_key=True, max_length=40)
+    cause: str = Field(primary_key=True, max_length=64)
+    sent_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())

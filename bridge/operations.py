@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
@@ -9,11 +10,12 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TextIO
+from typing import Any, TextIO
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, func, select
 
+from bridge.bitrix import BitrixError
 from bridge.config import PortalConfig
 from bridge.google_calendar import GoogleError
 from bridge.inbox import replay_parked
@@ -189,79 +191,155 @@ def replay(
 
 
 def portal_status(
-    engine: Engine, portals: Sequence[PortalConfig], out: TextIO | None = None
+    engine: Engine,
+    portals: Sequence[PortalConfig],
+    *,
+    as_json: bool = False,
+    out: TextIO | None = None,
 ) -> int:
     """Per portal: calendars, queue depth, parked work with reasons and age, last reconcile."""
     out = out or sys.stdout
-    now = utcnow()
-    with Session(engine) as session:
-        for portal in portals:
-            calendars = Counter(
-                session.exec(
-                    select(CalendarMapping.state).where(CalendarMapping.portal_key == portal.key)
-                ).all()
+    report = [collect_status(engine, portal) for portal in portals]
+    if as_json:
+        print(json.dumps({"portals": report}, indent=2, default=str), file=out)
+        return 0
+    for portal in report:
+        print(f"{portal['key']} ({portal['domain']})", file=out)
+        print("  calendars: " + _counts(portal["calendars"]), file=out)
+        print("  events: " + _counts(portal["events"]), file=out)
+        if portal["oldest_waiting_s"] is not None:
+            print(f"  oldest waiting event: {_age(portal['oldest_waiting_s'])} old", file=out)
+        print(f"  last event: {_when(portal['last_event_at'])}", file=out)
+        reconciled = portal["last_reconciliation"]
+        line = f"  last reconciliation: {_when(reconciled['at'])} {reconciled['outcome'] or ''}"
+        print(line.rstrip(), file=out)
+        credentials = portal["credentials"]
+        if credentials["ok"]:
+            print("  credentials: ok", file=out)
+        else:
+            since = _when(credentials["failing_since"])
+            print(f"  credentials: failing since {since}: {credentials['error']}", file=out)
+        for row in portal["parked"]:
+            print(
+                f"  parked #{row['id']} {row['event']} section {row['section_id']}, "
+                f"{_age(row['age_s'])} old: {row['reason']}",
+                file=out,
             )
-            events = Counter(
-                session.exec(
-                    select(InboxEvent.state).where(InboxEvent.portal_key == portal.key)
-                ).all()
-            )
-            oldest = session.exec(
-                select(func.min(InboxEvent.received_at)).where(
-                    InboxEvent.portal_key == portal.key,
-                    col(InboxEvent.state).in_([InboxState.PENDING, InboxState.WORKING]),
-                )
-            ).one()
-            latest = session.exec(
-                select(func.max(InboxEvent.received_at)).where(InboxEvent.portal_key == portal.key)
-            ).one()
-            parked = session.exec(
-                select(InboxEvent)
-                .where(InboxEvent.portal_key == portal.key, InboxEvent.state == InboxState.PARKED)
-                .order_by(col(InboxEvent.id).desc())
-                .limit(20)
-            ).all()
-            state = session.get(PortalState, portal.key)
-            print(f"{portal.key} ({portal.domain})", file=out)
-            print("  calendars: " + _counts(calendars, [s.value for s in MappingState]), file=out)
-            print("  events: " + _counts(events, [s.value for s in InboxState]), file=out)
-            if oldest is not None:
-                print(f"  oldest waiting event: {_age(now, oldest)} ago", file=out)
-            print(f"  last event: {_when(now, latest)}", file=out)
-            if state is not None and state.reconciled_at is not None:
-                outcome = (
-                    (state.reconcile_outcome or "").splitlines()[0]
-                    if state.reconcile_outcome
-                    else ""
-                )
-                print(
-                    f"  last reconciliation: {_when(now, state.reconciled_at)}: {outcome}", file=out
-                )
-            else:
-                print("  last reconciliation: never", file=out)
-            for row in parked:
-                print(
-                    f"  parked #{row.id} {row.event} section {row.section_id}, "
-                    f"{_age(now, row.received_at)} old: {row.outcome}",
-                    file=out,
-                )
-            if events[InboxState.PARKED] > len(parked):
-                print(f"  … and {events[InboxState.PARKED] - len(parked)} more parked", file=out)
+        more = portal["events"].get("parked", 0) - len(portal["parked"])
+        if more > 0:
+            print(f"  … and {more} more parked", file=out)
     return 0
 
 
-def _counts(counter: Counter[str], order: list[str]) -> str:
-    return ", ".join(f"{counter.get(name, 0)} {name}" for name in order)
+def collect_status(engine: Engine, portal: PortalConfig) -> dict[str, Any]:
+    now = utcnow()
+    with Session(engine) as session:
+        calendars = Counter(
+            str(state)
+            for state in session.exec(
+                select(CalendarMapping.state).where(CalendarMapping.portal_key == portal.key)
+            )
+        )
+        events = Counter(
+            str(state)
+            for state in session.exec(
+                select(InboxEvent.state).where(InboxEvent.portal_key == portal.key)
+            )
+        )
+        oldest = session.exec(
+            select(func.min(InboxEvent.received_at)).where(
+                InboxEvent.portal_key == portal.key,
+                col(InboxEvent.state).in_([InboxState.PENDING, InboxState.WORKING]),
+            )
+        ).one()
+        latest = session.exec(
+            select(func.max(InboxEvent.received_at)).where(InboxEvent.portal_key == portal.key)
+        ).one()
+        parked = session.exec(
+            select(InboxEvent)
+            .where(InboxEvent.portal_key == portal.key, InboxEvent.state == InboxState.PARKED)
+            .order_by(col(InboxEvent.id).desc())
+            .limit(20)
+        ).all()
+        state = session.get(PortalState, portal.key)
+    return {
+        "key": portal.key,
+        "domain": portal.domain,
+        "member_id": portal.member_id,
+        "calendars": {s.value: calendars.get(s.value, 0) for s in MappingState},
+        "events": {s.value: events.get(s.value, 0) for s in InboxState},
+        "oldest_waiting_s": None if oldest is None else (now - oldest).total_seconds(),
+        "last_event_at": latest,
+        "last_reconciliation": {
+            "at": state.reconciled_at if state else None,
+            "outcome": (state.reconcile_outcome or "").split("\n", 1)[0] if state else None,
+        },
+        "credentials": {
+            "ok": not (state and state.credential_error),
+            "error": state.credential_error if state else None,
+            "failing_since": state.credential_error_at if state else None,
+        },
+        "parked": [
+            {
+                "id": row.id,
+                "event": row.event,
+                "section_id": row.section_id,
+                "age_s": (now - row.received_at).total_seconds(),
+                "reason": row.outcome,
+            }
+            for row in parked
+        ],
+    }
 
 
-def _when(now: datetime, moment: datetime | None) -> str:
-    return (
-        "never" if moment is None else f"{moment:%Y-%m-%d %H:%M:%S} UTC ({_age(now, moment)} ago)"
+def check_portals(
+    portals: Sequence[PortalConfig], *, online: bool, out: TextIO | None = None
+) -> int:
+    """The config is valid by now; with `online`, one read-only call per portal to each API."""
+    out = out or sys.stdout
+    print(f"config ok: {len(portals)} portal(s): {', '.join(p.key for p in portals)}", file=out)
+    if not online:
+        return 0
+    failed = False
+    for portal in portals:
+        clients = PortalClients(portal)
+        try:
+            for api, probe in (("bitrix24", _probe_bitrix), ("google", _probe_google)):
+                try:
+                    detail = probe(clients)
+                    print(f"{portal.key}: {api} ok: {detail}", file=out)
+                except (BitrixError, GoogleError) as exc:
+                    failed = True
+                    print(f"{portal.key}: {api} failing: {exc}", file=out)
+        finally:
+            clients.close()
+    return 1 if failed else 0
+
+
+def _probe_bitrix(clients: PortalClients) -> str:
+    envelope = clients.bitrix.call(
+        "calendar.section.get", {"type": "company_calendar", "ownerId": 0}
     )
+    return f"{len(envelope.get('result') or [])} company calendar section(s) readable"
 
 
-def _age(now: datetime, moment: datetime) -> str:
-    seconds = max(0, int((now - moment).total_seconds()))
+def _probe_google(clients: PortalClients) -> str:
+    count = sum(1 for _ in clients.google.owned_calendars())
+    return f"the owner's calendar list is readable ({count} owned calendar(s))"
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{count} {name}" for name, count in counts.items())
+
+
+def _when(moment: datetime | None) -> str:
+    if moment is None:
+        return "never"
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC ({_age((utcnow() - moment).total_seconds())} ago)"
+
+
+def _age(total_seconds: float) -> str:
+    seconds = max(0, int(total_seconds))
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
         if seconds >= size:
             return f"{seconds // size} {unit}"

@@ -19,6 +19,7 @@ from bridge.bitrix import BitrixClient, BitrixError
 from bridge.config import PortalConfig
 from bridge.google_calendar import CalendarGateway, GoogleError
 from bridge.lease import Lease, fenced
+from bridge.metrics import RECONCILE_CHANGES, RECONCILIATIONS
 from bridge.mirror import Action, ActionKind, guard_deletions, plan_portal
 from bridge.models import CalendarMapping, MappingState, PortalState, utcnow
 from bridge.selection import SectionLookupFailed, resolve_sections
@@ -91,6 +92,7 @@ def reconcile_portal(
             observed = by_id.get(action.calendar_id or "")
             outcome = apply_action(lease, portal, action, google, observed)
             report.done.append(f"{action.describe(portal.key)}: {outcome}")
+            RECONCILE_CHANGES.labels(portal.key, action.kind.value).inc()
         except (GoogleError, BitrixError) as exc:
             report.failed.append(f"{action.describe(portal.key)}: {exc}")
         if progress is not None:
@@ -101,6 +103,8 @@ def reconcile_portal(
 def _record(lease: Lease, report: ReconcileReport) -> ReconcileReport:
     if report.dry_run:
         return report
+    result = "blocked" if report.blocked else "failed" if report.failed else "ok"
+    RECONCILIATIONS.labels(lease.portal_key, result).inc()
     with fenced(lease) as session:
         state = session.get(PortalState, lease.portal_key)
         assert state is not None  # the lease lives in this row

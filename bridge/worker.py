@@ -26,18 +26,21 @@ from sqlmodel import Session, col, select
 from bridge import inbox
 from bridge.apply import CreationPaced, apply_action
 from bridge.bitrix import TRANSIENT_ERRORS as BITRIX_TRANSIENT
-from bridge.bitrix import BitrixClient, BitrixError, BitrixTimeBudgetExceeded
+from bridge.bitrix import BitrixAuthFailed, BitrixClient, BitrixError, BitrixTimeBudgetExceeded
 from bridge.config import PortalConfig
 from bridge.google_calendar import TRANSIENT_ERRORS as GOOGLE_TRANSIENT
 from bridge.google_calendar import (
     CalendarGateway,
+    GoogleAuthFailed,
     GoogleCalendarGateway,
     GoogleError,
     GoogleQuotaExceeded,
 )
-from bridge.lease import Lease, LeaseLost, claim_portal, release_portal
+from bridge.lease import Lease, LeaseLost, claim_portal, fenced, release_portal
+from bridge.metrics import APPLY_LATENCY, EVENTS_APPLIED
 from bridge.mirror import Action, guard_deletions, plan_section
 from bridge.models import CalendarMapping, InboxEvent, InboxState, MappingState, PortalState, utcnow
+from bridge.notify import Notifier
 from bridge.pacing import LeakyBucket
 from bridge.reconcile import reconcile_portal
 from bridge.selection import SectionLookupFailed, Selection, resolve_sections
@@ -77,14 +80,19 @@ class Worker:
         clients: Callable[[PortalConfig], PortalClients] = PortalClients,
         name: str | None = None,
         lease_ttl: timedelta = LEASE_TTL,
+        notifier: Notifier | None = None,
     ) -> None:
         self.engine = engine
+        self.notifier = notifier
         self.lease_ttl = lease_ttl
         self.portals = {portal.key: portal for portal in portals}
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
         self._make_clients = clients
         self._clients: dict[str, PortalClients] = {}
         self._stop = threading.Event()
+        self._credential_trouble: set[str] = {
+            key for key in self.portals if _has_credential_error(engine, key)
+        }
 
     def stop(self) -> None:
         self._stop.set()
@@ -186,23 +194,46 @@ class Worker:
             lease.renew_if_due()
             if blocked and action.removes_calendar:
                 _finish(lease, group, InboxState.PARKED, f"mass-delete guard: {blocked}")
-                log.warning("portal %s: mass-delete guard tripped: %s", portal.key, blocked)
+                log.warning("mass-delete guard tripped: %s", blocked, extra={"portal": portal.key})
+                self._alert(
+                    portal, "delete_guard", f"the mass-delete guard stopped a run: {blocked}"
+                )
                 continue
+            started = time.monotonic()
             try:
                 outcome = apply_action(lease, portal, action, clients.google)
             except (GoogleError, BitrixError) as exc:
                 self._fail(lease, group, exc)
                 continue
             _finish(lease, group, InboxState.DONE, outcome)
-            log.info("portal %s: section %s: %s", portal.key, action.section_id, outcome)
+            log.info(
+                "section %s: %s",
+                action.section_id,
+                outcome,
+                extra={
+                    "portal": portal.key,
+                    "member_id": portal.member_id,
+                    "section_id": action.section_id,
+                    "event": ",".join(sorted({row.event for row in group})),
+                    "outcome": action.kind.value,
+                    "duration_ms": round((time.monotonic() - started) * 1000, 1),
+                },
+            )
+        self._credentials_ok(lease)
         return True
 
     def reconcile(self, lease: Lease, portal: PortalConfig) -> bool:
         clients = self.clients(portal)
         report = reconcile_portal(lease, portal, clients.bitrix, clients.google)
-        log.info("portal %s: periodic reconciliation: %s", portal.key, report.summary())
+        log.info("periodic reconciliation: %s", report.summary(), extra={"portal": portal.key})
         for line in report.failed:
-            log.warning("portal %s: %s", portal.key, line)
+            log.warning("%s", line, extra={"portal": portal.key})
+        if report.blocked:
+            self._alert(
+                portal,
+                "delete_guard",
+                f"the mass-delete guard stopped reconciliation: {report.blocked}",
+            )
         return bool(report.actions)
 
     def _portals_to_reconcile(self) -> list[PortalConfig]:
@@ -225,23 +256,69 @@ class Worker:
     def _fail(self, lease: Lease, rows: Sequence[InboxEvent], error: Exception) -> None:
         ids = [row.id for row in rows if row.id is not None]
         reason = str(error)
+        parked = 0
         if isinstance(error, CreationPaced):
             delay = max(error.retry_at - utcnow(), timedelta(seconds=1))
             inbox.retry_later(lease, ids, reason, delay, count_attempt=False)
         elif isinstance(error, GoogleQuotaExceeded):
-            inbox.retry_later(lease, ids, reason, QUOTA_BACKOFF)
+            parked = inbox.retry_later(lease, ids, reason, QUOTA_BACKOFF)
         elif isinstance(error, BitrixTimeBudgetExceeded):
             wait = (error.reset_at - time.time()) if error.reset_at else 60.0
-            inbox.retry_later(lease, ids, reason, timedelta(seconds=max(1.0, wait)))
+            parked = inbox.retry_later(lease, ids, reason, timedelta(seconds=max(1.0, wait)))
         elif isinstance(error, GOOGLE_TRANSIENT + BITRIX_TRANSIENT):
-            inbox.retry_later(lease, ids, reason)
+            parked = inbox.retry_later(lease, ids, reason)
         else:
             inbox.finish(lease, ids, InboxState.PARKED, reason)
-        log.warning("portal %s: %d event(s) not applied: %s", lease.portal_key, len(ids), reason)
+            parked = len(ids)
+        portal = self.portals[lease.portal_key]
+        log.warning("%d event(s) not applied: %s", len(ids), reason, extra={"portal": portal.key})
+        if isinstance(error, BitrixAuthFailed | GoogleAuthFailed):
+            self._credentials_failed(lease, reason)
+        if parked:
+            self._alert(
+                portal, "parked", f"{parked} event(s) parked: {reason}. See `bridge status`."
+            )
+
+    def _alert(self, portal: PortalConfig, cause: str, message: str) -> None:
+        if self.notifier is not None:
+            self.notifier.notify(portal, cause, message)
+
+    def _credentials_failed(self, lease: Lease, reason: str) -> None:
+        with fenced(lease) as session:
+            state = session.get(PortalState, lease.portal_key)
+            if state is not None:
+                state.credential_error = reason
+                state.credential_error_at = state.credential_error_at or utcnow()
+                session.add(state)
+        self._credential_trouble.add(lease.portal_key)
+        self._alert(
+            self.portals[lease.portal_key], "credentials", f"credentials are refused: {reason}"
+        )
+
+    def _credentials_ok(self, lease: Lease) -> None:
+        if lease.portal_key not in self._credential_trouble:
+            return
+        with fenced(lease) as session:
+            state = session.get(PortalState, lease.portal_key)
+            if state is not None:
+                state.credential_error = state.credential_error_at = None
+                session.add(state)
+        self._credential_trouble.discard(lease.portal_key)
 
 
 def _finish(lease: Lease, rows: Sequence[InboxEvent], state: InboxState, outcome: str) -> None:
     inbox.finish(lease, [row.id for row in rows if row.id is not None], state, outcome)
+    now = utcnow()
+    for row in rows:
+        EVENTS_APPLIED.labels(lease.portal_key, state.value).inc()
+        if state == InboxState.DONE:
+            APPLY_LATENCY.labels(lease.portal_key).observe((now - row.received_at).total_seconds())
+
+
+def _has_credential_error(engine: Engine, portal_key: str) -> bool:
+    with Session(engine) as session:
+        state = session.get(PortalState, portal_key)
+        return state is not None and state.credential_error is not None
 
 
 def _mappings(

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 22:31:30.180863
+Create Date: 2026-11-27 22:47:41.274077
 """
 from __future__ import annotations
 
@@ -63,6 +63,12 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_inbox_event_portal_key'), ['portal_key'], unique=False)
         batch_op.create_index('uq_inbox_event_pending', ['portal_key', 'dedup_key'], unique=True, sqlite_where=sa.text("state = 'pending'"), postgresql_where=sa.text("state = 'pending'"))
 
+    op.create_table('notification',
+    sa.Column('portal_key', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+    sa.Column('cause', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('sent_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('portal_key', 'cause', name=op.f('pk_notification'))
+    )
     op.create_table('portal_state',
     sa.Column('portal_key', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
     sa.Column('holder', sqlmodel.sql.sqltypes.AutoString(length=80), nullable=True),
@@ -70,6 +76,8 @@ def upgrade() -> None:
     sa.Column('lease_version', sa.Integer(), nullable=False),
     sa.Column('reconciled_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('reconcile_outcome', sa.Text(), nullable=True),
+    sa.Column('credential_error', sa.Text(), nullable=True),
+    sa.Column('credential_error_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('portal_key', name=op.f('pk_portal_state'))
     )
 
@@ -78,6 +86,7 @@ def upgrade() -> None:
 def downgrade() -> None:
 
     op.drop_table('portal_state')
+    op.drop_table('notification')
     with op.batch_alter_table('inbox_event', schema=None) as batch_op:
         batch_op.drop_index('uq_inbox_event_pending', sqlite_where=sa.text("state = 'pending'"), postgresql_where=sa.text("state = 'pending'"))
         batch_op.drop_index(batch_op.f('ix_inbox_event_portal_key'))
