@@ -54,6 +54,7 @@ def demo_portal(
     subject: str = DEMO_SUBJECT,
     mirror: dict[str, Any] | None = None,
     google: dict[str, Any] | None = None,
+    notify: dict[str, Any] | None = None,
 ) -> PortalConfig:
     """Register a portal and a service account with the emulators; return its validated config."""
     member_id = secrets.token_hex(16)
@@ -90,6 +91,7 @@ def demo_portal(
                     "time_zone": "Europe/Berlin",
                     **(google or {}),
                 },
+                "notify": notify or {},
                 "mirror": mirror
                 or {"company": True, "resources": True, "groups": [12], "users": []},
             }

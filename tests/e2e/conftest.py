@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,9 +21,11 @@ from bridge.app import create_app
 from bridge.config import PortalConfig
 from bridge.demo import Sandbox, bind_outgoing_webhook, demo_portal
 from bridge.models import CalendarMapping, InboxEvent, InboxState
+from bridge.notify import Notifier
 from bridge.operations import sync_portals
 from bridge.sandbox.server import ServerThread
 from bridge.worker import PortalClients, Worker
+from tests.e2e.deployment import Deployment
 
 WAITING = (InboxState.PENDING, InboxState.WORKING)
 
@@ -34,6 +37,7 @@ class Bridge:
     engine: Engine
     web_url: str
     http: httpx.Client
+    notifier: Notifier
 
     @property
     def subject(self) -> str:
@@ -183,12 +187,21 @@ def make_bridge(sandbox: Sandbox, engine: Engine) -> Iterator[Callable[..., Brid
             web = stack.enter_context(ServerThread(create_app(portals=[portal], engine=engine)))
             http = stack.enter_context(httpx.Client(timeout=15))
             bind_outgoing_webhook(sandbox, portal, f"{web.url}/bitrix/events")
-            worker = Worker(engine=engine, portals=[portal], name="test-worker")
+            notifier = Notifier(engine)
+            stack.callback(notifier.close)
+            worker = Worker(engine=engine, portals=[portal], name="test-worker", notifier=notifier)
             thread = threading.Thread(target=worker.run, daemon=True)
             thread.start()
             stack.callback(thread.join, 15)
             stack.callback(worker.stop)
-            return Bridge(sandbox=sandbox, portal=portal, engine=engine, web_url=web.url, http=http)
+            return Bridge(
+                sandbox=sandbox,
+                portal=portal,
+                engine=engine,
+                web_url=web.url,
+                http=http,
+                notifier=notifier,
+            )
 
         yield make
 
@@ -196,3 +209,23 @@ def make_bridge(sandbox: Sandbox, engine: Engine) -> Iterator[Callable[..., Brid
 @pytest.fixture
 def bridge(make_bridge: Callable[..., Bridge]) -> Bridge:
     return make_bridge()
+
+
+Deploy = Callable[..., Deployment]
+
+
+@pytest.fixture
+def deploy(sandbox: Sandbox, database_url: str, tmp_path: Path) -> Iterator[Deploy]:
+    """Deployments whose processes (migrate, serve, worker) run as the Procfile runs them."""
+    made: list[Deployment] = []
+
+    def make(**options: Any) -> Deployment:
+        deployment = Deployment(sandbox, database_url, tmp_path, **options)
+        assert deployment.run("migrate").returncode == 0
+        made.append(deployment)
+        return deployment
+
+    yield make
+    for deployment in made:
+        deployment.close()
+    clear_faults(sandbox)

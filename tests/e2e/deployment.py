@@ -19,7 +19,7 @@ from sqlmodel import Session, select
 
 from bridge.db import create_db_engine
 from bridge.demo import Sandbox, demo_portal
-from bridge.models import InboxEvent
+from bridge.models import InboxEvent, InboxState
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,6 +36,17 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.1)
+
+
+def settled(deployment: Deployment, rows: int) -> Callable[[], bool]:
+    """A check: at least `rows` inbox rows, none waiting or in work."""
+
+    def check() -> bool:
+        inbox = deployment.inbox()
+        waiting = (InboxState.PENDING, InboxState.WORKING)
+        return len(inbox) >= rows and not any(row.state in waiting for row in inbox)
+
+    return check
 
 
 class Deployment:

@@ -3,44 +3,13 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
-import pytest
-
-from bridge.demo import Sandbox
 from bridge.models import InboxState
-from tests.e2e.deployment import Deployment, wait_for
+from tests.e2e.conftest import Deploy
+from tests.e2e.deployment import settled, wait_for
 
 CALENDARS = "/calendar/v3/calendars"
-Deploy = Callable[..., Deployment]
-
-
-@pytest.fixture
-def deploy(sandbox: Sandbox, database_url: str, tmp_path: Path) -> Iterator[Deploy]:
-    made: list[Deployment] = []
-
-    def make(**options: Any) -> Deployment:
-        deployment = Deployment(sandbox, database_url, tmp_path, **options)
-        assert deployment.run("migrate").returncode == 0
-        made.append(deployment)
-        return deployment
-
-    yield make
-    for deployment in made:
-        deployment.close()
-    httpx.delete(f"{sandbox.google_url}/_control/faults", timeout=10).raise_for_status()
-
-
-def settled(deployment: Deployment, rows: int) -> Callable[[], bool]:
-    def check() -> bool:
-        inbox = deployment.inbox()
-        waiting = (InboxState.PENDING, InboxState.WORKING)
-        return len(inbox) >= rows and not any(row.state in waiting for row in inbox)
-
-    return check
 
 
 def test_release_web_and_worker_processes_mirror_a_section(deploy: Deploy) -> None:
