@@ -70,6 +70,7 @@ def test_the_example_file_documents_a_valid_config() -> None:
         "ACME_APPLICATION_TOKEN": "t" * 32,
         "ACME_BITRIX_WEBHOOK": ENV["ACME_HOOK"],
         "GOOGLE_SERVICE_ACCOUNT": KEY,
+        "ACME_ALERT_WEBHOOK": "https://hooks.example/T0/B0/x",
     }
     portals = load_portals(ROOT / "config" / "portals.example.yaml", env)
     assert [p.key for p in portals] == ["acme"]
