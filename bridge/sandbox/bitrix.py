@@ -1,12 +1,14 @@
 """Stateful local emulator of Bitrix24 portals: REST API, leaky bucket, faults and event delivery.
 
-One `BitrixEmulator` serves many portals, each found by its incoming-webhook code. The behaviour
-follows `reference/bitrix24/NOTES.md` §9. A JSON control API under `/_control/` creates portals,
-data, outgoing webhooks and faults, and reads back the request and delivery logs.
+One `BitrixEmulator` serves many portals, each found by its incoming-webhook code or, in app
+mode, by an OAuth access token; it also plays `oauth.bitrix.info` at `/oauth/token/`. The
+behaviour follows `reference/bitrix24/NOTES.md` §9. A JSON control API under `/_control/` creates
+portals, data, outgoing webhooks, apps and faults, and reads back the request and delivery logs.
 
 This module assembles the app and answers `/rest/`; the rest lives next to it: the state in
-`bitrix_state`, the REST methods in `bitrix_methods` and `bitrix_batch`, the control API and
-fault injection in `bitrix_control`, event delivery in `bitrix_delivery`.
+`bitrix_state`, the REST methods in `bitrix_methods`, `bitrix_events` and `bitrix_batch`, app
+installs, tokens and the offline queue in `bitrix_apps` and `bitrix_oauth`, the control API and
+fault injection in `bitrix_control` and `bitrix_app_control`, event delivery in `bitrix_delivery`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import email.parser
 import email.policy
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qsl
@@ -27,12 +29,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from bridge.sandbox.bitrix_app_control import _AppControl
 from bridge.sandbox.bitrix_batch import BATCH_MAX_LENGTH as BATCH_MAX_LENGTH
 from bridge.sandbox.bitrix_batch import _run_batch
 from bridge.sandbox.bitrix_control import _RAW_SEND, _answer_fault, _base_url, _Control, _guard
+from bridge.sandbox.bitrix_events import _run_method
 from bridge.sandbox.bitrix_methods import PAGE_SIZE as PAGE_SIZE
-from bridge.sandbox.bitrix_methods import _Call, _dispatch, _Outcome, _RestError, _time_block
-from bridge.sandbox.bitrix_state import _State
+from bridge.sandbox.bitrix_methods import _Call, _Outcome, _RestError, _time_block
+from bridge.sandbox.bitrix_oauth import _find_app_caller, _TokenServer
+from bridge.sandbox.bitrix_state import _Portal, _State
 from bridge.sandbox.bitrix_values import _method_name
 from bridge.sandbox.php_query import http_build_query, parse_php_query
 
@@ -47,16 +52,26 @@ class _EmulatorApp(Starlette):
 
 
 class BitrixEmulator:
-    """Bitrix24 portals over real HTTP: `/rest/{user_id}/{code}/{method}` plus `/_control/`."""
+    """Bitrix24 portals over real HTTP: webhook and OAuth REST, `/oauth/token/`, `/_control/`."""
 
     def __init__(self, *, deliver_timeout_s: float = 5.0) -> None:
         self._state = _State(deliver_timeout_s=deliver_timeout_s)
         control = _Control(self._state)
+        apps = _AppControl(self._state)
         portal = "/_control/portals/{member_id}"
         read = ["GET", "DELETE"]
+        get_post = ["GET", "POST"]
         self.app: Starlette = _EmulatorApp(
             routes=[
-                Route("/rest/{user_id}/{code}/{method}", self._rest, methods=["GET", "POST"]),
+                Route("/rest/{user_id}/{code}/{method}", self._rest, methods=get_post),
+                Route("/rest/{method}", self._rest_app, methods=get_post),
+                Route("/oauth/token/", _TokenServer(self._state).token, methods=get_post),
+                Route("/_control/apps", _guard(apps.add_app), methods=["POST"]),
+                Route(f"{portal}/install", _guard(apps.install), methods=["POST"]),
+                Route(f"{portal}/uninstall", _guard(apps.uninstall), methods=["POST"]),
+                Route(f"{portal}/expire-tokens", _guard(apps.expire_tokens), methods=["POST"]),
+                Route(f"{portal}/app", _guard(apps.view_app), methods=["GET"]),
+                Route(f"{portal}/offline", _guard(apps.view_offline), methods=["GET"]),
                 Route("/_control/portals", _guard(control.add_portal), methods=["POST"]),
                 Route("/_control/portals", _guard(control.list_portals), methods=["GET"]),
                 Route(portal, _guard(control.patch_portal), methods=["PATCH"]),
@@ -112,11 +127,39 @@ class BitrixEmulator:
             await anyio.to_thread.run_sync(self._state.deliveries.close)
 
     async def _rest(self, request: Request) -> Response:
+        user_id, code = request.path_params["user_id"], request.path_params["code"]
+
+        def find_webhook(params: dict[str, Any]) -> _Call:
+            portal = self._state.find_webhook_portal(user_id, code)
+            if portal is None:
+                raise _RestError(401, "NO_AUTH_FOUND", "Wrong authorization data")
+            return _Call(portal, params, _base_url(request), [])
+
+        return await self._answer(request, find_webhook)
+
+    async def _rest_app(self, request: Request) -> Response:
+        def find_app(params: dict[str, Any]) -> _Call:
+            caller = _find_app_caller(self._state, params)
+            return _Call(
+                caller.portal,
+                params,
+                _base_url(request),
+                [],
+                client_id=caller.install.client_id,
+                user_id=caller.user_id,
+            )
+
+        return await self._answer(request, find_app)
+
+    async def _answer(
+        self, request: Request, find_caller: Callable[[dict[str, Any]], _Call]
+    ) -> Response:
         state = self._state
         started = time.time()
         method = _method_name(request.path_params["method"])
         entry: dict[str, Any] = {
             "member_id": None,
+            "client_id": None,
             "method": method,
             "http_method": request.method,
             "params": {},
@@ -128,13 +171,19 @@ class BitrixEmulator:
             entry["params"] = params = await _read_params(request)
         except _RestError as exc:
             return self._fail(entry, exc)
+        call: _Call | None = None
+        failure = _RestError(401, "NO_AUTH_FOUND", "Wrong authorization data")
         with state.lock:
-            user_id, code = request.path_params["user_id"], request.path_params["code"]
-            portal = state.find_webhook_portal(user_id, code)
-            fault = state.take_fault(portal.member_id, method) if portal else None
-        if portal is None:
-            return self._fail(entry, _RestError(401, "NO_AUTH_FOUND", "Wrong authorization data"))
+            try:
+                call = find_caller(params)
+            except _RestError as exc:
+                failure = exc
+            fault = state.take_fault(call.portal.member_id, method) if call else None
+        if call is None:
+            return self._fail(entry, failure)
+        portal: _Portal = call.portal
         entry["member_id"] = portal.member_id
+        entry["client_id"] = call.client_id
         if fault is not None:
             try:
                 answer = await _answer_fault(state, fault, request, entry)
@@ -146,13 +195,12 @@ class BitrixEmulator:
             admitted = portal.bucket.admit()
         if not admitted:
             return self._fail(entry, _RestError(503, "QUERY_LIMIT_EXCEEDED", "Too many requests"))
-        call = _Call(portal, params, _base_url(request), [])
         try:
             if method == "batch":
                 body = await _run_batch(state, call, entry, started)
             else:
                 with state.lock:
-                    body = _envelope(_dispatch(method, call), started)
+                    body = _envelope(_run_method(method, call), started)
         except _RestError as exc:
             return self._fail(entry, exc)
         entry["status"] = 200

@@ -11,10 +11,12 @@ import asyncio
 import re
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl
 
-from bridge.sandbox.bitrix_methods import _Call, _dispatch, _Outcome, _RestError, _time_block
+from bridge.sandbox.bitrix_events import _run_method
+from bridge.sandbox.bitrix_methods import _Call, _Outcome, _RestError, _time_block
 from bridge.sandbox.bitrix_state import _State
 from bridge.sandbox.bitrix_values import _as_bool, _method_name, _php_text, _text
 from bridge.sandbox.php_query import parse_php_query, php_string
@@ -79,7 +81,7 @@ async def _run_command(state: _State, call: _Call, method: str, params: dict[str
             raise _RestError(fault.status, fault.error, fault.description)
         await asyncio.sleep(fault.seconds)
     with state.lock:
-        return _dispatch(method, _Call(call.portal, params, call.base_url, call.jobs))
+        return _run_method(method, replace(call, params=params))
 
 
 def _batch_commands(cmd: Any) -> list[tuple[str, Any]]:

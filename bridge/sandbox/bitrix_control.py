@@ -86,6 +86,8 @@ class _Control:
                 portal.bucket.level = 0.0
             if "domain" in body:
                 portal.domain = _required_text(body, "domain")
+            if "automation" in body:  # app events then carry no tokens, as for a robot's change
+                portal.apps.automation = _as_bool(body["automation"])
             view = _portal_view(portal, _base_url(request))
         return JSONResponse(view)
 
@@ -247,6 +249,8 @@ def _portal_view(portal: _Portal, base_url: str) -> dict[str, Any]:
         "webhook_url": f"{base_url}/rest/{portal.webhook_user_id}/{portal.webhook_code}/",
         "bucket_burst": portal.bucket.burst,
         "bucket_drain_per_s": portal.bucket.drain_per_s,
+        "automation": portal.apps.automation,
+        "apps": sorted(portal.apps.installs),
         "outgoing_webhooks": [
             {
                 "id": h.id,

@@ -26,25 +26,29 @@ _log = logging.getLogger("bridge.sandbox.bitrix")
 
 @dataclass(frozen=True)
 class DeliveryJob:
-    """One event for one outgoing-webhook handler; `ts` is stamped when it leaves the queue."""
+    """One event for one handler; `ts` is stamped when it leaves the queue.
+
+    `data` None means the section events' `{"id": section_id}`; an empty `data` sends no `data`
+    key at all (PHP drops empty arrays). An empty `handler_id` sends no `event_handler_id`, as
+    for the install callback.
+    """
 
     member_id: str
     handler_id: str
     url: str
     event: str
-    section_id: int
+    section_id: int | None
     auth: Mapping[str, str]
+    data: Mapping[str, Any] | None = None
 
     def body(self, ts: int) -> str:
-        return http_build_query(
-            {
-                "event": self.event,
-                "event_handler_id": self.handler_id,
-                "data": {"id": str(self.section_id)},
-                "ts": str(ts),
-                "auth": dict(self.auth),
-            }
-        )
+        payload: dict[str, Any] = {"event": self.event}
+        if self.handler_id:
+            payload["event_handler_id"] = self.handler_id
+        payload["data"] = {"id": str(self.section_id)} if self.data is None else dict(self.data)
+        payload["ts"] = str(ts)
+        payload["auth"] = dict(self.auth)
+        return http_build_query(payload)
 
 
 class DeliveryQueue:
@@ -178,7 +182,7 @@ class DeliveryQueue:
             "handler_id": job.handler_id,
             "handler": job.url,
             "event": job.event,
-            "section_id": str(job.section_id),
+            "section_id": None if job.section_id is None else str(job.section_id),
             "status": status,
             "error": error,
             "ok": error is None,

@@ -58,6 +58,21 @@ class _Call:
     params: dict[str, Any]
     base_url: str
     jobs: list[DeliveryJob]
+    client_id: str | None = None  # None: an incoming webhook; else the app of the access token
+    user_id: int | None = None  # the token's user; None: the webhook's user
+
+    def changed(self, action: str, section_id: int) -> None:
+        """Queue the events of a section change made by this call."""
+        self.jobs.extend(
+            _section_events(
+                self.portal,
+                action,
+                section_id,
+                self.base_url,
+                user_id=self.user_id,
+                connector=_text(self.params.get("auth_connector")),
+            )
+        )
 
 
 def _dispatch(method: str, call: _Call) -> _Outcome:
@@ -87,7 +102,7 @@ def _section_add(call: _Call) -> _Outcome:
         raise _calendar_error("Access denied")
     _check_texts(call.params, required_name=True)
     section = _create_section(call.portal, cal_type, owner_id, call.params)
-    call.jobs.extend(_section_events(call.portal, "ADD", section.id, call.base_url))
+    call.changed("ADD", section.id)
     return _Outcome(section.id)
 
 
@@ -102,7 +117,7 @@ def _section_update(call: _Call) -> _Outcome:
         raise _calendar_error("Access denied")
     _check_texts(call.params, required_name=False)
     _apply_fields(section, call.params)
-    call.jobs.extend(_section_events(call.portal, "UPDATE", section.id, call.base_url))
+    call.changed("UPDATE", section.id)
     return _Outcome(section.id)
 
 
@@ -115,7 +130,7 @@ def _section_delete(call: _Call) -> _Outcome:
     if section is None:
         raise _calendar_error("Access denied.")
     _deactivate(section)
-    call.jobs.extend(_section_events(call.portal, "DELETE", section.id, call.base_url))
+    call.changed("DELETE", section.id)
     return _Outcome(True)
 
 
@@ -133,7 +148,7 @@ def _resource_add(call: _Call) -> _Outcome:
     if not _text(call.params.get("name")):
         raise _required("name", "calendar.resource.add")
     section = _create_section(call.portal, "resource", 0, {"name": call.params["name"]})
-    call.jobs.extend(_section_events(call.portal, "ADD", section.id, call.base_url))
+    call.changed("ADD", section.id)
     return _Outcome(section.id)
 
 
@@ -148,7 +163,7 @@ def _resource_update(call: _Call) -> _Outcome:
     if section is None:
         raise _calendar_error("Access denied")
     _apply_fields(section, {"name": call.params["name"]})
-    call.jobs.extend(_section_events(call.portal, "UPDATE", section.id, call.base_url))
+    call.changed("UPDATE", section.id)
     return _Outcome(section.id)
 
 
@@ -160,7 +175,7 @@ def _resource_delete(call: _Call) -> _Outcome:
     if section is None:
         raise _calendar_error("Access denied")
     _deactivate(section)
-    call.jobs.extend(_section_events(call.portal, "DELETE", section.id, call.base_url))
+    call.changed("DELETE", section.id)
     return _Outcome(True)
 
 
@@ -182,7 +197,7 @@ def _type_and_owner(call: _Call, method: str, *, dot: bool) -> tuple[str, int]:
     if owner_id is None:
         if cal_type != "user":
             raise _required("ownerId", method, dot=dot)
-        owner_id = call.portal.webhook_user_id
+        owner_id = call.user_id or call.portal.webhook_user_id
     return cal_type, owner_id
 
 

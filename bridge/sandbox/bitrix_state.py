@@ -16,6 +16,7 @@ from typing import Any
 
 from starlette.background import BackgroundTask
 
+from bridge.sandbox.bitrix_apps import _app_events, _PortalApps
 from bridge.sandbox.bitrix_delivery import DeliveryJob, DeliveryQueue
 from bridge.sandbox.bitrix_values import _as_bool, _as_int, _text
 
@@ -82,6 +83,7 @@ class _Portal:
     users: dict[int, dict[str, Any]] = field(default_factory=dict)
     groups: dict[int, dict[str, Any]] = field(default_factory=dict)
     hooks: list[_Hook] = field(default_factory=list)
+    apps: _PortalApps = field(default_factory=_PortalApps)
 
 
 @dataclass
@@ -104,6 +106,7 @@ class _State:
         self.faults: list[_Fault] = []
         self.requests: list[dict[str, Any]] = []
         self.sequence = 0
+        self.apps: dict[str, str] = {}  # registered apps: client_id -> client_secret
         self.deliveries = DeliveryQueue(timeout_s=deliver_timeout_s)
 
     def add_portal(
@@ -171,6 +174,7 @@ class _State:
     def reset(self) -> None:
         with self.lock:
             self.portals.clear()
+            self.apps.clear()
             self.faults.clear()
             self.requests.clear()
             self.sequence = 0
@@ -216,10 +220,17 @@ def _deactivate(section: _Section) -> None:
 
 
 def _section_events(
-    portal: _Portal, action: str, section_id: int, base_url: str
+    portal: _Portal,
+    action: str,
+    section_id: int,
+    base_url: str,
+    *,
+    user_id: int | None = None,
+    connector: str = "",
 ) -> list[DeliveryJob]:
+    """Outgoing-webhook deliveries, then those of installed apps (online and offline)."""
     event = f"ONCALENDARSECTION{action}"
-    return [
+    hooks = [
         DeliveryJob(
             member_id=portal.member_id,
             handler_id=hook.id,
@@ -237,6 +248,17 @@ def _section_events(
         for hook in portal.hooks
         if event in hook.events
     ]
+    apps = _app_events(
+        portal.apps,
+        member_id=portal.member_id,
+        domain=portal.domain,
+        event=event,
+        section_id=section_id,
+        base_url=base_url,
+        user_id=user_id,
+        connector=connector,
+    )
+    return hooks + apps
 
 
 def _section_view(section: _Section) -> dict[str, Any]:

@@ -1,0 +1,178 @@
+"""The app part of the Bitrix24 emulator's `/_control/` API: register, install and uninstall apps.
+
+Installing mints the first token pair and an `application_token` and queues `ONAPPINSTALL` to the
+install handler; the control answer carries the same tokens so tests can check them. Tests can
+also expire every access token of a portal and read back the tokens, bindings and offline queue.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from bridge.sandbox.bitrix_apps import (
+    _app_auth,
+    _Install,
+    _install_event,
+    _mint_pair,
+    _PortalApps,
+    _uninstall_events,
+)
+from bridge.sandbox.bitrix_control import _base_url, _ControlError, _json_body, _required_text
+from bridge.sandbox.bitrix_state import _Portal, _State
+from bridge.sandbox.bitrix_values import _as_bool, _as_int, _text
+
+_DEFAULT_SCOPE = "calendar,user,sonet_group"
+
+
+class _AppControl:
+    def __init__(self, state: _State) -> None:
+        self._state = state
+
+    async def add_app(self, request: Request) -> Response:
+        body = await _json_body(request)
+        client_id = (
+            _text(body.get("client_id"))
+            or f"local.{secrets.token_hex(7)}.{secrets.randbelow(10**8):08d}"
+        )
+        secret = _text(body.get("client_secret")) or secrets.token_urlsafe(36)
+        with self._state.lock:
+            self._state.apps[client_id] = secret
+        return JSONResponse({"client_id": client_id, "client_secret": secret}, status_code=201)
+
+    async def install(self, request: Request) -> Response:
+        """Install (or reinstall, which drops the old tokens and bindings) an app on a portal."""
+        body = await _json_body(request)
+        client_id = _required_text(body, "client_id")
+        base_url = _base_url(request)
+        with self._state.lock:
+            if client_id not in self._state.apps:
+                raise _ControlError(404, "no such app; POST /_control/apps first")
+            portal = self._portal(request)
+            user_id = _as_int(body.get("user_id")) or portal.webhook_user_id
+            install = _Install(
+                client_id=client_id,
+                application_token=_text(body.get("application_token")) or secrets.token_hex(16),
+                handler=_text(body.get("handler")),
+                user_id=user_id,
+                admin=_as_bool(body.get("admin", True)),
+                scope=_text(body.get("scope")) or _DEFAULT_SCOPE,
+                status=_text(body.get("status")) or "L",
+                lifetime_s=_as_int(body.get("access_lifetime_s")) or 3600,
+                language_id=_text(body.get("language_id")) or "en",
+                version=_text(body.get("version")) or "1",
+            )
+            portal.apps.installs[client_id] = install
+            pair = _mint_pair(install, user_id, time.time())
+            where = {"member_id": portal.member_id, "domain": portal.domain, "base_url": base_url}
+            jobs = _install_event(install, pair, **where)
+            answer: dict[str, Any] = {
+                "client_id": client_id,
+                **_app_auth(install, pair, **where),
+                "expires": int(pair.expires_at),
+                "user_id": user_id,
+                "handler": install.handler,
+            }
+        return JSONResponse(answer, status_code=201, background=self._state.background(jobs))
+
+    async def uninstall(self, request: Request) -> Response:
+        body = await _json_body(request)
+        client_id = _required_text(body, "client_id")
+        with self._state.lock:
+            portal = self._portal(request)
+            install = portal.apps.installs.pop(client_id, None)
+            if install is None:
+                raise _ControlError(404, "the app is not installed on this portal")
+            jobs = _uninstall_events(
+                install,
+                member_id=portal.member_id,
+                domain=portal.domain,
+                base_url=_base_url(request),
+                clean=_as_bool(body.get("clean", False)),
+            )
+        answer = {"uninstalled": client_id, "deliveries": len(jobs)}
+        return JSONResponse(answer, background=self._state.background(jobs))
+
+    async def expire_tokens(self, request: Request) -> Response:
+        now = time.time()
+        count = 0
+        with self._state.lock:
+            for install in self._portal(request).apps.installs.values():
+                for access in install.access.values():
+                    if access.expires_at > now:
+                        access.expires_at = now
+                        count += 1
+        return JSONResponse({"expired": count})
+
+    async def view_app(self, request: Request) -> Response:
+        now = time.time()
+        with self._state.lock:
+            apps = self._portal(request).apps
+            view = {
+                "member_id": request.path_params["member_id"],
+                "automation": apps.automation,
+                "refresh_count": apps.refresh_count,
+                "apps": [_install_view(install, now) for install in apps.installs.values()],
+            }
+        return JSONResponse(view)
+
+    async def view_offline(self, request: Request) -> Response:
+        with self._state.lock:
+            apps: _PortalApps = self._portal(request).apps
+            records = [
+                {**record.row(), "AUTH_CONNECTOR": record.connector, "client_id": client_id}
+                for client_id, install in apps.installs.items()
+                for record in install.offline
+            ]
+        return JSONResponse({"records": records})
+
+    def _portal(self, request: Request) -> _Portal:
+        portal = self._state.portals.get(request.path_params["member_id"])
+        if portal is None:
+            raise _ControlError(404, "no such portal")
+        return portal
+
+
+def _install_view(install: _Install, now: float) -> dict[str, Any]:
+    latest = install.latest
+    return {
+        "client_id": install.client_id,
+        "application_token": install.application_token,
+        "handler": install.handler,
+        "user_id": install.user_id,
+        "admin": install.admin,
+        "scope": install.scope,
+        "status": install.status,
+        "access_lifetime_s": install.lifetime_s,
+        "refresh_count": install.refresh_count,
+        "access_token": latest.access_token if latest else None,
+        "refresh_token": latest.refresh_token if latest else None,
+        "access_tokens": [
+            {
+                "token": token,
+                "user_id": access.user_id,
+                "expires": access.expires_at,
+                "expired": access.expires_at <= now,
+            }
+            for token, access in install.access.items()
+        ],
+        "refresh_tokens": [
+            {"token": token, "user_id": user_id} for token, user_id in install.refresh.items()
+        ],
+        "bindings": [
+            {
+                "id": b.id,
+                "event": b.event,
+                "handler": b.handler,
+                "auth_type": b.auth_type,
+                "offline": b.offline,
+                "auth_connector": b.connector,
+                "min_timeout": b.min_timeout,
+            }
+            for b in install.bindings
+        ],
+    }
