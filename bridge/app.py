@@ -20,7 +20,11 @@ from starlette.types import StatelessLifespan
 from bridge.config import PortalConfig, Settings, load_portals
 from bridge.db import create_db_engine, schema_head, schema_revision
 from bridge.events import (
+    INSTALL,
     MAX_BODY_BYTES,
+    UNINSTALL,
+    BitrixEvent,
+    EventAuth,
     MalformedEvent,
     UnsupportedContentType,
     parse_body,
@@ -29,6 +33,7 @@ from bridge.events import (
 from bridge.inbox import record_event
 from bridge.metrics import EVENTS_RECEIVED
 from bridge.metrics import render as render_metrics
+from bridge.oauth import installed_token, record_install, record_uninstall
 
 log = logging.getLogger("bridge.web")
 
@@ -53,7 +58,10 @@ def create_app(
         except ClientDisconnect:
             return _error(400, "client disconnected before the body was complete")
         try:
-            event = read_event(parse_body(body, request.headers.get("content-type", "")))
+            raw = parse_body(body, request.headers.get("content-type", ""))
+            if request.scope.get("bridge.install"):
+                raw.setdefault("event", INSTALL)
+            event = read_event(raw)
         except UnsupportedContentType as exc:
             return _error(415, str(exc))
         except MalformedEvent as exc:
@@ -69,14 +77,26 @@ def create_app(
             log.warning("event for another domain refused", extra=fields)
             EVENTS_RECEIVED.labels(portal.key, event.event, "wrong_domain").inc()
             return _error(403, "auth[domain] does not match the configured portal")
-        if not hmac.compare_digest(
-            event.auth.application_token.encode(), portal.application_token.encode()
-        ):
-            log.warning("event with a wrong application token refused", extra=fields)
-            EVENTS_RECEIVED.labels(portal.key, event.event, "wrong_token").inc()
-            return _error(401, "auth[application_token] is wrong")
-
+        refusal = _foreign_origin(portal, event.auth)
+        if refusal is not None:
+            log.warning("event refused: %s", refusal, extra=fields)
+            EVENTS_RECEIVED.labels(portal.key, event.event, "foreign_origin").inc()
+            return _error(403, refusal)
         try:
+            if event.event == INSTALL:
+                return await _install(portal, event)
+            expected = portal.application_token
+            if portal.app_mode:
+                expected = await run_in_threadpool(installed_token, engine, portal) or expected
+            if not expected or not hmac.compare_digest(
+                event.auth.application_token.encode(), expected.encode()
+            ):
+                log.warning("event with a wrong application token refused", extra=fields)
+                EVENTS_RECEIVED.labels(portal.key, event.event, "wrong_token").inc()
+                return _error(401, "auth[application_token] is wrong")
+            if event.event == UNINSTALL:
+                await run_in_threadpool(record_uninstall, engine, portal)
+                log.warning("the app was uninstalled; the portal's work stops", extra=fields)
             recorded = await run_in_threadpool(record_event, engine, portal.key, event)
         except SQLAlchemyError as exc:
             log.error("could not store the event: %s", exc.__class__.__name__, extra=fields)
@@ -86,6 +106,31 @@ def create_app(
         outcome = "duplicate" if recorded.duplicate else status
         EVENTS_RECEIVED.labels(portal.key, event.event, outcome).inc()
         return JSONResponse({"status": status, "id": recorded.id, "duplicate": recorded.duplicate})
+
+    async def _install(portal: PortalConfig, event: BitrixEvent) -> JSONResponse:
+        fields = {"portal": portal.key, "event": event.event}
+        if not portal.app_mode:
+            EVENTS_RECEIVED.labels(portal.key, event.event, "not_an_app").inc()
+            return _error(403, "the portal is configured with an incoming webhook, not as an app")
+        configured = portal.application_token
+        if configured and not hmac.compare_digest(
+            event.auth.application_token.encode(), configured.encode()
+        ):
+            EVENTS_RECEIVED.labels(portal.key, event.event, "wrong_token").inc()
+            return _error(401, "auth[application_token] is wrong")
+        for name in ("access_token", "refresh_token"):
+            if not getattr(event.auth, name):
+                return _error(400, f"auth[{name}]: is missing", field=f"auth[{name}]")
+        await run_in_threadpool(record_install, engine, portal, event.auth)
+        recorded = await run_in_threadpool(record_event, engine, portal.key, event)
+        log.info("the app was installed", extra=fields)
+        EVENTS_RECEIVED.labels(portal.key, event.event, "accepted").inc()
+        return JSONResponse({"status": "installed", "id": recorded.id})
+
+    async def install_callback(request: Request) -> JSONResponse:
+        """A local app's install callback: the install's auth block without an event name."""
+        request.scope["bridge.install"] = True
+        return await receive_event(request)
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -113,6 +158,7 @@ def create_app(
     return Starlette(
         routes=[
             Route("/bitrix/events", receive_event, methods=["POST"]),
+            Route("/bitrix/install", install_callback, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
@@ -133,6 +179,18 @@ async def _read_body(request: Request) -> bytes:
             raise _BodyTooLarge
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _foreign_origin(portal: PortalConfig, auth: EventAuth) -> str | None:
+    """Why an event naming endpoints other than the configured ones is refused: the bridge
+    never calls a URL that arrives in an event, and an event that names another is not ours."""
+    if auth.client_endpoint and auth.client_endpoint.rstrip("/") != portal.rest_base.rstrip("/"):
+        return "auth[client_endpoint] is not the configured portal's REST URL"
+    if auth.server_endpoint and auth.server_endpoint.rstrip("/") != portal.server_endpoint.rstrip(
+        "/"
+    ):
+        return "auth[server_endpoint] is not the configured OAuth server"
+    return None
 
 
 def _error(status: int, message: str, *, field: str | None = None) -> JSONResponse:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from tenacity import (
@@ -63,6 +63,18 @@ class BitrixBadRequest(BitrixError):
     """400, including calendar methods' errors with an empty code."""
 
 
+class BitrixNotInstalled(BitrixError):
+    """App mode: no usable install (never installed, uninstalled, or the refresh was refused)."""
+
+
+class TokenSource(Protocol):
+    """App-mode access tokens: the current one, and a fresh one when it expired."""
+
+    def current(self) -> str: ...
+
+    def refresh(self, stale: str) -> str: ...
+
+
 TRANSIENT_ERRORS = (BitrixRateLimited, BitrixUnavailable)
 
 
@@ -77,15 +89,18 @@ class BatchResult:
 class BitrixClient:
     def __init__(
         self,
-        webhook_url: str,
+        base_url: str,
         *,
         timeout: float = 10.0,
         attempts: int = 5,
         max_wait: float = 8.0,
         bucket: LeakyBucket | None = None,
+        tokens: TokenSource | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self._base = webhook_url.rstrip("/") + "/"
+        """`base_url` is an incoming webhook URL, or with `tokens` the portal's /rest/ URL."""
+        self._base = base_url.rstrip("/") + "/"
+        self._tokens = tokens
         self._bucket = bucket
         self._attempts = attempts
         self._max_wait = max_wait
@@ -143,6 +158,17 @@ class BitrixClient:
         return merged
 
     def _call_once(self, method: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        if self._tokens is None:
+            return self._send(method, params)
+        token = self._tokens.current()
+        try:
+            return self._send(method, {**params, "auth": token})
+        except BitrixAuthFailed as exc:
+            if exc.code != "expired_token":
+                raise
+        return self._send(method, {**params, "auth": self._tokens.refresh(token)})
+
+    def _send(self, method: str, params: Mapping[str, Any]) -> dict[str, Any]:
         if self._bucket is not None:
             self._bucket.acquire()
         try:

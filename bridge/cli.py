@@ -11,6 +11,7 @@ from datetime import timedelta
 from types import FrameType
 
 from bridge import __version__
+from bridge.bitrix import BitrixError
 from bridge.config import ConfigError, PortalConfig, Settings, load_portals
 from bridge.db import AnotherWorkerRuns
 from bridge.logs import configure_logging, redact
@@ -31,6 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AnotherWorkerRuns as exc:
         print(f"bridge: {exc}", file=sys.stderr)
         return 2
+    except BitrixError as exc:
+        print(f"bridge: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
@@ -84,6 +88,22 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--portal", metavar="KEY", help="only this portal")
     status.add_argument("--json", action="store_true", help="print JSON instead of text")
     status.set_defaults(run=_status)
+
+    bind = commands.add_parser(
+        "bind", help="app mode: subscribe the section events (event.bind; running it twice is safe)"
+    )
+    bind.add_argument("--portal", metavar="KEY", required=True, help="the portal")
+    bind.add_argument(
+        "--handler-url",
+        metavar="URL",
+        help="public URL of /bitrix/events (default: bitrix.handler_url)",
+    )
+    bind.set_defaults(run=_bind)
+
+    unbind = commands.add_parser("unbind", help="app mode: remove the bridge's event subscriptions")
+    unbind.add_argument("--portal", metavar="KEY", required=True, help="the portal")
+    unbind.add_argument("--handler-url", metavar="URL", help="only bindings to this URL")
+    unbind.set_defaults(run=_unbind)
 
     check = commands.add_parser(
         "check-config", help="validate the portals file and the environment (and the credentials)"
@@ -238,11 +258,55 @@ def _status(args: argparse.Namespace) -> int:
         engine.dispose()
 
 
+def _bind(args: argparse.Namespace) -> int:
+    from bridge.bindings import bind_events
+    from bridge.db import create_db_engine
+    from bridge.oauth import bitrix_client_for
+
+    settings, portals = _load()
+    [portal] = _chosen(portals, args.portal)
+    if not portal.app_mode:
+        raise ConfigError(
+            f"portal {portal.key}: binding needs bitrix.oauth (an incoming webhook cannot bind)"
+        )
+    handler = args.handler_url or portal.bitrix.handler_url
+    if not handler and portal.bitrix.delivery == "online":
+        raise ConfigError(f"portal {portal.key}: pass --handler-url or set bitrix.handler_url")
+    engine = create_db_engine(settings.database_url)
+    with bitrix_client_for(engine, portal) as client:
+        bound = bind_events(client, portal, handler)
+    engine.dispose()
+    print(
+        "\n".join(f"{portal.key}: bound {line}" for line in bound) or f"{portal.key}: already bound"
+    )
+    return 0
+
+
+def _unbind(args: argparse.Namespace) -> int:
+    from bridge.bindings import unbind_events
+    from bridge.db import create_db_engine
+    from bridge.oauth import bitrix_client_for
+
+    settings, portals = _load()
+    [portal] = _chosen(portals, args.portal)
+    engine = create_db_engine(settings.database_url)
+    with bitrix_client_for(engine, portal) as client:
+        removed = unbind_events(client, args.handler_url)
+    engine.dispose()
+    print(f"{portal.key}: removed {removed} binding(s)")
+    return 0
+
+
 def _check_config(args: argparse.Namespace) -> int:
+    from bridge.db import create_db_engine
     from bridge.operations import check_portals
 
-    _settings, portals = _load()
-    return check_portals(portals, online=args.online)
+    settings, portals = _load()
+    engine = create_db_engine(settings.database_url)
+    try:
+        return check_portals(engine, portals, online=args.online)
+    finally:
+        engine.dispose()
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -43,14 +43,54 @@ class RateLimit(_Strict):
     per_second: float = Field(default=2.0, gt=0)
 
 
+class OAuthConfig(_Strict):
+    """App mode: the app's credentials; tokens arrive with the install and are kept refreshed."""
+
+    client_id: Annotated[str, Field(min_length=1)]
+    client_secret: Annotated[str, Field(min_length=1)]
+    token_url: str = "https://oauth.bitrix.info/oauth/token/"
+    server_endpoint: str = "https://oauth.bitrix.info/rest/"
+
+    @field_validator("token_url", "server_endpoint")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).netloc:
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/") + "/"
+
+
 class BitrixConfig(_Strict):
-    webhook_url: str
+    webhook_url: str | None = None
+    oauth: OAuthConfig | None = None
+    rest_url: str | None = None  # app mode: the portal's REST base; default https://<domain>/rest/
+    delivery: Literal["online", "offline"] = "online"
+    offline_poll_seconds: float = Field(default=30, gt=0)
+    handler_url: str | None = None  # public URL of /bitrix/events: bind events on install
     timeout_s: float = Field(default=10.0, gt=0)
     rate_limit: RateLimit = Field(default_factory=RateLimit)
 
+    @model_validator(mode="after")
+    def _one_auth_mode(self) -> BitrixConfig:
+        if (self.webhook_url is None) == (self.oauth is None):
+            raise ValueError("set exactly one of webhook_url (incoming webhook) and oauth (app)")
+        if self.delivery == "offline" and self.oauth is None:
+            raise ValueError("delivery: offline needs oauth (offline events are for apps only)")
+        return self
+
+    @field_validator("rest_url", "handler_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and (
+            urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).netloc
+        ):
+            raise ValueError("must be an http(s) URL")
+        return value
+
     @field_validator("webhook_url")
     @classmethod
-    def _webhook_form(cls, value: str) -> str:
+    def _webhook_form(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         parts = urlsplit(value)
         segments = [s for s in parts.path.split("/") if s]
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -210,24 +250,52 @@ class PortalConfig(_Strict):
     key: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
     member_id: Annotated[str, Field(min_length=1, max_length=64)]
     domain: str
-    application_token: Annotated[str, Field(min_length=8)]
+    # The outgoing webhook's token (required with webhook_url); in app mode the install brings it.
+    application_token: Annotated[str, Field(min_length=8)] | None = None
     bitrix: BitrixConfig
     google: GoogleConfig
     mirror: MirrorConfig = Field(default_factory=MirrorConfig)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
 
+    @model_validator(mode="after")
+    def _token_for_webhooks(self) -> PortalConfig:
+        if self.bitrix.webhook_url and not self.application_token:
+            raise ValueError("application_token is required with bitrix.webhook_url")
+        return self
+
+    @property
+    def app_mode(self) -> bool:
+        return self.bitrix.oauth is not None
+
+    @property
+    def rest_base(self) -> str:
+        """Where the portal's REST API lives: events must name exactly this client_endpoint."""
+        if self.bitrix.webhook_url:
+            parts = urlsplit(self.bitrix.webhook_url)
+            return f"{parts.scheme}://{parts.netloc}/rest/"
+        return (self.bitrix.rest_url or f"https://{self.domain}/rest/").rstrip("/") + "/"
+
+    @property
+    def server_endpoint(self) -> str:
+        oauth = self.bitrix.oauth
+        return (
+            oauth.server_endpoint if oauth else OAuthConfig.model_fields["server_endpoint"].default
+        )
+
     def secrets(self) -> list[str]:
         """Values that must never reach a log line."""
-        code = self.bitrix.webhook_url.rstrip("/").rsplit("/", 1)[-1]
+        values = [self.application_token or ""]
+        if self.bitrix.webhook_url:
+            values += [
+                self.bitrix.webhook_url,
+                self.bitrix.webhook_url.rstrip("/").rsplit("/", 1)[-1],
+            ]
+        if self.bitrix.oauth:
+            values.append(self.bitrix.oauth.client_secret)
+        if self.notify.webhook_url:
+            values.append(self.notify.webhook_url)
         key = self.google.service_account_info().get("private_key", "")
-        hook = [self.notify.webhook_url] if self.notify.webhook_url else []
-        return [
-            self.application_token,
-            self.bitrix.webhook_url,
-            code,
-            *hook,
-            *str(key).splitlines()[1:-1],
-        ]
+        return [*values, *str(key).splitlines()[1:-1]]
 
     @field_validator("domain")
     @classmethod

@@ -29,6 +29,11 @@ class SectionEvent(StrEnum):
 
 
 HANDLED_EVENTS = frozenset(e.value for e in SectionEvent)
+INSTALL = "ONAPPINSTALL"
+UNINSTALL = "ONAPPUNINSTALL"
+OFFLINE_NOTICE = "ONOFFLINEEVENT"
+# Portal-level work for the worker: bind events after an install; pull the offline queue.
+PORTAL_EVENTS = frozenset({INSTALL, OFFLINE_NOTICE})
 
 
 class MalformedEvent(Exception):
@@ -49,6 +54,11 @@ class EventAuth:
     member_id: str
     domain: str
     application_token: str
+    client_endpoint: str = ""
+    server_endpoint: str = ""
+    access_token: str = ""  # app events only; kept in memory for an install, never stored
+    refresh_token: str = ""
+    expires_in: str = ""
 
 
 @dataclass(frozen=True)
@@ -60,7 +70,7 @@ class BitrixEvent:
 
     @property
     def handled(self) -> bool:
-        return self.event in HANDLED_EVENTS
+        return self.event in HANDLED_EVENTS or self.event in PORTAL_EVENTS
 
     @property
     def dedup_key(self) -> str:
@@ -92,6 +102,16 @@ def read_event(fields: dict[str, Any]) -> BitrixEvent:
         application_token=_text(
             auth_raw, "application_token", "auth[application_token]", required=True
         ),
+        **{
+            name: _text(auth_raw, name, f"auth[{name}]", required=False)
+            for name in (
+                "client_endpoint",
+                "server_endpoint",
+                "access_token",
+                "refresh_token",
+                "expires_in",
+            )
+        },
     )
     for optional in ("ts", "event_handler_id"):
         _text(fields, optional, optional, required=False)

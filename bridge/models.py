@@ -148,6 +148,8 @@ class PortalState(SQLModel, table=True):
     reconciled_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
     reconcile_outcome: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     credential_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # An offline-queue batch reserved but not yet cleared: re-read it first after a crash.
+    offline_process_id: str | None = Field(default=None, max_length=64)
     credential_error_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
 
 
@@ -170,3 +172,21 @@ class Notification(SQLModel, table=True):
     portal_key: str = Field(primary_key=True, max_length=40)
     cause: str = Field(primary_key=True, max_length=64)
     sent_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+class PortalCredentials(SQLModel, table=True):
+    """App mode: what the install delivered, kept current by refreshes (the refresh token
+    rotates on every refresh, so this row is the only valid copy)."""
+
+    __tablename__ = "portal_credentials"
+
+    portal_key: str = Field(primary_key=True, max_length=40)
+    access_token: str | None = Field(default=None, max_length=255)
+    refresh_token: str | None = Field(default=None, max_length=255)
+    expires_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    application_token: str | None = Field(default=None, max_length=255)
+    installed_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    uninstalled_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    refreshed_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    refresh_count: int = 0
+    problem: str | None = Field(default=None, sa_column=Column(Text, nullable=True))

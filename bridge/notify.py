@@ -18,9 +18,10 @@ from sqlalchemy import Engine, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, col
 
-from bridge.bitrix import BitrixClient, BitrixError
+from bridge.bitrix import BitrixError
 from bridge.config import PortalConfig
 from bridge.models import Notification, utcnow
+from bridge.oauth import bitrix_client_for
 
 log = logging.getLogger("bridge.notify")
 
@@ -92,9 +93,7 @@ class Notifier:
     def _send(self, portal: PortalConfig, cause: str, message: str) -> None:
         text = f"Bitrix24 → Google bridge, portal {portal.key}: {message}"
         if portal.notify.bitrix_users:
-            with BitrixClient(
-                portal.bitrix.webhook_url, timeout=portal.bitrix.timeout_s, attempts=2
-            ) as client:
+            with bitrix_client_for(self.engine, portal, attempts=2) as client:
                 for user in portal.notify.bitrix_users:
                     try:
                         client.call("im.notify.system.add", {"USER_ID": user, "MESSAGE": text})

@@ -21,7 +21,15 @@ from bridge.google_calendar import GoogleError
 from bridge.inbox import replay_parked
 from bridge.lease import Lease, claim_portal, fenced, release_portal
 from bridge.mirror import read_marker
-from bridge.models import CalendarMapping, InboxEvent, InboxState, MappingState, PortalState, utcnow
+from bridge.models import (
+    CalendarMapping,
+    InboxEvent,
+    InboxState,
+    MappingState,
+    PortalCredentials,
+    PortalState,
+    utcnow,
+)
 from bridge.reconcile import reconcile_portal
 from bridge.worker import PortalClients
 
@@ -73,7 +81,7 @@ def sync_portals(
             )
             failed = True
             continue
-        clients = PortalClients(portal)
+        clients = PortalClients(engine, portal)
         try:
             report = reconcile_portal(
                 lease,
@@ -115,7 +123,7 @@ def purge_portal(
     if lease is None:
         print(f"{portal.key}: another process kept the portal busy; try again", file=out)
         return 1
-    clients = PortalClients(portal)
+    clients = PortalClients(engine, portal)
     try:
         with Session(engine) as session:
             mappings = list(
@@ -213,6 +221,14 @@ def portal_status(
         reconciled = portal["last_reconciliation"]
         line = f"  last reconciliation: {_when(reconciled['at'])} {reconciled['outcome'] or ''}"
         print(line.rstrip(), file=out)
+        app = portal["app"]
+        if app is not None:
+            if app["uninstalled_at"] is not None:
+                print(f"  app: UNINSTALLED {_when(app['uninstalled_at'])}: work stopped", file=out)
+            elif not app["installed"] or app["problem"]:
+                print(f"  app: not usable: {app['problem'] or 'never installed'}", file=out)
+            else:
+                print(f"  app: installed {_when(app['installed_at'])}", file=out)
         credentials = portal["credentials"]
         if credentials["ok"]:
             print("  credentials: ok", file=out)
@@ -262,7 +278,18 @@ def collect_status(engine: Engine, portal: PortalConfig) -> dict[str, Any]:
             .limit(20)
         ).all()
         state = session.get(PortalState, portal.key)
+        install = session.get(PortalCredentials, portal.key)
+    app = None
+    if portal.app_mode:
+        app = {
+            "installed": bool(install and install.installed_at and not install.uninstalled_at),
+            "installed_at": install.installed_at if install else None,
+            "uninstalled_at": install.uninstalled_at if install else None,
+            "problem": install.problem if install else "never installed",
+            "token_refreshes": install.refresh_count if install else 0,
+        }
     return {
+        "app": app,
         "key": portal.key,
         "domain": portal.domain,
         "member_id": portal.member_id,
@@ -293,7 +320,7 @@ def collect_status(engine: Engine, portal: PortalConfig) -> dict[str, Any]:
 
 
 def check_portals(
-    portals: Sequence[PortalConfig], *, online: bool, out: TextIO | None = None
+    engine: Engine, portals: Sequence[PortalConfig], *, online: bool, out: TextIO | None = None
 ) -> int:
     """The config is valid by now; with `online`, one read-only call per portal to each API."""
     out = out or sys.stdout
@@ -302,7 +329,7 @@ def check_portals(
         return 0
     failed = False
     for portal in portals:
-        clients = PortalClients(portal)
+        clients = PortalClients(engine, portal)
         try:
             for api, probe in (("bitrix24", _probe_bitrix), ("google", _probe_google)):
                 try:

@@ -25,9 +25,11 @@ from sqlmodel import Session, col, select
 
 from bridge import inbox
 from bridge.apply import CreationPaced, apply_action
+from bridge.bindings import bind_events, pull_offline
 from bridge.bitrix import TRANSIENT_ERRORS as BITRIX_TRANSIENT
-from bridge.bitrix import BitrixAuthFailed, BitrixClient, BitrixError, BitrixTimeBudgetExceeded
+from bridge.bitrix import BitrixAuthFailed, BitrixError, BitrixTimeBudgetExceeded
 from bridge.config import PortalConfig
+from bridge.events import INSTALL, PORTAL_EVENTS
 from bridge.google_calendar import TRANSIENT_ERRORS as GOOGLE_TRANSIENT
 from bridge.google_calendar import (
     CalendarGateway,
@@ -41,6 +43,7 @@ from bridge.metrics import APPLY_LATENCY, EVENTS_APPLIED
 from bridge.mirror import Action, guard_deletions, plan_section
 from bridge.models import CalendarMapping, InboxEvent, InboxState, MappingState, PortalState, utcnow
 from bridge.notify import Notifier
+from bridge.oauth import app_ready, bitrix_client_for
 from bridge.pacing import LeakyBucket
 from bridge.reconcile import reconcile_portal
 from bridge.selection import SectionLookupFailed, Selection, resolve_sections
@@ -55,12 +58,10 @@ QUOTA_BACKOFF = timedelta(hours=2)
 class PortalClients:
     """The Bitrix24 client and Google gateway of one portal, built once per worker."""
 
-    def __init__(self, portal: PortalConfig) -> None:
+    def __init__(self, engine: Engine, portal: PortalConfig) -> None:
         rate = portal.bitrix.rate_limit
-        self.bitrix = BitrixClient(
-            portal.bitrix.webhook_url,
-            timeout=portal.bitrix.timeout_s,
-            bucket=LeakyBucket(burst=rate.burst, per_second=rate.per_second),
+        self.bitrix = bitrix_client_for(
+            engine, portal, bucket=LeakyBucket(burst=rate.burst, per_second=rate.per_second)
         )
         per_minute = portal.google.requests_per_minute
         burst = max(1, per_minute // 10)
@@ -77,7 +78,7 @@ class Worker:
         *,
         engine: Engine,
         portals: Sequence[PortalConfig],
-        clients: Callable[[PortalConfig], PortalClients] = PortalClients,
+        clients: Callable[[Engine, PortalConfig], PortalClients] = PortalClients,
         name: str | None = None,
         lease_ttl: timedelta = LEASE_TTL,
         notifier: Notifier | None = None,
@@ -90,6 +91,7 @@ class Worker:
         self._make_clients = clients
         self._clients: dict[str, PortalClients] = {}
         self._stop = threading.Event()
+        self._pulled: dict[str, float] = {}  # portal → when its offline queue was last pulled
         self._credential_trouble: set[str] = {
             key for key in self.portals if _has_credential_error(engine, key)
         }
@@ -121,6 +123,8 @@ class Worker:
         for key in due:
             if key in self.portals:  # rows of a portal removed from the config wait for it
                 handled = self._with_lease(self.portals[key], self.drain_portal) or handled
+        for portal in self._portals_to_pull():
+            handled = self._with_lease(portal, self.pull) or handled
         for portal in stale:
             handled = self._with_lease(portal, self.reconcile) or handled
         return handled
@@ -143,7 +147,7 @@ class Worker:
 
     def clients(self, portal: PortalConfig) -> PortalClients:
         if portal.key not in self._clients:
-            self._clients[portal.key] = self._make_clients(portal)
+            self._clients[portal.key] = self._make_clients(self.engine, portal)
         return self._clients[portal.key]
 
     def drain_portal(self, lease: Lease, portal: PortalConfig) -> bool:
@@ -153,7 +157,12 @@ class Worker:
         clients = self.clients(portal)
         by_section: dict[str, list[InboxEvent]] = defaultdict(list)
         for row in rows:
-            by_section[row.section_id or ""].append(row)
+            if row.event in PORTAL_EVENTS:
+                self._portal_event(lease, portal, clients, row)
+            else:
+                by_section[row.section_id or ""].append(row)
+        if not by_section:
+            return True
         try:
             selection = resolve_sections(clients.bitrix, portal.mirror)
         except (BitrixError, SectionLookupFailed) as exc:
@@ -222,6 +231,42 @@ class Worker:
         self._credentials_ok(lease)
         return True
 
+    def _portal_event(
+        self, lease: Lease, portal: PortalConfig, clients: PortalClients, row: InboxEvent
+    ) -> None:
+        """After an install: bind the events. On an offline notice: pull the queue now."""
+        try:
+            if row.event == INSTALL:
+                bound = bind_events(clients.bitrix, portal, portal.bitrix.handler_url)
+                outcome = f"installed; bound {', '.join(bound)}" if bound else "installed"
+            else:
+                outcome = f"pulled {pull_offline(lease, portal, clients.bitrix)} offline record(s)"
+                self._pulled[portal.key] = time.monotonic()
+        except BitrixError as exc:
+            self._fail(lease, [row], exc)
+            return
+        _finish(lease, [row], InboxState.DONE, outcome)
+
+    def pull(self, lease: Lease, portal: PortalConfig) -> bool:
+        self._pulled[portal.key] = time.monotonic()
+        try:
+            taken = pull_offline(lease, portal, self.clients(portal).bitrix)
+        except BitrixError as exc:
+            log.warning("offline pull failed: %s", exc, extra={"portal": portal.key})
+            return False
+        return taken > 0
+
+    def _portals_to_pull(self) -> list[PortalConfig]:
+        now = time.monotonic()
+        return [
+            portal
+            for portal in self.portals.values()
+            if portal.bitrix.delivery == "offline"
+            and now - self._pulled.get(portal.key, float("-inf"))
+            >= portal.bitrix.offline_poll_seconds
+            and app_ready(self.engine, portal)
+        ]
+
     def reconcile(self, lease: Lease, portal: PortalConfig) -> bool:
         clients = self.clients(portal)
         report = reconcile_portal(lease, portal, clients.bitrix, clients.google)
@@ -249,7 +294,9 @@ class Worker:
             if every <= 0:
                 continue
             previous = last.get(key)
-            if previous is None or now - previous >= timedelta(minutes=every):
+            if (previous is None or now - previous >= timedelta(minutes=every)) and app_ready(
+                self.engine, portal
+            ):
                 due.append(portal)
         return due
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 22:47:41.274077
+Create Date: 2026-11-27 22:55:48.452688
 """
 from __future__ import annotations
 
@@ -69,6 +69,19 @@ def upgrade() -> None:
     sa.Column('sent_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('portal_key', 'cause', name=op.f('pk_notification'))
     )
+    op.create_table('portal_credentials',
+    sa.Column('portal_key', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+    sa.Column('access_token', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
+    sa.Column('refresh_token', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
+    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('application_token', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
+    sa.Column('installed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('uninstalled_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('refreshed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('refresh_count', sa.Integer(), nullable=False),
+    sa.Column('problem', sa.Text(), nullable=True),
+    sa.PrimaryKeyConstraint('portal_key', name=op.f('pk_portal_credentials'))
+    )
     op.create_table('portal_state',
     sa.Column('portal_key', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
     sa.Column('holder', sqlmodel.sql.sqltypes.AutoString(length=80), nullable=True),
@@ -77,6 +90,7 @@ def upgrade() -> None:
     sa.Column('reconciled_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('reconcile_outcome', sa.Text(), nullable=True),
     sa.Column('credential_error', sa.Text(), nullable=True),
+    sa.Column('offline_process_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('credential_error_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('portal_key', name=op.f('pk_portal_state'))
     )
@@ -86,6 +100,7 @@ def upgrade() -> None:
 def downgrade() -> None:
 
     op.drop_table('portal_state')
+    op.drop_table('portal_credentials')
     op.drop_table('notification')
     with op.batch_alter_table('inbox_event', schema=None) as batch_op:
         batch_op.drop_index('uq_inbox_event_pending', sqlite_where=sa.text("state = 'pending'"), postgresql_where=sa.text("state = 'pending'"))

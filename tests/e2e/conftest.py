@@ -125,7 +125,7 @@ class Bridge:
 
     # The bridge
     def clients(self, portal: PortalConfig | None = None) -> PortalClients:
-        return PortalClients(portal or self.portal)
+        return PortalClients(self.engine, portal or self.portal)
 
     def sync(self, portal: PortalConfig | None = None, **options: Any) -> tuple[int, str]:
         out = io.StringIO()
