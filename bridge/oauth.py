@@ -176,10 +176,18 @@ def installed_token(engine: Engine, portal: PortalConfig) -> str | None:
         return row.application_token
 
 
-def app_ready(engine: Engine, portal: PortalConfig) -> bool:
-    """A webhook portal always is; an app only while installed and refreshable."""
+def app_problem(engine: Engine, portal: PortalConfig) -> str | None:
+    """Why the portal's app cannot work now (None for webhook portals and healthy installs)."""
     if not portal.app_mode:
-        return True
+        return None
     with Session(engine) as session:
         row = session.get(PortalCredentials, portal.key)
-    return bool(row and row.installed_at and not row.uninstalled_at and not row.problem)
+    if row is None or row.installed_at is None:
+        return "the app is not installed on the portal"
+    if row.uninstalled_at is not None:
+        return f"the app was uninstalled at {row.uninstalled_at:%Y-%m-%d %H:%M} UTC; work stopped"
+    return row.problem
+
+
+def app_ready(engine: Engine, portal: PortalConfig) -> bool:
+    return app_problem(engine, portal) is None

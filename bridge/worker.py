@@ -43,7 +43,7 @@ from bridge.metrics import APPLY_LATENCY, EVENTS_APPLIED
 from bridge.mirror import Action, guard_deletions, plan_section
 from bridge.models import CalendarMapping, InboxEvent, InboxState, MappingState, PortalState, utcnow
 from bridge.notify import Notifier
-from bridge.oauth import app_ready, bitrix_client_for
+from bridge.oauth import app_problem, app_ready, bitrix_client_for
 from bridge.pacing import LeakyBucket
 from bridge.reconcile import reconcile_portal
 from bridge.selection import SectionLookupFailed, Selection, resolve_sections
@@ -154,6 +154,12 @@ class Worker:
         rows = inbox.take_due(lease)
         if not rows:
             return False
+        problem = app_problem(self.engine, portal)
+        if problem is not None:
+            _finish(lease, rows, InboxState.PARKED, problem)
+            self._alert(portal, "app", problem)
+            self._clients.pop(portal.key, None)  # tokens change with the next install
+            return True
         clients = self.clients(portal)
         by_section: dict[str, list[InboxEvent]] = defaultdict(list)
         for row in rows:

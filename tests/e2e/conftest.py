@@ -25,7 +25,7 @@ from bridge.notify import Notifier
 from bridge.operations import sync_portals
 from bridge.sandbox.server import ServerThread
 from bridge.worker import PortalClients, Worker
-from tests.e2e.deployment import Deployment
+from tests.e2e.deployment import Deployment, free_port
 
 WAITING = (InboxState.PENDING, InboxState.WORKING)
 
@@ -38,6 +38,28 @@ class Bridge:
     web_url: str
     http: httpx.Client
     notifier: Notifier
+    client_id: str = ""
+
+    def start_worker(self) -> None:
+        raise NotImplementedError  # set by the fixture
+
+    def install(self) -> dict[str, Any]:
+        """The portal installs the app: ONAPPINSTALL reaches the bridge with the tokens."""
+        answer = self.http.post(
+            f"{self.sandbox.bitrix_url}/_control/portals/{self.portal.member_id}/install",
+            json={"client_id": self.client_id, "handler": f"{self.web_url}/bitrix/events"},
+        )
+        answer.raise_for_status()
+        self.flush_deliveries()
+        installed: dict[str, Any] = answer.json()
+        return installed
+
+    def app_state(self) -> dict[str, Any]:
+        answer = self.http.get(
+            f"{self.sandbox.bitrix_url}/_control/portals/{self.portal.member_id}/app"
+        )
+        state: dict[str, Any] = answer.json()
+        return state
 
     @property
     def subject(self) -> str:
@@ -180,28 +202,67 @@ def make_bridge(sandbox: Sandbox, engine: Engine) -> Iterator[Callable[..., Brid
     with ExitStack() as stack:
         stack.callback(clear_faults, sandbox)
 
-        def make(**portal_options: Any) -> Bridge:
+        def make(
+            *, app: dict[str, Any] | None = None, worker: bool = True, **portal_options: Any
+        ) -> Bridge:
+            """`app` switches the portal to app mode (OAuth) with these `bitrix` settings."""
             subject = f"owner-{uuid.uuid4().hex[:8]}@acme.example"
             portal_options.setdefault("mirror", {"groups": [12], "reconcile_interval_minutes": 0})
             portal = demo_portal(sandbox, key="acme", subject=subject, **portal_options)
-            web = stack.enter_context(ServerThread(create_app(portals=[portal], engine=engine)))
+            port = free_port()
+            web_url = f"http://127.0.0.1:{port}"
             http = stack.enter_context(httpx.Client(timeout=15))
-            bind_outgoing_webhook(sandbox, portal, f"{web.url}/bitrix/events")
+            client_id = ""
+            if app is not None:
+                registered = http.post(f"{sandbox.bitrix_url}/_control/apps", json={}).json()
+                client_id = registered["client_id"]
+                raw = portal.model_dump()
+                raw["application_token"] = None
+                raw["bitrix"] = {
+                    "oauth": {
+                        "client_id": client_id,
+                        "client_secret": registered["client_secret"],
+                        "token_url": f"{sandbox.bitrix_url}/oauth/token/",
+                        "server_endpoint": f"{sandbox.bitrix_url}/oauth/rest/",
+                    },
+                    "rest_url": f"{sandbox.bitrix_url}/rest/",
+                    "handler_url": f"{web_url}/bitrix/events",
+                    **app,
+                }
+                portal = PortalConfig.model_validate(raw)
+            stack.enter_context(
+                ServerThread(create_app(portals=[portal], engine=engine), port=port)
+            )
+            if app is None:
+                bind_outgoing_webhook(sandbox, portal, f"{web_url}/bitrix/events")
             notifier = Notifier(engine)
             stack.callback(notifier.close)
-            worker = Worker(engine=engine, portals=[portal], name="test-worker", notifier=notifier)
-            thread = threading.Thread(target=worker.run, daemon=True)
-            thread.start()
-            stack.callback(thread.join, 15)
-            stack.callback(worker.stop)
-            return Bridge(
+            bridge = Bridge(
                 sandbox=sandbox,
                 portal=portal,
                 engine=engine,
-                web_url=web.url,
+                web_url=web_url,
                 http=http,
                 notifier=notifier,
+                client_id=client_id,
             )
+
+            def start_worker() -> None:
+                runner = Worker(
+                    engine=engine,
+                    portals=[portal],
+                    name=f"test-{uuid.uuid4().hex[:6]}",
+                    notifier=notifier,
+                )
+                thread = threading.Thread(target=runner.run, daemon=True)
+                thread.start()
+                stack.callback(thread.join, 15)
+                stack.callback(runner.stop)
+
+            bridge.start_worker = start_worker  # type: ignore[method-assign]
+            if worker:
+                start_worker()
+            return bridge
 
         yield make
 

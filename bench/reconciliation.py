@@ -1,0 +1,201 @@
+"""Reconciliation at scale: `python -m bridge sync` over a portal with many selected sections.
+
+At `--scale 1` the portal has 10,000 sections over 2,000 users (four each) and 500 groups (four
+each), `mirror: {users: all, groups: all}`, at Bitrix24's real leaky bucket (50, then 2/s). Two
+runs, each a `bridge sync` process: the dry run (reads the whole selection and the owner's Google
+calendar list, plans, changes nothing) is the Bitrix24 part held against the bucket's floor for
+the requests it made; the real run then creates every calendar through the Google emulator
+(creation and request pace raised to the config's maximum, 10,000 requests a minute), held
+against the Google pace's floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import time
+from typing import Any
+
+from bench.harness import (
+    RAISED_GOOGLE,
+    Deployment,
+    Emulators,
+    Portal,
+    add_database_argument,
+    add_sections,
+    call_name,
+    deployment,
+    fresh_database,
+    google_inserts,
+    register_portal,
+    running_emulators,
+)
+from bench.progress import Progress
+from bench.report import Figure, say
+
+NAME = "reconciliation"
+SECTIONS, USERS, GROUPS = 10_000, 2_000, 500
+BURST, PER_SECOND = 50, 2.0  # Bitrix24's bucket, in the emulator and in the bridge's client
+WITHIN = 1.2
+DEFAULT_SCALE = 1.0
+# 10,000 creations take minutes (see RESULTS.md); the real run gets a portal of its own.
+DEFAULT_REAL_SCALE = 0.1
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=DEFAULT_SCALE,
+        help=f"portal size: sections, users and groups times this (default {DEFAULT_SCALE:g}: "
+        f"{SECTIONS:,} sections, {USERS:,} users, {GROUPS} groups)",
+    )
+    parser.add_argument(
+        "--real-scale",
+        type=float,
+        default=DEFAULT_REAL_SCALE,
+        help="size of the portal of the real run that creates every calendar, same ratios "
+        f"(default {DEFAULT_REAL_SCALE:g}: {round(SECTIONS * DEFAULT_REAL_SCALE):,} sections); "
+        "0 skips it",
+    )
+    add_database_argument(parser)
+
+
+def run(args: argparse.Namespace) -> list[Figure]:
+    mirror = {
+        "company": False,
+        "resources": False,
+        "locations": False,
+        "users": "all",
+        "groups": "all",
+        "reconcile_interval_minutes": 0,
+    }
+    figures: list[Figure] = []
+    with running_emulators() as emulators:
+        portal = register_portal(emulators, mirror=mirror, google=RAISED_GOOGLE)
+        size = _populate(emulators, portal, args.scale)
+        with fresh_database(args.database) as url, deployment(url, [portal], NAME) as deployed:
+            emulators.clear_logs()
+            dry = _sync(deployed, emulators, portal, dry_run=True)
+            figures += _bitrix_figures("dry run", dry, size, args.database)
+        if args.real_scale > 0:
+            portal = register_portal(emulators, key="real", mirror=mirror, google=RAISED_GOOGLE)
+            size = _populate(emulators, portal, args.real_scale)
+            with (
+                fresh_database(args.database) as url,
+                deployment(url, [portal], NAME) as deployed,
+            ):
+                emulators.clear_logs()
+                real = _sync(deployed, emulators, portal, dry_run=False)
+                figures += _bitrix_figures("real run", real, size, args.database)
+                figures += _google_figures(real)
+    return figures
+
+
+def _populate(emulators: Emulators, portal: Portal, scale: float) -> str:
+    """Users, groups and their sections in the Bitrix24 emulator; returns a description."""
+    users, groups = max(1, round(USERS * scale)), max(1, round(GROUPS * scale))
+    sections = max(2, round(SECTIONS * scale))
+    http = emulators.http
+    http.post(
+        portal.control(emulators, "users"),
+        json=[{"ID": i, "NAME": f"User{i}", "LAST_NAME": "Bench"} for i in range(1, users + 1)],
+    ).raise_for_status()
+    http.post(
+        portal.control(emulators, "groups"),
+        json=[{"ID": i, "NAME": f"Group {i}"} for i in range(1, groups + 1)],
+    ).raise_for_status()
+    user_sections = round(sections * users / (users + groups))
+    bodies: list[dict[str, Any]] = [
+        {"type": "user", "owner_id": 1 + i % users, "name": f"User section {i}"}
+        for i in range(user_sections)
+    ]
+    bodies += [
+        {"type": "group", "owner_id": 1 + i % groups, "name": f"Group section {i}"}
+        for i in range(sections - user_sections)
+    ]
+    asyncio.run(add_sections(emulators, portal, bodies, f"{NAME} setup"))
+    return f"{sections:,} sections / {users:,} users / {groups} groups (scale {scale:g})"
+
+
+def _sync(
+    deployed: Deployment, emulators: Emulators, portal: Portal, *, dry_run: bool
+) -> dict[str, Any]:
+    label = "dry run" if dry_run else "real run"
+    argv = ["-m", "bridge", "sync", *(["--dry-run"] if dry_run else [])]
+    started = time.monotonic()
+    process = deployed.start(argv, "sync")
+    progress = Progress(f"{NAME} {label}", unit=" (calendars applied)")
+    applied = re.compile(rb"applying: (\d+)/(\d+)")
+    while process.process.poll() is None:
+        process.read_peak()
+        found = applied.findall(process.log.read_bytes())
+        if found:
+            progress.total = int(found[-1][1])
+            progress.update(int(found[-1][0]))
+        time.sleep(0.05)
+    wall = time.monotonic() - started
+    code = process.stop(f"{NAME} {label}")
+    progress.close()
+    deployed.processes.remove(process)
+    summary = [
+        line for line in process.log.read_text().splitlines() if line.startswith(f"{portal.key}:")
+    ]
+    say(f"  {label}: exit {code} in {wall:.1f} s: {summary[-1] if summary else '?'}")
+    return {
+        "wall": wall,
+        "code": code,
+        "bitrix": emulators.bitrix_requests(portal.member_id),
+        "google": emulators.google_requests(portal.subject),
+        "summary": summary[-1] if summary else "",
+    }
+
+
+def bucket_floor(requests: int) -> float:
+    """Seconds Bitrix24's bucket needs to admit `requests` made back to back."""
+    return max(0, requests - BURST) / PER_SECOND
+
+
+def _bitrix_figures(label: str, run: dict[str, Any], size: str, database: str) -> list[Figure]:
+    requests = len(run["bitrix"])
+    refused = sum(1 for r in run["bitrix"] if r["status"] == 503)
+    floor = bucket_floor(requests)
+    figures = [
+        Figure(NAME, f"{label}: {size}, {database}", run["summary"] or f"exit {run['code']}"),
+        Figure(NAME, f"{label}: Bitrix24 requests (503s)", f"{requests} ({refused})"),
+        Figure(
+            NAME,
+            f"{label}: wall time vs bucket floor for {requests} requests",
+            f"{run['wall']:.1f} s vs {floor:.1f} s ({_ratio(run['wall'], floor)})",
+            f"<= {WITHIN:g}x floor" if label == "dry run" else "",
+            run["wall"] <= WITHIN * max(floor, 0.0) if label == "dry run" else None,
+        ),
+    ]
+    return figures
+
+
+def _google_figures(run: dict[str, Any]) -> list[Figure]:
+    google = run["google"]
+    created = len(google_inserts(google))
+    per_minute = RAISED_GOOGLE["requests_per_minute"]
+    assert isinstance(per_minute, int)
+    burst = max(1, per_minute // 10)  # as `PortalClients` paces Google
+    floor = max(0, len(google) - burst) / ((per_minute - burst) / 60)
+    calls: dict[str, int] = {}
+    for row in google:
+        calls[call_name(row)] = calls.get(call_name(row), 0) + 1
+    shown = ", ".join(f"{name} {n}" for name, n in sorted(calls.items(), key=lambda c: -c[1]))
+    return [
+        Figure(NAME, "real run: Google requests", f"{len(google)} ({shown})"),
+        Figure(
+            NAME,
+            f"real run: wall vs Google pace floor ({per_minute:,}/min)",
+            f"{run['wall']:.1f} s vs {floor:.1f} s ({_ratio(run['wall'], floor)}), "
+            f"{created} calendars",
+        ),
+    ]
+
+
+def _ratio(value: float, floor: float) -> str:
+    return f"{value / floor:.1f}x" if floor > 0 else "floor 0"

@@ -1,0 +1,324 @@
+"""Bitrix24 app mode: install, OAuth tokens, binding, offline delivery and trust boundaries."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from sqlmodel import Session, select
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from bridge.bindings import bind_events, unbind_events
+from bridge.models import InboxState, PortalCredentials
+from bridge.oauth import bitrix_client_for
+from bridge.sandbox.bitrix import http_build_query
+from bridge.sandbox.server import ServerThread
+from tests.e2e.conftest import Bridge
+from tests.e2e.deployment import ROOT, wait_for
+
+App = Callable[..., Bridge]
+
+
+def installed(bridge: Bridge) -> PortalCredentials:
+    with Session(bridge.engine) as session:
+        row = session.exec(select(PortalCredentials)).one()
+        return row
+
+
+def summaries(bridge: Bridge) -> list[str]:
+    return sorted(c["summary"] for c in bridge.calendars())
+
+
+def test_install_stores_tokens_and_sections_are_mirrored_over_oauth(make_bridge: App) -> None:
+    bridge = make_bridge(app={})
+    answer = bridge.install()
+    wait_for(
+        lambda: len(bridge.app_state()["apps"][0]["bindings"]) == 3, 20, "the worker to bind events"
+    )
+
+    row = installed(bridge)
+    assert row.access_token == answer["access_token"]
+    assert row.refresh_token == answer["refresh_token"]
+    assert row.application_token == answer["application_token"]
+    bridge.add_section("company_calendar", 0, "Over OAuth")
+    wait_for(lambda: summaries(bridge) == ["Over OAuth"], 20, "the calendar")
+    calls = [
+        r for r in bridge.bitrix_requests() if r["method"] in ("batch", "event.bind", "event.get")
+    ]
+    assert calls and all(r.get("client_id") == bridge.client_id for r in calls)
+    stored = "".join(row.payload for row in bridge.inbox())
+    assert row.access_token is not None and row.access_token not in stored
+
+
+def test_an_install_for_a_portal_that_is_not_configured_as_an_app_is_refused(
+    make_bridge: App, bridge: Bridge
+) -> None:
+    app = make_bridge(app={})
+    fields = {
+        "event": "ONAPPINSTALL",
+        "auth": {
+            "access_token": "a" * 32,
+            "refresh_token": "r" * 32,
+            "domain": app.portal.domain,
+            "member_id": "f" * 32,
+            "application_token": "t" * 32,
+            "client_endpoint": f"{app.sandbox.bitrix_url}/rest/",
+        },
+    }
+    unknown = app.post_event(http_build_query(fields))
+    fields["auth"] = {
+        **fields["auth"],
+        "member_id": bridge.portal.member_id,
+        "domain": bridge.portal.domain,
+    }
+    webhook_portal = bridge.post_event(http_build_query(fields))
+
+    assert unknown.status_code == 403
+    assert webhook_portal.status_code == 403 and "not as an app" in webhook_portal.json()["error"]
+    assert bridge.inbox() == []
+
+
+def test_an_expired_token_is_refreshed_once_for_8_threads_and_2_processes(make_bridge: App) -> None:
+    bridge = make_bridge(app={}, worker=False)
+    bridge.install()
+    wait_for(lambda: installed(bridge).access_token is not None, 20, "the install")
+    control = f"{bridge.sandbox.bitrix_url}/_control/portals/{bridge.portal.member_id}"
+    bridge.http.post(f"{control}/expire-tokens").raise_for_status()
+    script = (
+        "import sys, json, threading\n"
+        "from bridge.config import PortalConfig\n"
+        "from bridge.db import create_db_engine\n"
+        "from bridge.oauth import bitrix_client_for\n"
+        "portal = PortalConfig.model_validate(json.loads(sys.argv[2]))\n"
+        "engine = create_db_engine(sys.argv[1])\n"
+        "def call():\n"
+        "    with bitrix_client_for(engine, portal) as client:\n"
+        "        client.call('calendar.resource.list')\n"
+        "threads = [threading.Thread(target=call) for _ in range(4)]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]\n"
+    )
+    url = str(bridge.engine.url.render_as_string(hide_password=False))
+    config = json.dumps(bridge.portal.model_dump(mode="json"))
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, url, config], cwd=ROOT, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    errors = [process.communicate(timeout=60)[1] for process in processes]
+
+    assert [p.returncode for p in processes] == [0, 0], errors
+    state = bridge.app_state()
+    assert state["refresh_count"] == 1
+    assert installed(bridge).refresh_token == state["apps"][0]["refresh_token"]
+    assert installed(bridge).refresh_count == 1
+    assert not [
+        r
+        for r in bridge.bitrix_requests()
+        if r.get("status") == 401 and r.get("error") == "invalid_grant"
+    ]
+
+
+def test_a_refused_refresh_parks_the_work_with_the_reason(make_bridge: App) -> None:
+    bridge = make_bridge(app={})
+    bridge.install()
+    wait_for(lambda: len(bridge.app_state()["apps"][0]["bindings"]) == 3, 20, "the binding")
+    with Session(bridge.engine) as session:
+        row = session.exec(select(PortalCredentials)).one()
+        row.refresh_token = "revoked-refresh-token"
+        session.add(row)
+        session.commit()
+    control = f"{bridge.sandbox.bitrix_url}/_control/portals/{bridge.portal.member_id}"
+    bridge.http.post(f"{control}/expire-tokens").raise_for_status()
+    # Restart the worker so it reads the stored (now broken) tokens instead of its cached one.
+    bridge.start_worker()
+
+    bridge.add_section("company_calendar", 0, "Blocked")
+    wait_for(
+        lambda: any(r.state == InboxState.PARKED for r in bridge.inbox()), 20, "the event to park"
+    )
+
+    [parked] = [r for r in bridge.inbox() if r.state == InboxState.PARKED]
+    assert "reinstall" in (parked.outcome or "")
+    assert bridge.calendars() == []
+
+
+def test_bind_twice_makes_one_set_and_unbind_removes_it(make_bridge: App) -> None:
+    bridge = make_bridge(app={}, worker=False)
+    bridge.install()
+    wait_for(lambda: installed(bridge).access_token is not None, 20, "the install")
+    handler = f"{bridge.web_url}/bitrix/events"
+    with bitrix_client_for(bridge.engine, bridge.portal) as client:
+        first = bind_events(client, bridge.portal, handler)
+        second = bind_events(client, bridge.portal, handler)
+        bindings = bridge.app_state()["apps"][0]["bindings"]
+        removed = unbind_events(client, handler)
+
+    assert len(first) == 3 and second == []
+    assert sorted(b["event"] for b in bindings) == [
+        "ONCALENDARSECTIONADD",
+        "ONCALENDARSECTIONDELETE",
+        "ONCALENDARSECTIONUPDATE",
+    ]
+    assert removed == 3
+    assert bridge.app_state()["apps"][0]["bindings"] == []
+
+
+def test_offline_changes_made_while_the_bridge_is_down_are_all_applied(make_bridge: App) -> None:
+    bridge = make_bridge(
+        app={"delivery": "offline", "offline_poll_seconds": 0.2},
+        worker=False,
+        google={"creation_pace": {"calendars": 1000, "minutes": 60}},
+    )
+    bridge.install()
+    wait_for(lambda: installed(bridge).access_token is not None, 20, "the install")
+    with bitrix_client_for(bridge.engine, bridge.portal) as client:
+        bind_events(client, bridge.portal, None)
+    # 100 changes: 50 sections made, then each renamed (Google's emulator allows 60 new calendars
+    # per owner and hour, as Google does).
+    sections = [bridge.add_section("company_calendar", 0, f"Draft {i:02}") for i in range(50)]
+    for i, section in enumerate(sections):
+        bridge.update_section(section["ID"], name=f"Offline {i:02}")
+    assert len(_offline(bridge)) == 100  # one record per (event, section): latest state only
+
+    bridge.start_worker()
+    wanted = [f"Offline {i:02}" for i in range(50)]
+    wait_for(lambda: summaries(bridge) == wanted, 60, "50 calendars")
+
+    wait_for(lambda: not _offline(bridge), 20, "the queue to be cleared")
+    pulled = [row for row in bridge.wait_applied(101) if row.section_id]
+    assert len(pulled) == 100 and {row.state for row in pulled} == {InboxState.DONE}
+    assert len(bridge.mappings()) == 50
+
+
+def _offline(bridge: Bridge) -> list[dict[str, Any]]:
+    answer = bridge.http.get(
+        f"{bridge.sandbox.bitrix_url}/_control/portals/{bridge.portal.member_id}/offline"
+    )
+    records: list[dict[str, Any]] = answer.json()["records"]
+    return records
+
+
+def test_a_crash_between_pull_and_clear_loses_nothing_and_duplicates_nothing(
+    make_bridge: App,
+) -> None:
+    bridge = make_bridge(app={"delivery": "offline", "offline_poll_seconds": 0.2}, worker=False)
+    bridge.install()
+    wait_for(lambda: installed(bridge).access_token is not None, 20, "the install")
+    with bitrix_client_for(bridge.engine, bridge.portal) as client:
+        bind_events(client, bridge.portal, None)
+    for name in ("A", "B", "C"):
+        bridge.add_section("company_calendar", 0, name)
+    # The confirmation fails as if the worker died right after writing the inbox.
+    bridge.bitrix_fault(
+        method="event.offline.clear",
+        count=None,
+        kind="error",
+        status=500,
+        error="INTERNAL_SERVER_ERROR",
+    )
+
+    bridge.start_worker()
+    wait_for(
+        lambda: summaries(bridge) == ["A", "B", "C"], 30, "the calendars despite the failed clear"
+    )
+    assert len(_offline(bridge)) == 3  # reserved, not confirmed
+    bridge.http.delete(f"{bridge.sandbox.bitrix_url}/_control/faults").raise_for_status()
+
+    wait_for(lambda: not _offline(bridge), 30, "the saved batch to be re-read and cleared")
+    time.sleep(0.5)
+    assert summaries(bridge) == ["A", "B", "C"]
+    assert len(bridge.mappings()) == 3
+
+
+class Listener:
+    """Stands where an attacker's endpoint would be: it must never be called."""
+
+    def __init__(self) -> None:
+        self.hits = 0
+        self.lock = threading.Lock()
+
+        async def anything(request: Request) -> Response:
+            with self.lock:
+                self.hits += 1
+            return Response("{}", media_type="application/json")
+
+        self.server = ServerThread(
+            Starlette(routes=[Route("/{path:path}", anything, methods=["GET", "POST"])])
+        )
+
+
+def test_events_and_installs_naming_a_foreign_endpoint_are_refused(make_bridge: App) -> None:
+    listener = Listener()
+    with listener.server:
+        bridge = make_bridge(app={})
+        install = {
+            "event": "ONAPPINSTALL",
+            "auth": {
+                "access_token": "a" * 32,
+                "refresh_token": "r" * 32,
+                "domain": bridge.portal.domain,
+                "member_id": bridge.portal.member_id,
+                "application_token": "t" * 32,
+                "client_endpoint": f"{listener.server.url}/rest/",
+                "server_endpoint": f"{bridge.sandbox.bitrix_url}/oauth/rest/",
+            },
+        }
+        foreign_install = bridge.post_event(http_build_query(install))
+        install["auth"] = {
+            **install["auth"],
+            "client_endpoint": f"{bridge.sandbox.bitrix_url}/rest/",
+            "server_endpoint": f"{listener.server.url}/oauth/rest/",
+        }
+        foreign_oauth = bridge.post_event(http_build_query(install))
+        time.sleep(0.5)
+
+    assert (
+        foreign_install.status_code == 403 and "client_endpoint" in foreign_install.json()["error"]
+    )
+    assert foreign_oauth.status_code == 403 and "server_endpoint" in foreign_oauth.json()["error"]
+    assert listener.hits == 0
+    assert bridge.inbox() == []
+
+
+def test_uninstall_stops_the_portals_work(make_bridge: App) -> None:
+    bridge = make_bridge(app={})
+    bridge.install()
+    wait_for(lambda: len(bridge.app_state()["apps"][0]["bindings"]) == 3, 20, "the binding")
+    token = installed(bridge).application_token
+
+    bridge.http.post(
+        f"{bridge.sandbox.bitrix_url}/_control/portals/{bridge.portal.member_id}/uninstall",
+        json={"client_id": bridge.client_id},
+    ).raise_for_status()
+    bridge.flush_deliveries()
+    wait_for(lambda: installed(bridge).uninstalled_at is not None, 20, "the uninstall")
+    late = {
+        "event": "ONCALENDARSECTIONADD",
+        "data": {"id": "1"},
+        "auth": {
+            "domain": bridge.portal.domain,
+            "member_id": bridge.portal.member_id,
+            "application_token": token,
+            "client_endpoint": f"{bridge.sandbox.bitrix_url}/rest/",
+        },
+    }
+    assert bridge.post_event(http_build_query(late)).status_code == 200
+
+    wait_for(
+        lambda: any(r.state == InboxState.PARKED for r in bridge.inbox()), 20, "the event to park"
+    )
+    [parked] = [r for r in bridge.inbox() if r.state == InboxState.PARKED]
+    assert "uninstalled" in (parked.outcome or "")
+    assert bridge.calendars() == []
+    assert installed(bridge).access_token is None
+    assert httpx.get(f"{bridge.web_url}/healthz").status_code == 200
