@@ -30,7 +30,7 @@ from bridge.events import (
     parse_body,
     read_event,
 )
-from bridge.inbox import record_event
+from bridge.inbox import InboxWriter
 from bridge.metrics import EVENTS_RECEIVED
 from bridge.metrics import render as render_metrics
 from bridge.oauth import installed_token, record_install, record_uninstall
@@ -49,6 +49,7 @@ def create_app(
 ) -> Starlette:
     by_member_id = {portal.member_id: portal for portal in portals}
     head = schema_head()
+    writer = InboxWriter(engine)
 
     async def receive_event(request: Request) -> JSONResponse:
         try:
@@ -97,7 +98,7 @@ def create_app(
             if event.event == UNINSTALL:
                 await run_in_threadpool(record_uninstall, engine, portal)
                 log.warning("the app was uninstalled; the portal's work stops", extra=fields)
-            recorded = await run_in_threadpool(record_event, engine, portal.key, event)
+            recorded = await writer.record(portal.key, event)
         except SQLAlchemyError as exc:
             log.error("could not store the event: %s", exc.__class__.__name__, extra=fields)
             EVENTS_RECEIVED.labels(portal.key, event.event, "store_failed").inc()
@@ -122,7 +123,7 @@ def create_app(
             if not getattr(event.auth, name):
                 return _error(400, f"auth[{name}]: is missing", field=f"auth[{name}]")
         await run_in_threadpool(record_install, engine, portal, event.auth)
-        recorded = await run_in_threadpool(record_event, engine, portal.key, event)
+        recorded = await writer.record(portal.key, event)
         log.info("the app was installed", extra=fields)
         EVENTS_RECEIVED.labels(portal.key, event.event, "accepted").inc()
         return JSONResponse({"status": "installed", "id": recorded.id})

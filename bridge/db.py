@@ -31,7 +31,7 @@ ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
 def create_db_engine(url: str) -> Engine:
     if make_url(url).get_backend_name() == "sqlite":
         return _sqlite_engine(url)
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
 def _sqlite_engine(url: str) -> Engine:

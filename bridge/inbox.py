@@ -10,13 +10,16 @@ worker at a time, under a lease row with an expiry.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import queue
 import random
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, func, text, update
+from sqlalchemy import Connection, Engine, func, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
@@ -36,6 +39,73 @@ class Recorded:
 
 def record_event(engine: Engine, portal_key: str, event: BitrixEvent) -> Recorded:
     """Insert the event in its own commit; a copy of a row that still waits returns that row."""
+    with engine.begin() as connection:
+        return _record(connection, portal_key, event)
+
+
+class InboxWriter:
+    """Group commit for the web process: concurrent deliveries are written by one thread, many
+    to a transaction, and each request is answered once its transaction committed. One writer
+    instead of a connection per request also spares SQLite's single write lock a crowd."""
+
+    def __init__(self, engine: Engine, *, max_batch: int = 256) -> None:
+        self.engine = engine
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    async def record(self, portal_key: str, event: BitrixEvent) -> Recorded:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Recorded] = loop.create_future()
+        self._queue.put(_Pending(portal_key, event, loop, future))
+        self._ensure_thread()
+        return await future
+
+    def _ensure_thread(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, daemon=True, name="inbox-writer")
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                with self.engine.begin() as connection:
+                    results = [_record(connection, p.portal_key, p.event) for p in batch]
+            except Exception as exc:  # every waiting request learns that nothing was stored
+                for pending in batch:
+                    pending.loop.call_soon_threadsafe(_fail, pending.future, exc)
+                continue
+            for pending, result in zip(batch, results, strict=True):
+                pending.loop.call_soon_threadsafe(_resolve, pending.future, result)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    portal_key: str
+    event: BitrixEvent
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Recorded]
+
+
+def _resolve(future: asyncio.Future[Recorded], result: Recorded) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _fail(future: asyncio.Future[Recorded], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)
+
+
+def _record(connection: Connection, portal_key: str, event: BitrixEvent) -> Recorded:
     state = InboxState.PENDING if event.handled else InboxState.IGNORED
     now = utcnow()
     values = {
@@ -51,31 +121,29 @@ def record_event(engine: Engine, portal_key: str, event: BitrixEvent) -> Recorde
         "next_attempt_at": now,
         "finished_at": None if event.handled else now,
     }
-    insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
     statement = (
-        insert(InboxEvent)
+        insert(_TABLE)
         .values(**values)
         .on_conflict_do_nothing(index_elements=["portal_key", "dedup_key"], index_where=_WAITING)
-        .returning(col(InboxEvent.id))
+        .returning(_TABLE.c.id)
     )
-    waiting = select(InboxEvent.id).where(
-        InboxEvent.portal_key == portal_key,
-        InboxEvent.dedup_key == event.dedup_key,
-        InboxEvent.state == InboxState.PENDING,
+    waiting = select(_TABLE.c.id).where(
+        _TABLE.c.portal_key == portal_key,
+        _TABLE.c.dedup_key == event.dedup_key,
+        _TABLE.c.state == InboxState.PENDING,
     )
-    with Session(engine) as session:
-        for _ in range(3):  # the waiting twin may be taken by the worker between the two steps
-            new_id = session.execute(statement).scalar_one_or_none()
-            if new_id is not None:
-                session.commit()
-                return Recorded(id=int(new_id), duplicate=False)
-            twin = session.exec(waiting).first()
-            session.commit()
-            if twin is not None:
-                return Recorded(id=twin, duplicate=True)
+    for _ in range(3):  # the waiting twin may be taken by the worker between the two steps
+        new_id = connection.execute(statement).scalar_one_or_none()
+        if new_id is not None:
+            return Recorded(id=int(new_id), duplicate=False)
+        twin = connection.execute(waiting).scalar_one_or_none()
+        if twin is not None:
+            return Recorded(id=int(twin), duplicate=True)
     raise RuntimeError("could not record the event")  # pragma: no cover - needs a pathological race
 
 
+_TABLE = InboxEvent.__table__  # type: ignore[attr-defined]
 _WAITING = text("state = 'pending'")
 
 
