@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, func, text, update
+from sqlalchemy import Connection, Engine, bindparam, func, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
@@ -69,6 +69,7 @@ class InboxWriter:
                 self._thread.start()
 
     def _run(self) -> None:
+        connection: Connection | None = None  # held across batches: no checkout or ping each time
         while True:
             batch = [self._queue.get()]
             while len(batch) < self.max_batch:
@@ -77,9 +78,13 @@ class InboxWriter:
                 except queue.Empty:
                     break
             try:
-                with self.engine.begin() as connection:
+                connection = connection or self.engine.connect()
+                with connection.begin():
                     results = [_record(connection, p.portal_key, p.event) for p in batch]
             except Exception as exc:  # every waiting request learns that nothing was stored
+                if connection is not None:
+                    connection.close()  # it may be broken; the next batch opens a fresh one
+                    connection = None
                 for pending in batch:
                     pending.loop.call_soon_threadsafe(_fail, pending.future, exc)
                 continue
@@ -121,23 +126,14 @@ def _record(connection: Connection, portal_key: str, event: BitrixEvent) -> Reco
         "next_attempt_at": now,
         "finished_at": None if event.handled else now,
     }
-    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
-    statement = (
-        insert(_TABLE)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["portal_key", "dedup_key"], index_where=_WAITING)
-        .returning(_TABLE.c.id)
-    )
-    waiting = select(_TABLE.c.id).where(
-        _TABLE.c.portal_key == portal_key,
-        _TABLE.c.dedup_key == event.dedup_key,
-        _TABLE.c.state == InboxState.PENDING,
-    )
+    insert, waiting = _STATEMENTS[connection.dialect.name == "postgresql"]
     for _ in range(3):  # the waiting twin may be taken by the worker between the two steps
-        new_id = connection.execute(statement).scalar_one_or_none()
+        new_id = connection.execute(insert, values).scalar_one_or_none()
         if new_id is not None:
             return Recorded(id=int(new_id), duplicate=False)
-        twin = connection.execute(waiting).scalar_one_or_none()
+        twin = connection.execute(
+            waiting, {"portal": portal_key, "dedup": event.dedup_key, "pending": InboxState.PENDING}
+        ).scalar_one_or_none()
         if twin is not None:
             return Recorded(id=int(twin), duplicate=True)
     raise RuntimeError("could not record the event")  # pragma: no cover - needs a pathological race
@@ -145,6 +141,20 @@ def _record(connection: Connection, portal_key: str, event: BitrixEvent) -> Reco
 
 _TABLE = InboxEvent.__table__  # type: ignore[attr-defined]
 _WAITING = text("state = 'pending'")
+# Built once, with parameters bound per call, so SQLAlchemy compiles each only once.
+_STATEMENTS = {
+    postgres: (
+        (postgresql.insert if postgres else sqlite.insert)(_TABLE)
+        .on_conflict_do_nothing(index_elements=["portal_key", "dedup_key"], index_where=_WAITING)
+        .returning(_TABLE.c.id),
+        select(_TABLE.c.id).where(
+            _TABLE.c.portal_key == bindparam("portal"),
+            _TABLE.c.dedup_key == bindparam("dedup"),
+            _TABLE.c.state == bindparam("pending"),
+        ),
+    )
+    for postgres in (False, True)
+}
 
 
 def due_portals(engine: Engine, now: datetime | None = None) -> list[str]:
