@@ -89,6 +89,7 @@ class BitrixEmulator:
                     methods=["PATCH", "DELETE"],
                 ),
                 Route(f"{portal}/users", _guard(control.add_users), methods=["POST"]),
+                Route(f"{portal}/notifications", _guard(control.notifications), methods=["GET"]),
                 Route(f"{portal}/groups", _guard(control.add_groups), methods=["POST"]),
                 Route("/_control/faults", _guard(control.faults), methods=[*read, "POST"]),
                 Route("/_control/requests", _guard(control.requests), methods=read),

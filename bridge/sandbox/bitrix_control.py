@@ -219,6 +219,9 @@ class _Control:
             rows = [dict(r) for r in log if member_id in (None, r["member_id"])]
         return JSONResponse({"requests": rows})
 
+    async def notifications(self, request: Request) -> Response:
+        return JSONResponse({"notifications": list(self._portal(request).notifications)})
+
     async def deliveries(self, request: Request) -> Response:
         if request.method == "DELETE":
             self._state.deliveries.clear()

@@ -268,7 +268,26 @@ def _workgroup_list(call: _Call) -> _Outcome:
     return _Outcome({"workgroups": groups}, total, next_start)
 
 
+def _notify_system(call: _Call) -> _Outcome:
+    """im.notify.system.add: a system notification to one user; returns its id."""
+    user = _as_int(
+        call.params.get("USER_ID") if "USER_ID" in call.params else call.params.get("user_id")
+    )
+    message = _text(call.params.get("MESSAGE") or call.params.get("message"))
+    if user is None or user not in call.portal.users:
+        raise _RestError(
+            400, "USER_ID_EMPTY", "Recipient user ID not specified or the user does not exist"
+        )
+    if not message:
+        raise _RestError(400, "MESSAGE_EMPTY", "Message text is empty")
+    call.portal.notifications.append(
+        {"id": len(call.portal.notifications) + 1, "user_id": user, "message": message}
+    )
+    return _Outcome(len(call.portal.notifications))
+
+
 _METHODS: dict[str, Callable[[_Call], _Outcome]] = {
+    "im.notify.system.add": _notify_system,
     "calendar.section.get": _section_get,
     "calendar.section.add": _section_add,
     "calendar.section.update": _section_update,

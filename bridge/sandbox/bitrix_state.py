@@ -84,6 +84,7 @@ class _Portal:
     groups: dict[int, dict[str, Any]] = field(default_factory=dict)
     hooks: list[_Hook] = field(default_factory=list)
     apps: _PortalApps = field(default_factory=_PortalApps)
+    notifications: list[dict[str, Any]] = field(default_factory=list)  # im.notify.system.add
 
 
 @dataclass

@@ -221,7 +221,9 @@ class Receiver:
 def test_alerts_go_out_once_per_cause_per_hour(make_bridge: Callable[..., Bridge]) -> None:
     receiver = Receiver()
     with receiver.server:
-        bridge = make_bridge(notify={"webhook_url": f"{receiver.server.url}/hook"})
+        bridge = make_bridge(
+            notify={"webhook_url": f"{receiver.server.url}/hook", "bitrix_users": [1]}
+        )
         bridge.bitrix_fault(count=2, **NO_AUTH)
         bridge.add_section("company_calendar", 0, "First")
         bridge.wait_applied(1)
@@ -235,6 +237,12 @@ def test_alerts_go_out_once_per_cause_per_hour(make_bridge: Callable[..., Bridge
         message["portal"] == "acme" and "acme" in message["text"] for message in receiver.messages
     )
     assert any("NO_AUTH_FOUND" in message["text"] for message in receiver.messages)
+    answer = bridge.http.get(
+        f"{bridge.sandbox.bitrix_url}/_control/portals/{bridge.portal.member_id}/notifications"
+    )
+    in_bitrix = answer.json()["notifications"]
+    assert [n["user_id"] for n in in_bitrix] == [1, 1]
+    assert sorted(m["text"] for m in receiver.messages) == sorted(n["message"] for n in in_bitrix)
 
 
 def test_a_log_of_secrets_is_redacted_even_when_code_logs_them(tmp_path: Path) -> None:
