@@ -114,6 +114,11 @@ class BitrixClient:
     def close(self) -> None:
         self._http.close()
 
+    def wait_ready(self) -> None:
+        """Wait out the rate limit before work is gathered, so events arriving meanwhile join."""
+        if self._bucket is not None:
+            self._bucket.wait_ready()
+
     def __enter__(self) -> BitrixClient:
         return self
 

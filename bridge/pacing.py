@@ -32,21 +32,32 @@ class LeakyBucket:
     def acquire(self) -> float:
         """Count one request, first waiting while it would overflow; returns the wait."""
         with self._lock:
-            self._drain()
-            # One slot of headroom: the server meters arrivals, which jitter behind our sends.
-            limit = max(1, self.burst - 1)
-            wait = max(0.0, (self._level + 1 - limit) / self.per_second)
+            wait = self._wait_needed()
             if wait:
                 self._sleep(wait)
                 self._drain()
             self._level += 1
             return wait
 
+    def wait_ready(self) -> float:
+        """Wait until a request could go at once, without counting one; returns the wait."""
+        with self._lock:
+            wait = self._wait_needed()
+        if wait:
+            self._sleep(wait)
+        return wait
+
     def fill(self) -> None:
         """The other side says the bucket is full (other clients share it): wait a full turn."""
         with self._lock:
             self._drain()
             self._level = float(self.burst)
+
+    def _wait_needed(self) -> float:
+        self._drain()
+        # One slot of headroom: the server meters arrivals, which jitter behind our sends.
+        limit = max(1, self.burst - 1)
+        return max(0.0, (self._level + 1 - limit) / self.per_second)
 
     def _drain(self) -> None:
         now = self._clock()

@@ -151,6 +151,7 @@ class Worker:
         return self._clients[portal.key]
 
     def drain_portal(self, lease: Lease, portal: PortalConfig) -> bool:
+        self.clients(portal).bitrix.wait_ready()
         rows = inbox.take_due(lease)
         if not rows:
             return False
