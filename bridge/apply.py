@@ -30,6 +30,7 @@ from bridge.google_calendar import (
 )
 from bridge.lease import Lease, fenced
 from bridge.mirror import (
+    NOTHING_APPLIED,
     Action,
     ActionKind,
     CalendarState,
@@ -125,7 +126,7 @@ def update_calendar(
     assert mapping.google_calendar_id is not None
     calendar_id = mapping.google_calendar_id
     desired = desired_state(portal, section, mapping.nonce)
-    before = current or CalendarState.from_json(mapping.applied) or CalendarState("", "", "")
+    before = current or CalendarState.from_json(mapping.applied) or NOTHING_APPLIED
     changes = desired.differences(before)
     if not changes and mapping.state == MappingState.ACTIVE:
         return f"calendar {calendar_id} is up to date"
@@ -174,7 +175,7 @@ def retire_calendar(
     calendar_id = mapping.google_calendar_id
     policy = portal.mirror.on_delete
     if calendar_id and policy == "archive":
-        applied = CalendarState.from_json(mapping.applied) or CalendarState("", "", "")
+        applied = CalendarState.from_json(mapping.applied) or NOTHING_APPLIED
         archived = archived_state(applied)
         try:
             _push(

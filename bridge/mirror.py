@@ -82,6 +82,10 @@ class CalendarState:
         return changed
 
 
+# What a calendar is taken to have when nothing is known: every field then differs.
+NOTHING_APPLIED = CalendarState(summary="", description="", time_zone="")
+
+
 class ActionKind(StrEnum):
     CREATE = "create"  # no calendar yet (or an unfinished create)
     ADOPT = "adopt"  # a calendar carries our marker but no mapping points at it
@@ -218,17 +222,8 @@ def plan_section(
                 calendar_id=mapping.google_calendar_id,
             )
         current = observed_state(view, applied)
-    elif applied is None:
-        return Action(
-            ActionKind.UPDATE,
-            section_id,
-            section=section,
-            mapping=mapping,
-            calendar_id=mapping.google_calendar_id,
-            changes=("all",),
-        )
     else:
-        current = applied
+        current = applied or NOTHING_APPLIED
     changes = desired.differences(current)
     if mapping.state == MappingState.ARCHIVED:
         changes.insert(0, "unarchive")
