@@ -111,6 +111,8 @@ def create_calendar(
             )
             outcome = f"created calendar {calendar_id}"
     rest = update_calendar(lease, portal, mapping, section, google)
+    if rest.startswith("updated calendar"):
+        return f"{outcome}, then set its {rest.split(': ', 1)[1]}"  # colour, sharing: not in insert
     return outcome if rest.endswith("up to date") else f"{outcome}; {rest}"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import sys
 import tempfile
@@ -114,6 +115,7 @@ def bind_outgoing_webhook(sandbox: Sandbox, portal: PortalConfig, handler_url: s
 
 def run_demo(*, keep_serving: bool = False) -> int:
     started = time.monotonic()
+    logging.getLogger("bridge").setLevel(logging.WARNING)  # the demo narrates; keep warnings
     with tempfile.TemporaryDirectory(prefix="bridge-demo-") as folder:
         database_url = f"sqlite:///{Path(folder) / 'bridge.db'}"
         _say(f"1. database: {database_url} (schema by Alembic)")
