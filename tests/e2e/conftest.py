@@ -38,10 +38,8 @@ class Bridge:
     web_url: str
     http: httpx.Client
     notifier: Notifier
+    start_worker: Callable[[], None]
     client_id: str = ""
-
-    def start_worker(self) -> None:
-        raise NotImplementedError  # set by the fixture
 
     def install(self) -> dict[str, Any]:
         """The portal installs the app: ONAPPINSTALL reaches the bridge with the tokens."""
@@ -237,15 +235,6 @@ def make_bridge(sandbox: Sandbox, engine: Engine) -> Iterator[Callable[..., Brid
                 bind_outgoing_webhook(sandbox, portal, f"{web_url}/bitrix/events")
             notifier = Notifier(engine)
             stack.callback(notifier.close)
-            bridge = Bridge(
-                sandbox=sandbox,
-                portal=portal,
-                engine=engine,
-                web_url=web_url,
-                http=http,
-                notifier=notifier,
-                client_id=client_id,
-            )
 
             def start_worker() -> None:
                 runner = Worker(
@@ -259,7 +248,16 @@ def make_bridge(sandbox: Sandbox, engine: Engine) -> Iterator[Callable[..., Brid
                 stack.callback(thread.join, 15)
                 stack.callback(runner.stop)
 
-            bridge.start_worker = start_worker  # type: ignore[method-assign]
+            bridge = Bridge(
+                sandbox=sandbox,
+                portal=portal,
+                engine=engine,
+                web_url=web_url,
+                http=http,
+                notifier=notifier,
+                start_worker=start_worker,
+                client_id=client_id,
+            )
             if worker:
                 start_worker()
             return bridge
