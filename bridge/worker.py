@@ -103,7 +103,17 @@ class Worker:
         log.info("worker %s started for %d portal(s)", self.name, len(self.portals))
         try:
             while not self._stop.is_set():
-                if not self.run_once():
+                try:
+                    busy = self.run_once()
+                except SQLAlchemyError as exc:  # the database went away mid-pass: rows stay
+                    log.error("database error, retrying in a second: %s", exc.__class__.__name__)
+                    self._stop.wait(1.0)
+                    continue
+                except Exception:  # a bug must not end the worker: taken rows return by lease
+                    log.exception("unexpected error in a worker pass; continuing")
+                    self._stop.wait(1.0)
+                    continue
+                if not busy:
                     self._stop.wait(POLL_INTERVAL)
         finally:
             for clients in self._clients.values():
