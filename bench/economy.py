@@ -16,18 +16,12 @@ import time
 from collections import Counter
 
 from bench.harness import (
-    RAISED_GOOGLE,
     add_database_argument,
-    add_sections,
     call_name,
+    company_sections_ready,
     count_rows,
-    deployment,
-    fresh_database,
     google_inserts,
-    register_portal,
-    running_emulators,
     wait_until,
-    worker_started,
 )
 from bench.load import run_load
 from bench.progress import Progress
@@ -51,47 +45,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> list[Figure]:
-    mirror = {"company": True, "resources": False, "locations": False, "groups": []}
-    mirror["reconcile_interval_minutes"] = 0
-    with running_emulators() as emulators:
-        portal = register_portal(emulators, mirror=mirror, google=RAISED_GOOGLE)
-        with (
-            fresh_database(args.database) as url,
-            deployment(url, [portal], NAME) as deployed,
-        ):
-            bodies = [
-                {"type": "company_calendar", "owner_id": 0, "name": f"Burst {i}"}
-                for i in range(args.burst)
-            ]
-            ids = asyncio.run(add_sections(emulators, portal, bodies, f"{NAME} setup"))
-            web_url = deployed.start_web()[1]
-            worker = deployed.start_worker()
-            wait_until(lambda: worker_started(worker), 30, "the worker")
-            emulators.clear_logs()
-            started_wall = time.time()
-            started = time.monotonic()
-            posted = asyncio.run(
-                run_load(
-                    f"{web_url}/bitrix/events",
-                    lambda n: portal.event(ids[n]),
-                    concurrency=args.burst_concurrency,
-                    requests=len(ids),
-                    progress=Progress(f"{NAME} burst", len(ids)),
-                )
+    with company_sections_ready(args.database, NAME, args.burst, "Burst") as ready:
+        emulators, portal, url, ids = (
+            ready.emulators,
+            ready.portal,
+            ready.database_url,
+            ready.section_ids,
+        )
+        web_url = ready.web_url
+        started_wall = time.time()
+        started = time.monotonic()
+        posted = asyncio.run(
+            run_load(
+                f"{web_url}/bitrix/events",
+                lambda n: portal.event(ids[n]),
+                concurrency=args.burst_concurrency,
+                requests=len(ids),
+                progress=Progress(f"{NAME} burst", len(ids)),
             )
-            burst_s = time.monotonic() - started
-            progress = Progress(f"{NAME} calendars", len(ids))
+        )
+        burst_s = time.monotonic() - started
+        progress = Progress(f"{NAME} calendars", len(ids))
 
-            def settled() -> bool:
-                done = "SELECT count(*) FROM calendar_mapping WHERE state = 'active'"
-                waiting = "SELECT count(*) FROM inbox_event WHERE state IN ('pending', 'working')"
-                progress.update(count_rows(url, done))
-                return progress.done >= len(ids) and count_rows(url, waiting) == 0
+        def settled() -> bool:
+            done = "SELECT count(*) FROM calendar_mapping WHERE state = 'active'"
+            waiting = "SELECT count(*) FROM inbox_event WHERE state IN ('pending', 'working')"
+            progress.update(count_rows(url, done))
+            return progress.done >= len(ids) and count_rows(url, waiting) == 0
 
-            wait_until(settled, 900, "the burst to be applied", every=0.25)
-            progress.close()
-            bitrix = emulators.bitrix_requests(portal.member_id)
-            google = emulators.google_requests(portal.subject)
+        wait_until(settled, 900, "the burst to be applied", every=0.25)
+        progress.close()
+        bitrix = emulators.bitrix_requests(portal.member_id)
+        google = emulators.google_requests(portal.subject)
 
     refused = sum(1 for r in bitrix if r["status"] == 503)
     inserts = google_inserts(google)

@@ -15,19 +15,13 @@ import asyncio
 import time
 
 from bench.harness import (
-    RAISED_GOOGLE,
     Emulators,
     Portal,
     add_database_argument,
-    add_sections,
+    company_sections_ready,
     count_rows,
-    deployment,
-    fresh_database,
     google_inserts,
-    register_portal,
-    running_emulators,
     wait_until,
-    worker_started,
 )
 from bench.load import Connection, percentile
 from bench.progress import Progress
@@ -48,36 +42,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> list[Figure]:
-    mirror = {"company": True, "resources": False, "locations": False, "groups": []}
-    mirror["reconcile_interval_minutes"] = 0
-    with running_emulators() as emulators:
-        portal = register_portal(emulators, mirror=mirror, google=RAISED_GOOGLE)
-        with (
-            fresh_database(args.database) as url,
-            deployment(url, [portal], NAME) as deployed,
-        ):
-            bodies = [
-                {"type": "company_calendar", "owner_id": 0, "name": f"E2E {i}"}
-                for i in range(args.events)
-            ]
-            ids = asyncio.run(add_sections(emulators, portal, bodies, f"{NAME} setup"))
-            web_url = deployed.start_web()[1]
-            worker = deployed.start_worker()
-            wait_until(lambda: worker_started(worker), 30, "the worker")
-            emulators.clear_logs()
-            started = time.monotonic()
-            acked = asyncio.run(_post_paced(f"{web_url}/bitrix/events", portal, ids, args.rate))
-            progress = Progress(f"{NAME} calendars", len(ids))
+    with company_sections_ready(args.database, NAME, args.events, "E2E") as ready:
+        emulators, portal, url, ids = (
+            ready.emulators,
+            ready.portal,
+            ready.database_url,
+            ready.section_ids,
+        )
+        web_url = ready.web_url
+        started = time.monotonic()
+        acked = asyncio.run(_post_paced(f"{web_url}/bitrix/events", portal, ids, args.rate))
+        progress = Progress(f"{NAME} calendars", len(ids))
 
-            def created() -> bool:
-                sql = "SELECT count(*) FROM calendar_mapping WHERE state = 'active'"
-                progress.update(count_rows(url, sql))
-                return progress.done >= len(ids)
+        def created() -> bool:
+            sql = "SELECT count(*) FROM calendar_mapping WHERE state = 'active'"
+            progress.update(count_rows(url, sql))
+            return progress.done >= len(ids)
 
-            wait_until(created, 600, "every calendar", every=0.25)
-            progress.close()
-            wall = time.monotonic() - started
-            return _figures(emulators, portal, acked, wall, args)
+        wait_until(created, 600, "every calendar", every=0.25)
+        progress.close()
+        wall = time.monotonic() - started
+        return _figures(emulators, portal, acked, wall, args)
 
 
 async def _post_paced(url: str, portal: Portal, ids: list[str], rate: float) -> dict[str, float]:

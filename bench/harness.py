@@ -3,6 +3,7 @@ processes (`python -m bridge serve|worker|sync`) configured by YAML, as in produ
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -484,6 +485,39 @@ def add_database_argument(parser: Any) -> None:
         default="postgresql",
         help="database of the end-to-end, economy and reconciliation runs (default postgresql)",
     )
+
+
+@dataclass
+class Prepared:
+    """A running deployment with sections made in Bitrix24 whose events were not yet sent."""
+
+    emulators: Emulators
+    portal: Portal
+    database_url: str
+    section_ids: list[str]
+    web_url: str
+
+
+@contextmanager
+def company_sections_ready(database: str, run: str, count: int, name: str) -> Iterator[Prepared]:
+    """The common start of the event benchmarks: emulators, one portal mirroring company
+    calendars only (no periodic reconciliation, Google's limits raised), `count` sections made
+    silently, web and worker started, and the request logs cleared."""
+    mirror = {"company": True, "resources": False, "locations": False, "groups": []}
+    mirror["reconcile_interval_minutes"] = 0
+    with running_emulators() as emulators:
+        portal = register_portal(emulators, mirror=mirror, google=RAISED_GOOGLE)
+        with fresh_database(database) as url, deployment(url, [portal], run) as deployed:
+            bodies = [
+                {"type": "company_calendar", "owner_id": 0, "name": f"{name} {i}"}
+                for i in range(count)
+            ]
+            ids = asyncio.run(add_sections(emulators, portal, bodies, f"{run} setup"))
+            web_url = deployed.start_web()[1]
+            worker = deployed.start_worker()
+            wait_until(lambda: worker_started(worker), 30, "the worker")
+            emulators.clear_logs()
+            yield Prepared(emulators, portal, url, ids, web_url)
 
 
 def worker_started(process: BridgeProcess) -> bool:
