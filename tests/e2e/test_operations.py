@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from pathlib import Path
@@ -13,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -25,7 +23,7 @@ from bridge.db import create_db_engine, migrate
 from bridge.demo import Sandbox, demo_portal
 from bridge.sandbox.google_calendar import generate_service_account
 from bridge.sandbox.server import ServerThread
-from tests.conftest import POSTGRES_URL
+from tests.conftest import POSTGRES_URL, fresh_schema, schema_url
 from tests.e2e.conftest import Bridge, Deploy
 from tests.e2e.deployment import Deployment, settled, wait_for
 
@@ -108,26 +106,18 @@ class Proxy:
 
 
 @pytest.fixture
-def schema_url() -> Iterator[tuple[str, str]]:
-    schema = f"ready_{uuid.uuid4().hex[:10]}"
-    admin = sqlalchemy.create_engine(POSTGRES_URL)
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    yield POSTGRES_URL, schema
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-    admin.dispose()
+def empty_schema() -> Iterator[str]:
+    with fresh_schema("ready") as schema:
+        yield schema
 
 
 def test_readyz_fails_while_the_database_is_down_and_recovers(
-    sandbox: Sandbox, schema_url: tuple[str, str]
+    sandbox: Sandbox, empty_schema: str
 ) -> None:
-    base, schema = schema_url
     proxy = Proxy(("127.0.0.1", 5432))
     proxy.start()
-    url = (
-        base.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
-        + f"?options=-csearch_path%3D{schema}"
+    url = schema_url(
+        empty_schema, POSTGRES_URL.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
     )
     engine = create_db_engine(url)
     portal = demo_portal(sandbox, key="acme")

@@ -26,7 +26,7 @@ from bridge.models import CalendarMapping, InboxEvent, InboxState
 from bridge.sandbox.bitrix import BitrixEmulator, http_build_query
 from bridge.sandbox.google_calendar import GoogleEmulator, generate_service_account
 from bridge.sandbox.server import ServerThread
-from tests.conftest import POSTGRES_URL
+from tests.conftest import fresh_schema, schema_url
 from tests.e2e.deployment import ROOT, free_port, wait_for
 
 PORTALS = 4
@@ -36,16 +36,8 @@ EVENTS = ("ONCALENDARSECTIONADD", "ONCALENDARSECTIONUPDATE", "ONCALENDARSECTIOND
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    schema = f"stress_{uuid.uuid4().hex[:10]}"
-    admin = sqlalchemy.create_engine(POSTGRES_URL)
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+    with fresh_schema("stress") as schema:
+        yield schema_url(schema)
 
 
 def test_two_webs_three_workers_500_sections_one_worker_killed(
