@@ -151,6 +151,34 @@ class PortalState(SQLModel, table=True):
     # An offline-queue batch reserved but not yet cleared: re-read it first after a crash.
     offline_process_id: str | None = Field(default=None, max_length=64)
     credential_error_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    # App mode, offline delivery: "extended" (reserve, then clear) or "basic" (delete on read),
+    # from the plan's `rest_offline_extended` feature, checked once and kept here.
+    offline_mode: str | None = Field(default=None, max_length=16)
+
+
+class PortalAddress(SQLModel, table=True):
+    """An address a portal's events or REST answers named that the config does not imply
+    (another domain, REST host or OAuth server, or where REST moved to), reported once."""
+
+    __tablename__ = "portal_address"
+
+    portal_key: str = Field(primary_key=True, max_length=40)
+    kind: str = Field(primary_key=True, max_length=32)  # domain, client_endpoint, …
+    value: str = Field(primary_key=True, max_length=255)
+    first_seen_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    reported_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+
+
+class OwnerQuota(SQLModel, table=True):
+    """A Google owner in read-only mode (403 quotaExceeded): one probing write is allowed at
+    `probe_at`; each refusal doubles `interval_s` up to two hours."""
+
+    __tablename__ = "owner_quota"
+
+    subject: str = Field(primary_key=True, max_length=255)
+    blocked_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    probe_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    interval_s: float = 300.0
 
 
 class CalendarCreation(SQLModel, table=True):
