@@ -17,6 +17,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import StatelessLifespan
 
+from bridge.addresses import AddressMemory
+from bridge.addresses import record as record_addresses
+from bridge.addresses import unexpected as unexpected_addresses
 from bridge.config import PortalConfig, Settings, load_portals
 from bridge.db import create_db_engine, schema_head, schema_revision
 from bridge.events import (
@@ -50,6 +53,7 @@ def create_app(
     by_member_id = {portal.member_id: portal for portal in portals}
     head = schema_head()
     writer = InboxWriter(engine)
+    addresses = AddressMemory()
 
     async def receive_event(request: Request) -> JSONResponse:
         try:
@@ -74,11 +78,14 @@ def create_app(
             EVENTS_RECEIVED.labels("unknown", event.event, "unknown_portal").inc()
             return _error(403, "auth[member_id] is not a configured portal")
         fields = {"portal": portal.key, "event": event.event, "section_id": event.section_id}
-        if event.auth.domain != portal.domain:
+        # Installs bring tokens the bridge will use, so their addresses must match the config.
+        # Other events are authentic by member_id and token alone: their addresses are only
+        # reported (bridge.addresses), never called.
+        if event.event == INSTALL and event.auth.domain != portal.domain:
             log.warning("event for another domain refused", extra=fields)
             EVENTS_RECEIVED.labels(portal.key, event.event, "wrong_domain").inc()
             return _error(403, "auth[domain] does not match the configured portal")
-        refusal = _foreign_origin(portal, event.auth)
+        refusal = _foreign_origin(portal, event.auth) if event.event == INSTALL else None
         if refusal is not None:
             log.warning("event refused: %s", refusal, extra=fields)
             EVENTS_RECEIVED.labels(portal.key, event.event, "foreign_origin").inc()
@@ -95,6 +102,7 @@ def create_app(
                 log.warning("event with a wrong application token refused", extra=fields)
                 EVENTS_RECEIVED.labels(portal.key, event.event, "wrong_token").inc()
                 return _error(401, "auth[application_token] is wrong")
+            await _note_addresses(portal, event.auth)
             if event.event == UNINSTALL:
                 await run_in_threadpool(record_uninstall, engine, portal)
                 log.warning("the app was uninstalled; the portal's work stops", extra=fields)
@@ -127,6 +135,23 @@ def create_app(
         log.info("the app was installed", extra=fields)
         EVENTS_RECEIVED.labels(portal.key, event.event, "accepted").inc()
         return JSONResponse({"status": "installed", "id": recorded.id})
+
+    async def _note_addresses(portal: PortalConfig, auth: EventAuth) -> None:
+        """Record addresses the config does not imply, before the event, so the worker that
+        takes the event sees them; a failure here never costs the event its 200."""
+        found = addresses.unseen(portal.key, unexpected_addresses(portal, auth))
+        if not found:
+            return
+        try:
+            await run_in_threadpool(record_addresses, engine, portal, found)
+        except Exception as exc:  # a report must never cost an authentic event its 200
+            log.warning(
+                "could not record an address the event names: %s",
+                exc.__class__.__name__,
+                extra={"portal": portal.key},
+            )
+            return
+        addresses.remember(portal.key, found)
 
     async def install_callback(request: Request) -> JSONResponse:
         """A local app's install callback: the install's auth block without an event name."""
@@ -183,8 +208,8 @@ async def _read_body(request: Request) -> bytes:
 
 
 def _foreign_origin(portal: PortalConfig, auth: EventAuth) -> str | None:
-    """Why an event naming endpoints other than the configured ones is refused: the bridge
-    never calls a URL that arrives in an event, and an event that names another is not ours."""
+    """Why an install naming endpoints other than the configured ones is refused: the tokens it
+    brings will be used to call the portal, so they must come from the configured one."""
     if auth.client_endpoint and auth.client_endpoint.rstrip("/") != portal.rest_base.rstrip("/"):
         return "auth[client_endpoint] is not the configured portal's REST URL"
     if auth.server_endpoint and auth.server_endpoint.rstrip("/") != portal.server_endpoint.rstrip(

@@ -1,16 +1,20 @@
 """A thin Bitrix24 REST client over httpx: incoming-webhook auth, batch, error classes, retries.
 
 Errors keep Bitrix24's code and are raised as classes with a meaning; transient ones (503
-`QUERY_LIMIT_EXCEEDED`, other 5xx, network failures, HTML error pages) are retried here with
-exponential backoff and jitter. The webhook URL holds a secret code, so no message names it.
+`QUERY_LIMIT_EXCEEDED`, other 5xx but `OVERLOAD_LIMIT`, network failures, HTML error pages) are
+retried here with exponential backoff and jitter. Each method's time budget (`operating`,
+`operating_reset_at`) is kept from every successful answer, to date a later 429. The webhook
+URL holds a secret code, so no message names it.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 from tenacity import (
@@ -24,6 +28,7 @@ from bridge.metrics import UPSTREAM_REQUESTS, UPSTREAM_RETRIES
 from bridge.pacing import LeakyBucket
 
 BATCH_LIMIT = 50
+BASKET_SECONDS = 60.0  # the method time budget is kept in one-minute baskets (`limits.md`)
 USER_AGENT = "bitrix-google-bridge/0.1"
 
 
@@ -46,9 +51,19 @@ class BitrixUnavailable(BitrixError):
 
 
 class BitrixTimeBudgetExceeded(BitrixError):
-    """429 OPERATION_TIME_LIMIT: the method's time budget is spent until `reset_at`."""
+    """429 OPERATION_TIME_LIMIT: the method's time budget is spent until `reset_at` (Unix time)."""
 
     reset_at: float | None = None
+
+
+class BitrixBlocked(BitrixError):
+    """503 OVERLOAD_LIMIT: Bitrix24 support blocked the REST API by hand; no retry helps."""
+
+    def __str__(self) -> str:
+        return (
+            f"Bitrix24 {self.method}: REST API is blocked due to overload: contact Bitrix24 "
+            f"support ({self.code})"
+        )
 
 
 class BitrixAuthFailed(BitrixError):
@@ -78,6 +93,14 @@ class TokenSource(Protocol):
 TRANSIENT_ERRORS = (BitrixRateLimited, BitrixUnavailable)
 
 
+@dataclass(frozen=True)
+class OperatingTime:
+    """A method's time budget as the last successful answer reported it (`limits.md`)."""
+
+    operating: float
+    reset_at: float
+
+
 @dataclass
 class BatchResult:
     results: dict[str, Any] = field(default_factory=dict)
@@ -97,13 +120,17 @@ class BitrixClient:
         bucket: LeakyBucket | None = None,
         tokens: TokenSource | None = None,
         transport: httpx.BaseTransport | None = None,
+        on_moved: Callable[[str], None] | None = None,
     ) -> None:
-        """`base_url` is an incoming webhook URL, or with `tokens` the portal's /rest/ URL."""
+        """`base_url` is an incoming webhook URL, or with `tokens` the portal's /rest/ URL.
+        `on_moved` hears the portal's new `scheme://host/rest/` (no secret) after a redirect."""
         self._base = base_url.rstrip("/") + "/"
+        self._on_moved = on_moved
         self._tokens = tokens
         self._bucket = bucket
         self._attempts = attempts
         self._max_wait = max_wait
+        self._operating: dict[str, OperatingTime] = {}  # method → last reported budget
         self._http = httpx.Client(
             timeout=timeout,
             transport=transport,
@@ -113,6 +140,9 @@ class BitrixClient:
 
     def close(self) -> None:
         self._http.close()
+
+    def operating_time(self, method: str) -> OperatingTime | None:
+        return self._operating.get(method)
 
     def wait_ready(self) -> None:
         """Wait out the rate limit before work is gathered, so events arriving meanwhile join."""
@@ -149,6 +179,8 @@ class BitrixClient:
             body = envelope.get("result")
             if not isinstance(body, dict):
                 raise BitrixUnavailable("batch", "", "answer has no result map")
+            for key, spent in _as_map(body.get("result_time")).items():
+                self._note_operating(chunk.get(key, "").split("?", 1)[0], spent)
             merged.results.update(_as_map(body.get("result")))
             merged.totals.update({k: int(v) for k, v in _as_map(body.get("result_total")).items()})
             merged.next_starts.update(
@@ -159,7 +191,8 @@ class BitrixClient:
                 code = str(error.get("error", ""))
                 text = str(error.get("error_description", ""))
                 method = chunk.get(key, "").split("?", 1)[0]
-                merged.errors[key] = _error_class(None, code)(method, code, text)
+                error_class = _error_class(None, code)
+                merged.errors[key] = self._budgeted(error_class(method, code, text), {})
         return merged
 
     def _call_once(self, method: str, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -177,7 +210,7 @@ class BitrixClient:
         if self._bucket is not None:
             self._bucket.acquire()
         try:
-            response = self._http.post(self._base + method + ".json", json=params)
+            response = self._post_following_move(method, params)
         except httpx.TimeoutException:
             UPSTREAM_REQUESTS.labels("bitrix", method, "timeout").inc()
             raise BitrixUnavailable(method, "TIMEOUT", "no answer in time") from None
@@ -196,6 +229,7 @@ class BitrixClient:
                 method, "", "answer is not the REST envelope", response.status_code
             )
         if response.status_code == 200 and "error" not in envelope:
+            self._note_operating(method, envelope.get("time"))
             return envelope
         code = str(envelope.get("error", ""))
         description = str(envelope.get("error_description", ""))
@@ -204,30 +238,99 @@ class BitrixClient:
         error = _error_class(response.status_code, code)(
             method, code, description, response.status_code
         )
-        if isinstance(error, BitrixTimeBudgetExceeded):
-            time = envelope.get("time")
-            if isinstance(time, dict) and isinstance(time.get("operating_reset_at"), int | float):
-                error.reset_at = float(time["operating_reset_at"])
-        raise error
+        raise self._budgeted(error, envelope)
+
+    def _post_following_move(self, method: str, params: Mapping[str, Any]) -> httpx.Response:
+        """A renamed portal answers its old address with a redirect that would turn a POST into
+        a GET (`settings/how-to-call-rest-api/change-domen.md`): re-send the same POST once to
+        the new REST address and keep using it."""
+        url = self._base + method + ".json"
+        response = self._http.post(url, json=params)
+        moved = _moved_base(response, url, method)
+        if moved is None:
+            return response
+        UPSTREAM_REQUESTS.labels("bitrix", method, str(response.status_code)).inc()
+        self._base = moved
+        if self._on_moved is not None:
+            self._on_moved(_public_rest(moved))
+        return self._http.post(moved + method + ".json", json=params)
+
+    def _note_operating(self, method: str, spent: Any) -> None:
+        """Keep `operating`/`operating_reset_at` per method; the outer `batch` is not counted."""
+        if method == "batch" or not isinstance(spent, dict):
+            return
+        operating = _number(spent.get("operating"))
+        reset_at = _number(spent.get("operating_reset_at"))
+        if operating is not None and reset_at is not None:
+            self._operating[method] = OperatingTime(operating, reset_at)
+
+    def _budgeted(self, error: BitrixError, envelope: Mapping[str, Any]) -> BitrixError:
+        """Give a 429 its `reset_at`: first the reset the last successful answer named; once
+        that has passed (the error persists), the 429's own `time`, else the next basket."""
+        if not isinstance(error, BitrixTimeBudgetExceeded):
+            return error
+        now = time.time()
+        recorded = self._operating.get(error.method)
+        spent = envelope.get("time")
+        answered = _number(spent.get("operating_reset_at")) if isinstance(spent, dict) else None
+        if recorded is not None and recorded.reset_at > now:
+            error.reset_at = recorded.reset_at
+        elif answered is not None and answered > now:
+            error.reset_at = answered
+        else:
+            error.reset_at = now + BASKET_SECONDS
+        return error
 
 
 def _error_class(status: int | None, code: str) -> type[BitrixError]:
     if code == "QUERY_LIMIT_EXCEEDED":
         return BitrixRateLimited
+    if code == "OVERLOAD_LIMIT":
+        return BitrixBlocked
     if code == "OPERATION_TIME_LIMIT" or status == 429:
         return BitrixTimeBudgetExceeded
     if code in ("expired_token", "NO_AUTH_FOUND", "invalid_token") or status == 401:
         return BitrixAuthFailed
     if code == "PORTAL_DELETED":
         return BitrixAccessDenied
-    if (status is not None and status >= 500) or code in (
-        "INTERNAL_SERVER_ERROR",
-        "OVERLOAD_LIMIT",
-    ):
+    if (status is not None and status >= 500) or code == "INTERNAL_SERVER_ERROR":
         return BitrixUnavailable
     if status == 403 or code in ("ACCESS_DENIED", "insufficient_scope", "INVALID_CREDENTIALS"):
         return BitrixAccessDenied
     return BitrixBadRequest
+
+
+def _moved_base(response: httpx.Response, url: str, method: str) -> str | None:
+    """The new base URL a redirect names, if it is the same REST call somewhere else (a REST
+    path ending in the same method, no downgrade from https)."""
+    location = str(response.headers.get("location", ""))
+    if response.status_code not in (301, 302, 307, 308) or not location:
+        return None
+    target = urljoin(url, location)
+    parts = urlsplit(target)
+    suffix = "/" + method + ".json"
+    if (
+        parts.scheme not in ("http", "https")
+        or (urlsplit(url).scheme == "https" and parts.scheme != "https")
+        or "/rest/" not in parts.path
+        or not parts.path.endswith(suffix)
+        or parts.query
+    ):
+        return None
+    return target[: len(target) - len(suffix) + 1]
+
+
+def _public_rest(base: str) -> str:
+    """`scheme://host/…/rest/` of a base URL: without a webhook's user id and secret code."""
+    parts = urlsplit(base)
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path[: parts.path.index('/rest/') + len('/rest/')]}"
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
 
 
 def _as_map(value: Any) -> dict[str, Any]:

@@ -108,6 +108,20 @@ class CreationPace(_Strict):
     minutes: float = Field(default=60, gt=0)
 
 
+class ReadOnlyProbe(_Strict):
+    """Google's read-only mode (403 quotaExceeded) lasts minutes to hours: one write per owner
+    probes it after `first_minutes`, the wait doubling on every refusal up to `max_minutes`."""
+
+    first_minutes: float = Field(default=5, gt=0)
+    max_minutes: float = Field(default=120, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ReadOnlyProbe:
+        if self.max_minutes < self.first_minutes:
+            raise ValueError("max_minutes must not be less than first_minutes")
+        return self
+
+
 class GoogleConfig(_Strict):
     service_account: str
     subject: str
@@ -116,6 +130,7 @@ class GoogleConfig(_Strict):
     timeout_s: float = Field(default=20.0, gt=0)
     creation_pace: CreationPace = Field(default_factory=CreationPace)
     requests_per_minute: int = Field(default=500, ge=1, le=10_000)
+    read_only_probe: ReadOnlyProbe = Field(default_factory=ReadOnlyProbe)
 
     @field_validator("service_account")
     @classmethod

@@ -56,16 +56,18 @@ def demo_portal(
     mirror: dict[str, Any] | None = None,
     google: dict[str, Any] | None = None,
     notify: dict[str, Any] | None = None,
+    domain: str | None = None,
 ) -> PortalConfig:
     """Register a portal and a service account with the emulators; return its validated config."""
     member_id = secrets.token_hex(16)
+    domain = domain or f"{key}.bitrix24.com"
     code = secrets.token_hex(8)
     with httpx.Client(timeout=10) as client:
         answer = client.post(
             f"{sandbox.bitrix_url}/_control/portals",
             json={
                 "member_id": member_id,
-                "domain": f"{key}.bitrix24.com",
+                "domain": domain,
                 "webhook_user_id": 1,
                 "webhook_code": code,
             },
@@ -82,7 +84,7 @@ def demo_portal(
             {
                 "key": key,
                 "member_id": member_id,
-                "domain": f"{key}.bitrix24.com",
+                "domain": domain,
                 "application_token": secrets.token_hex(16),
                 "bitrix": {"webhook_url": webhook_url},
                 "google": {

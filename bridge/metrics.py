@@ -27,7 +27,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 from sqlmodel import Session, col, func, select
 
-from bridge.models import CalendarMapping, InboxEvent, InboxState, utcnow
+from bridge.models import CalendarMapping, InboxEvent, InboxState, PortalAddress, utcnow
 
 EVENTS_RECEIVED = Counter(
     "bridge_events_received_total",
@@ -79,6 +79,12 @@ class DatabaseCollector(Collector):
         calendars = GaugeMetricFamily(
             "bridge_calendars", "Mapped calendars by portal and state", labels=["portal", "state"]
         )
+        addresses = GaugeMetricFamily(
+            "bridge_portal_addresses",
+            "Addresses events or REST redirects named that differed from the config when first "
+            "seen (see `bridge status`), by portal and kind",
+            labels=["portal", "kind"],
+        )
         now = utcnow()
         with Session(self.engine) as session:
             for portal, state, count in session.exec(
@@ -99,7 +105,13 @@ class DatabaseCollector(Collector):
                 )
             ).all():
                 calendars.add_metric([portal, str(state)], count)
-        yield from (events, oldest, calendars)
+            for portal, kind, count in session.exec(
+                select(PortalAddress.portal_key, PortalAddress.kind, func.count()).group_by(
+                    col(PortalAddress.portal_key), col(PortalAddress.kind)
+                )
+            ).all():
+                addresses.add_metric([portal, kind], count)
+        yield from (events, oldest, calendars, addresses)
 
 
 def render(engine: Engine) -> bytes:

@@ -211,6 +211,8 @@ def plan_section(
         return Action(ActionKind.CREATE, section_id, section=section, mapping=mapping)
     desired = desired_state(portal, section, mapping.nonce)
     applied = CalendarState.from_json(mapping.applied)
+    if section.owner_unnamed and applied is not None:  # no listing named the owner this time
+        desired = replace(desired, summary=applied.summary.removeprefix(ARCHIVE_PREFIX))
     if google is not None:
         view = google.get(mapping.google_calendar_id)
         if view is None:

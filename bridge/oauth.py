@@ -18,6 +18,7 @@ import httpx
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
+from bridge.addresses import record_move
 from bridge.bitrix import BitrixClient, BitrixNotInstalled, BitrixUnavailable
 from bridge.config import PortalConfig
 from bridge.events import EventAuth
@@ -119,13 +120,19 @@ class StoredTokens:
 def bitrix_client_for(
     engine: Engine, portal: PortalConfig, *, bucket: LeakyBucket | None = None, attempts: int = 5
 ) -> BitrixClient:
-    """The portal's REST client in its auth mode: the incoming webhook, or the app's tokens."""
+    """The portal's REST client in its auth mode: the incoming webhook, or the app's tokens.
+    Where a moved portal's REST now answers is kept for `status` and an alert."""
+
+    def moved(rest_url: str) -> None:
+        record_move(engine, portal, rest_url)
+
     if portal.bitrix.webhook_url:
         return BitrixClient(
             portal.bitrix.webhook_url,
             timeout=portal.bitrix.timeout_s,
             bucket=bucket,
             attempts=attempts,
+            on_moved=moved,
         )
     return BitrixClient(
         portal.rest_base,
@@ -133,6 +140,7 @@ def bitrix_client_for(
         bucket=bucket,
         attempts=attempts,
         tokens=StoredTokens(engine, portal, timeout=portal.bitrix.timeout_s),
+        on_moved=moved,
     )
 
 

@@ -8,15 +8,18 @@ import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, TextIO
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, func, select
 
-from bridge.bitrix import BitrixError
+from bridge.addresses import current as current_addresses
+from bridge.bitrix import BitrixAccessDenied, BitrixError
 from bridge.config import PortalConfig
+from bridge.events import OFFLINE_NOTICE
 from bridge.google_calendar import GoogleError
 from bridge.inbox import replay_parked
 from bridge.lease import Lease, claim_portal, fenced, release_portal
@@ -30,6 +33,7 @@ from bridge.models import (
     PortalState,
     utcnow,
 )
+from bridge.quota import owner_block
 from bridge.reconcile import reconcile_portal
 from bridge.worker import PortalClients
 
@@ -96,11 +100,11 @@ def sync_portals(
             clients.close()
             release_portal(lease)
         lines = (
-            [a.describe(portal.key) for a in report.actions]
-            if dry_run or report.blocked
-            else report.done
+            [*(a.describe(portal.key) for a in report.actions), *report.failed]
+            if dry_run
+            else [*report.done, *report.details(portal.key)]
         )
-        for line in [*lines, *report.failed]:
+        for line in lines:
             print(line, file=out)
         print(report.summary(), file=out)
         failed = failed or bool(report.failed or report.blocked)
@@ -229,12 +233,28 @@ def portal_status(
                 print(f"  app: not usable: {app['problem'] or 'never installed'}", file=out)
             else:
                 print(f"  app: installed {_when(app['installed_at'])}", file=out)
+        if portal["offline"] is not None:
+            print(f"  offline delivery: {_offline_line(portal['offline'])}", file=out)
+            if portal["offline"]["pull_failed"]:
+                failure = portal["offline"]["pull_failed"]
+                print(f"  offline pull failed: {failure} (`bridge replay` retries)", file=out)
+        for address in portal["addresses"]:
+            print(f"  address: {address['message']}; {address['advice']}", file=out)
         credentials = portal["credentials"]
         if credentials["ok"]:
             print("  credentials: ok", file=out)
         else:
             since = _when(credentials["failing_since"])
             print(f"  credentials: failing since {since}: {credentials['error']}", file=out)
+        owner = portal["google_owner"]
+        if owner["read_only"]:
+            print(
+                f"  google owner {owner['subject']}: READ-ONLY (403 quotaExceeded) since "
+                f"{_when(owner['blocked_at'])}; writes wait for one probe at "
+                f"{owner['probe_at']:%Y-%m-%d %H:%M:%S} UTC "
+                f"(in {_age(max(0.0, (owner['probe_at'] - utcnow()).total_seconds()))})",
+                file=out,
+            )
         for row in portal["parked"]:
             print(
                 f"  parked #{row['id']} {row['event']} section {row['section_id']}, "
@@ -245,6 +265,17 @@ def portal_status(
         if more > 0:
             print(f"  … and {more} more parked", file=out)
     return 0
+
+
+def _owner_status(engine: Engine, subject: str) -> dict[str, Any]:
+    block = owner_block(engine, subject)
+    return {
+        "subject": subject,
+        "read_only": block is not None,
+        "blocked_at": block.blocked_at if block else None,
+        "probe_at": block.probe_at if block else None,
+        "probe_interval_s": block.interval_s if block else None,
+    }
 
 
 def collect_status(engine: Engine, portal: PortalConfig) -> dict[str, Any]:
@@ -288,8 +319,19 @@ def collect_status(engine: Engine, portal: PortalConfig) -> dict[str, Any]:
             "problem": install.problem if install else "never installed",
             "token_refreshes": install.refresh_count if install else 0,
         }
+    offline = None
+    if portal.bitrix.delivery == "offline":
+        mode = state.offline_mode if state else None
+        offline = {
+            "mode": mode,
+            "note": OFFLINE_NOTES.get(mode or "", "not checked yet (asked at the first pull)"),
+            "pull_failed": next((r.outcome for r in parked if r.event == OFFLINE_NOTICE), None),
+        }
     return {
+        "addresses": current_addresses(engine, portal),
         "app": app,
+        "google_owner": _owner_status(engine, portal.google.subject),
+        "offline": offline,
         "key": portal.key,
         "domain": portal.domain,
         "member_id": portal.member_id,
@@ -319,6 +361,19 @@ def collect_status(engine: Engine, portal: PortalConfig) -> dict[str, Any]:
     }
 
 
+OFFLINE_NOTES = {
+    "extended": "each batch is confirmed after it is stored",
+    "basic": (
+        "the plan lacks rest_offline_extended; a crash between pull and store may lose changes, "
+        "reconciliation repairs them"
+    ),
+}
+
+
+def _offline_line(offline: dict[str, Any]) -> str:
+    return f"{offline['mode'] or 'unknown'} ({offline['note']})"
+
+
 def check_portals(
     engine: Engine, portals: Sequence[PortalConfig], *, online: bool, out: TextIO | None = None
 ) -> int:
@@ -331,7 +386,11 @@ def check_portals(
     for portal in portals:
         clients = PortalClients(engine, portal)
         try:
-            for api, probe in (("bitrix24", _probe_bitrix), ("google", _probe_google)):
+            probes: tuple[tuple[str, Callable[[PortalClients], str]], ...] = (
+                ("bitrix24", partial(_probe_bitrix, portal)),
+                ("google", _probe_google),
+            )
+            for api, probe in probes:
                 try:
                     detail = probe(clients)
                     print(f"{portal.key}: {api} ok: {detail}", file=out)
@@ -343,11 +402,68 @@ def check_portals(
     return 1 if failed else 0
 
 
-def _probe_bitrix(clients: PortalClients) -> str:
-    envelope = clients.bitrix.call(
-        "calendar.section.get", {"type": "company_calendar", "ownerId": 0}
+# The REST scopes a portal's config needs, and why. Scope codes: api-reference/scopes/
+# permissions.md in the Bitrix24 REST docs (`sonet_group` is also called `socialnetwork`; `user`
+# also comes as `user_brief`/`user_basic`, either of which lists users).
+_SCOPE_GRANTS = {
+    "calendar": frozenset({"calendar"}),
+    "user": frozenset({"user", "user_brief", "user_basic"}),
+    "sonet_group": frozenset({"sonet_group", "socialnetwork"}),
+    "im": frozenset({"im"}),
+}
+# A cheap read-only call per scope, where one exists; `im` is known only from the `scope` list.
+_SCOPE_PROBES = {
+    "calendar": "calendar.section.get?type=company_calendar&ownerId=0",
+    "user": "user.get?FILTER%5BID%5D=0",
+    "sonet_group": "socialnetwork.api.workgroup.list?select%5B0%5D=ID&filter%5BID%5D=0",
+}
+
+
+def needed_scopes(portal: PortalConfig) -> dict[str, str]:
+    """Scope → what needs it, for this portal's config."""
+    needed = {"calendar": "calendar sections and resources"}
+    if portal.mirror.users:
+        needed["user"] = "mirror.users: listing users"
+    if portal.mirror.groups:
+        needed["sonet_group"] = "mirror.groups: listing workgroups"
+    if portal.notify.bitrix_users:
+        needed["im"] = "notify.bitrix_users: Bitrix24 notifications"
+    return needed
+
+
+def _probe_bitrix(portal: PortalConfig, clients: PortalClients) -> str:
+    """One batch: `scope` (the webhook's or app's scopes, api-reference/common/system/scope.md)
+    and a read-only call per needed scope; a scope is missing when either says so."""
+    needed = needed_scopes(portal)
+    probes = {scope: _SCOPE_PROBES[scope] for scope in needed if scope in _SCOPE_PROBES}
+    answer = clients.bitrix.batch({"scope": "scope", **probes})
+    listed = answer.results.get("scope")
+    granted = (
+        {str(code) for code in listed}
+        if isinstance(listed, list) and "scope" not in answer.errors
+        else None
     )
-    return f"{len(envelope.get('result') or [])} company calendar section(s) readable"
+    missing = []
+    for scope, why in needed.items():
+        error = answer.errors.get(scope)
+        lacking = error is not None and error.code == "insufficient_scope"
+        if lacking or (granted is not None and not _SCOPE_GRANTS[scope] & granted):
+            missing.append(f"{scope} ({why})")
+        elif error is not None:
+            raise error
+    if missing:
+        raise BitrixAccessDenied(
+            "scope",
+            "insufficient_scope",
+            f"the webhook or app lacks scope(s) {', '.join(missing)}: add them in Bitrix24",
+        )
+    sections = answer.results.get("calendar")
+    count = len(sections) if isinstance(sections, list) else 0
+    unverified = "" if granted is not None else " (the `scope` method failed: im not verified)"
+    return (
+        f"scopes {', '.join(needed)} granted{unverified}; "
+        f"{count} company calendar section(s) readable"
+    )
 
 
 def _probe_google(clients: PortalClients) -> str:

@@ -2,19 +2,20 @@
 
 It repairs what events cannot: deliveries Bitrix24 never made, calendars renamed or deleted by
 hand in Google, sections that left the selection, and calendars that carry our marker but lost
-their mapping. It plans with the same `mirror` step as the event path and stops before touching
-anything when the plan would remove more calendars than the portal's delete guard allows.
+their mapping. It plans with the same `mirror` step as the event path. A mapped section that is
+missing only because its owner dropped out of a listing is read directly before it may be retired.
+When the plan would remove more calendars than the portal's delete guard allows, the removals are
+held back (listed in the outcome that `bridge status` shows) and everything else is applied.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from sqlmodel import Session, select
 
-from bridge.apply import apply_action
 from bridge.bitrix import BitrixClient, BitrixError
 from bridge.config import PortalConfig
 from bridge.google_calendar import CalendarGateway, GoogleError
@@ -22,7 +23,14 @@ from bridge.lease import Lease, fenced
 from bridge.metrics import RECONCILE_CHANGES, RECONCILIATIONS
 from bridge.mirror import Action, ActionKind, guard_deletions, plan_portal
 from bridge.models import CalendarMapping, MappingState, PortalState, utcnow
-from bridge.selection import SectionLookupFailed, resolve_sections
+from bridge.quota import OwnerReadOnly, apply_within_quota
+from bridge.selection import (
+    Mapped,
+    SectionLookupFailed,
+    confirm_gone,
+    resolve_sections,
+    vanished,
+)
 
 Progress = Callable[[int, int], None]
 
@@ -33,7 +41,11 @@ class ReconcileReport:
     actions: list[Action] = field(default_factory=list)
     done: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
-    blocked: str | None = None
+    blocked: str | None = None  # why the mass-delete guard tripped
+    held: list[Action] = field(default_factory=list)  # removals it held back
+    kept: list[str] = field(default_factory=list)  # unconfirmed sections kept, with the reason
+    read_only: str | None = None  # the owner is in Google's read-only mode (bridge.quota)
+    waiting: int = 0  # actions left for after the owner's probe
     dry_run: bool = False
 
     def summary(self) -> str:
@@ -47,11 +59,25 @@ class ReconcileReport:
             f"{counts[ActionKind.RETIRE] - removing} to forget",
         ]
         head = f"{self.portal_key}: {', '.join(parts)}"
-        if self.blocked:
-            return f"{head}; stopped: {self.blocked}"
         if self.dry_run:
-            return f"{head} (dry run: nothing changed)"
-        return f"{head}; {len(self.done)} done, {len(self.failed)} failed"
+            guard = f"; the removals would be held back: {self.blocked}" if self.blocked else ""
+            return f"{head} (dry run: nothing changed){guard}"
+        head = f"{head}; {len(self.done)} done, {len(self.failed)} failed"
+        if self.kept:
+            head = f"{head}, {len(self.kept)} kept unconfirmed"
+        if self.held:
+            head = f"{head}; {len(self.held)} removal(s) held back: {self.blocked}"
+        if self.read_only:
+            head = f"{head}; {self.waiting} left, no Google writes: {self.read_only}"
+        return head
+
+    def details(self, portal_key: str) -> list[str]:
+        """One line per failure, held-back removal and unconfirmed section kept."""
+        return [
+            *self.failed,
+            *(f"{a.describe(portal_key)}: held back by the mass-delete guard" for a in self.held),
+            *self.kept,
+        ]
 
 
 def reconcile_portal(
@@ -80,24 +106,50 @@ def reconcile_portal(
                 select(CalendarMapping).where(CalendarMapping.portal_key == portal.key)
             ).all()
         )
-    report.actions = plan_portal(portal, selection.sections, mappings, listed)
+    try:
+        candidates = vanished(selection, portal.mirror, mapped_sections(mappings))
+        confirm_gone(bitrix, portal.mirror, selection, candidates)
+    except (SectionLookupFailed, BitrixError) as exc:
+        report.failed.append(f"reading the selection: {exc}")
+        return _record(lease, report)
+    report.kept = [f"section {key}: {why}" for key, why in sorted(selection.unconfirmed.items())]
+    report.actions = [
+        action
+        for action in plan_portal(portal, selection.sections, mappings, listed)
+        if not (action.kind == ActionKind.RETIRE and action.section_id in selection.unconfirmed)
+    ]
     mapped = sum(1 for m in mappings if m.state != MappingState.ARCHIVED and m.google_calendar_id)
     report.blocked = None if force else guard_deletions(portal, report.actions, mapped)
-    if dry_run or report.blocked:
-        return _record(lease, report)
+    if dry_run:
+        return report
+    holding = report.blocked is not None
+    report.held = [action for action in report.actions if holding and action.removes_calendar]
+    applying = [action for action in report.actions if not (holding and action.removes_calendar)]
     by_id = {entry.id: entry for entry in listed}
-    for index, action in enumerate(report.actions, start=1):
+    for index, action in enumerate(applying, start=1):
         try:
             lease.renew_if_due()
             observed = by_id.get(action.calendar_id or "")
-            outcome = apply_action(lease, portal, action, google, observed)
+            outcome = apply_within_quota(lease, portal, action, google, observed)
             report.done.append(f"{action.describe(portal.key)}: {outcome}")
             RECONCILE_CHANGES.labels(portal.key, action.kind.value).inc()
+        except OwnerReadOnly as exc:  # no Google call was made for it, or the probe was refused
+            report.read_only = str(exc)
+            report.waiting += 1
         except (GoogleError, BitrixError) as exc:
             report.failed.append(f"{action.describe(portal.key)}: {exc}")
         if progress is not None:
-            progress(index, len(report.actions))
+            progress(index, len(applying))
     return _record(lease, report)
+
+
+def mapped_sections(mappings: Iterable[CalendarMapping]) -> list[Mapped]:
+    """The mapped sections that could still be retired (an archived one already was)."""
+    return [
+        Mapped(m.section_id, m.section_type, m.owner_id)
+        for m in mappings
+        if m.state != MappingState.ARCHIVED
+    ]
 
 
 def _record(lease: Lease, report: ReconcileReport) -> ReconcileReport:
@@ -109,6 +161,7 @@ def _record(lease: Lease, report: ReconcileReport) -> ReconcileReport:
         state = session.get(PortalState, lease.portal_key)
         assert state is not None  # the lease lives in this row
         state.reconciled_at = utcnow()
-        state.reconcile_outcome = report.summary() + "".join(f"\n{line}" for line in report.failed)
+        lines = report.details(lease.portal_key)
+        state.reconcile_outcome = report.summary() + "".join(f"\n{line}" for line in lines)
         session.add(state)
     return report

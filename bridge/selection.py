@@ -4,15 +4,19 @@
 read of the selection is: list the owners (`all` groups or users are enumerated page by page,
 every page after the first fetched together in `batch` requests), then one `calendar.section.get`
 per owner set, 50 to a `batch`, plus `calendar.resource.list`.
+
+Listings depend on the caller's rights, so they are asked for as admin (`IS_ADMIN=Y`,
+`ADMIN_MODE`). Still, an owner missing from an `all` listing proves nothing about its sections:
+`confirm_gone` reads them directly before anything mapped to them is retired.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlencode
 
-from bridge.bitrix import BitrixClient, BitrixError
+from bridge.bitrix import BitrixAccessDenied, BitrixBadRequest, BitrixClient, BitrixError
 from bridge.config import MirrorConfig
 
 PAGE = 50
@@ -33,13 +37,27 @@ class Section:
     color: str = ""
     text_color: str = ""
     owner_name: str = ""
-    google_synced: bool = False  # Bitrix24's own Google sync already mirrors it
+    owner_unnamed: bool = False  # no listing named the owner: keep the calendar's summary
+    google_sync: str = ""  # how Bitrix24's own Google sync already mirrors it; "" when it does not
 
 
 @dataclass
 class Selection:
     sections: dict[str, Section] = field(default_factory=dict)
     excluded: dict[str, str] = field(default_factory=dict)  # section id → why it is not mirrored
+    read: set[tuple[str, str]] = field(default_factory=set)  # (type, owner) sets read directly
+    # Mapped sections whose owner vanished from a listing and whose direct read failed for good
+    # (section id → why): neither seen nor confirmed gone, so they must not be retired.
+    unconfirmed: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Mapped:
+    """A section as the mapping table knows it."""
+
+    section_id: str
+    type: str
+    owner_id: str
 
 
 class SectionLookupFailed(Exception):
@@ -71,14 +89,18 @@ def resolve_sections(client: BitrixClient, mirror: MirrorConfig) -> Selection:
     if answer.errors:
         raise SectionLookupFailed(next(iter(answer.errors.values())))
 
-    selection = Selection()
+    selection = Selection(read=set(sets))
     resource_rows: dict[str, dict[str, object]] = {}
     for i, (kind, owner) in enumerate(sets):
         for row in _rows(answer.results.get(f"s{i}")):
             if kind == "resource":
                 resource_rows[str(row.get("ID"))] = row
             elif str(row.get("CAL_TYPE")) == kind:
-                _add(selection, mirror, _section(row, owners.get(kind, {}).get(owner, "")))
+                name = owners.get(kind, {}).get(owner, "")
+                section = _section(row, name)
+                if kind in ("group", "user") and not name and "{owner_name}" in mirror.name:
+                    section = replace(section, owner_unnamed=True)
+                _add(selection, mirror, section)
     # calendar.resource.list is the authority on which resources exist; section.get adds colours.
     for row in _rows(answer.results.get("resources")):
         resource_id = str(row.get("ID", ""))
@@ -97,12 +119,75 @@ _FLAG = {"company_calendar": "company", "location": "locations", "resource": "re
 
 
 def _add(selection: Selection, mirror: MirrorConfig, section: Section) -> None:
-    if section.google_synced and not mirror.include_google_synced:
+    if section.google_sync and not mirror.include_google_synced:
         selection.excluded[section.id] = (
-            "Bitrix24 already syncs this section with Google itself (include_google_synced: false)"
+            f"Bitrix24 already syncs this section with Google itself ({section.google_sync}; "
+            "include_google_synced: false)"
         )
         return
     selection.sections[section.id] = section
+
+
+def vanished(selection: Selection, mirror: MirrorConfig, mapped: Iterable[Mapped]) -> list[Mapped]:
+    """Mapped sections absent from `selection` only because their owner was missing from an
+    `all` listing (rights, a deactivated owner, a listing glitch): nothing read them directly.
+    Sections the config excludes (type flag off, owner not in an explicit list) and sections
+    whose (type, owner) was read and came back without them are not among these."""
+    return [
+        m
+        for m in mapped
+        if m.section_id not in selection.sections
+        and m.section_id not in selection.excluded
+        and m.type in ("group", "user")
+        and getattr(mirror, f"{m.type}s") == "all"
+        and (m.type, m.owner_id) not in selection.read
+    ]
+
+
+def confirm_gone(
+    client: BitrixClient, mirror: MirrorConfig, selection: Selection, candidates: Sequence[Mapped]
+) -> list[str]:
+    """Read each candidate's (type, owner) directly, one `calendar.section.get` per distinct
+    pair, batched. A section found there is alive: it joins `selection.sections` (from that
+    read) and is kept. One whose read is refused (400 "Access denied", 403) goes to
+    `selection.unconfirmed`. Returns the ids confirmed gone. Any other failure (transient, time
+    budget, credentials) raises `SectionLookupFailed`, so nothing is retired on a guess."""
+    owners = sorted({(m.type, m.owner_id) for m in candidates})
+    if not owners:
+        return []
+    answer = client.batch(
+        {
+            f"o{i}": _command("calendar.section.get", {"type": kind, "ownerId": owner})
+            for i, (kind, owner) in enumerate(owners)
+        }
+    )
+    for error in answer.errors.values():
+        if not isinstance(error, BitrixBadRequest | BitrixAccessDenied):
+            raise SectionLookupFailed(error)
+    wanted = {m.section_id for m in candidates}
+    failed: dict[tuple[str, str], str] = {}
+    for i, pair in enumerate(owners):
+        if f"o{i}" in answer.errors:
+            failed[pair] = str(answer.errors[f"o{i}"])
+            continue
+        selection.read.add(pair)
+        for row in _rows(answer.results.get(f"o{i}")):
+            if str(row.get("ID")) in wanted and str(row.get("CAL_TYPE")) == pair[0]:
+                unnamed = "{owner_name}" in mirror.name
+                _add(selection, mirror, replace(_section(row, ""), owner_unnamed=unnamed))
+    gone = []
+    for m in candidates:
+        if m.section_id in selection.sections or m.section_id in selection.excluded:
+            continue
+        reason = failed.get((m.type, m.owner_id))
+        if reason is None:
+            gone.append(m.section_id)
+        else:
+            selection.unconfirmed[m.section_id] = (
+                f"{m.type} {m.owner_id} is missing from the listing and its direct read "
+                f"failed ({reason}); the calendar is kept"
+            )
+    return gone
 
 
 def _owners(client: BitrixClient, mirror: MirrorConfig) -> dict[str, dict[str, str]]:
@@ -124,11 +209,16 @@ def _owners(client: BitrixClient, mirror: MirrorConfig) -> dict[str, dict[str, s
 
 
 _LISTINGS: dict[str, tuple[str, dict[str, object]]] = {
+    # Without `params[IS_ADMIN]=Y` the listing is filtered by the caller's rights and hides
+    # secret groups (api-reference/sonet-group/socialnetwork-api-workgroup-list.md, "Parameter
+    # params"); a non-admin's Y is ignored.
     "group": (
         "socialnetwork.api.workgroup.list",
-        {"select": ["ID", "NAME"], "filter": {"ACTIVE": "Y"}},
+        {"select": ["ID", "NAME"], "filter": {"ACTIVE": "Y"}, "params": {"IS_ADMIN": "Y"}},
     ),
-    "user": ("user.get", {"FILTER": {"ACTIVE": "true"}}),
+    # `ADMIN_MODE` lists any user, extranet users too (api-reference/user/user-get.md, whose
+    # footnote spells it `'ADMIN_MODE': 'True'`).
+    "user": ("user.get", {"FILTER": {"ACTIVE": "true"}, "ADMIN_MODE": "True"}),
 }
 
 
@@ -208,7 +298,6 @@ def _section(row: dict[str, object], owner_name: str) -> Section:
         return "" if value is None or value is False else str(value)
 
     kind = text("CAL_TYPE")
-    external = text("EXTERNAL_TYPE")
     return Section(
         id=text("ID"),
         type=kind,
@@ -218,5 +307,23 @@ def _section(row: dict[str, object], owner_name: str) -> Section:
         color=text("COLOR"),
         text_color=text("TEXT_COLOR"),
         owner_name=owner_name or SHARED_OWNER_LABELS.get(kind, ""),
-        google_synced=bool(text("GAPI_CALENDAR_ID")) or external not in ("", "local"),
+        google_sync=_google_sync(text("GAPI_CALENDAR_ID"), text("EXTERNAL_TYPE")),
     )
+
+
+# `EXTERNAL_TYPE` is the "Provider type for synchronization"
+# (api-reference/calendar/calendar-section-get.md). The calendar module's values: `local` (none;
+# CalDAV connections too), `icloud`, `office365`, `archive`, and the Google ones below, one per
+# Google access role (module source modules/calendar/lib/sync/google/dictionary.php,
+# ACCESS_ROLE_TO_EXTERNAL_TYPE). Only a Google sync can loop with the bridge's calendars.
+GOOGLE_EXTERNAL_TYPES = frozenset(
+    {"google", "google_readonly", "google_write_read", "google_freebusy"}
+)
+
+
+def _google_sync(gapi_calendar_id: str, external_type: str) -> str:
+    if external_type.lower() in GOOGLE_EXTERNAL_TYPES:
+        return f"EXTERNAL_TYPE {external_type}"
+    if gapi_calendar_id:
+        return "GAPI_CALENDAR_ID is set"
+    return ""

@@ -24,10 +24,26 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from bridge import inbox
-from bridge.apply import CreationPaced, apply_action
-from bridge.bindings import bind_events, pull_offline
+from bridge.addresses import alert as address_alert
+from bridge.addresses import claim_unreported
+from bridge.apply import CreationPaced
+from bridge.bindings import (
+    OfflineMode,
+    Pulled,
+    bind_events,
+    forget_unconfirmed_read,
+    offline_mode,
+    pull_offline,
+    read_unconfirmed,
+    scheduled_pull,
+)
 from bridge.bitrix import TRANSIENT_ERRORS as BITRIX_TRANSIENT
-from bridge.bitrix import BitrixAuthFailed, BitrixError, BitrixTimeBudgetExceeded
+from bridge.bitrix import (
+    BitrixAuthFailed,
+    BitrixBlocked,
+    BitrixError,
+    BitrixTimeBudgetExceeded,
+)
 from bridge.config import PortalConfig
 from bridge.events import INSTALL, PORTAL_EVENTS
 from bridge.google_calendar import TRANSIENT_ERRORS as GOOGLE_TRANSIENT
@@ -36,7 +52,6 @@ from bridge.google_calendar import (
     GoogleAuthFailed,
     GoogleCalendarGateway,
     GoogleError,
-    GoogleQuotaExceeded,
 )
 from bridge.lease import Lease, LeaseLost, claim_portal, fenced, release_portal
 from bridge.metrics import APPLY_LATENCY, EVENTS_APPLIED
@@ -45,14 +60,20 @@ from bridge.models import CalendarMapping, InboxEvent, InboxState, MappingState,
 from bridge.notify import Notifier
 from bridge.oauth import app_problem, app_ready, bitrix_client_for
 from bridge.pacing import LeakyBucket
-from bridge.reconcile import reconcile_portal
-from bridge.selection import SectionLookupFailed, Selection, resolve_sections
+from bridge.quota import OwnerReadOnly, apply_within_quota
+from bridge.reconcile import mapped_sections, reconcile_portal
+from bridge.selection import (
+    SectionLookupFailed,
+    Selection,
+    confirm_gone,
+    resolve_sections,
+    vanished,
+)
 
 log = logging.getLogger("bridge.worker")
 
 POLL_INTERVAL = 0.05
 LEASE_TTL = timedelta(seconds=30)
-QUOTA_BACKOFF = timedelta(hours=2)
 
 
 class PortalClients:
@@ -92,6 +113,7 @@ class Worker:
         self._clients: dict[str, PortalClients] = {}
         self._stop = threading.Event()
         self._pulled: dict[str, float] = {}  # portal → when its offline queue was last pulled
+        self._pull_parked: set[str] = set()  # scheduled pulls stopped until a pull succeeds
         self._credential_trouble: set[str] = {
             key for key in self.portals if _has_credential_error(engine, key)
         }
@@ -165,6 +187,7 @@ class Worker:
         rows = inbox.take_due(lease)
         if not rows:
             return False
+        self._report_addresses(portal)
         problem = app_problem(self.engine, portal)
         if problem is not None:
             _finish(lease, rows, InboxState.PARKED, problem)
@@ -180,15 +203,24 @@ class Worker:
                 by_section[row.section_id or ""].append(row)
         if not by_section:
             return True
+        mappings = _mappings(self.engine, portal.key, list(by_section))
         try:
             selection = resolve_sections(clients.bitrix, portal.mirror)
+            # A mapped section missing only because its owner left a listing: read it directly.
+            candidates = vanished(selection, portal.mirror, mapped_sections(mappings.values()))
+            confirm_gone(clients.bitrix, portal.mirror, selection, candidates)
         except (BitrixError, SectionLookupFailed) as exc:
-            self._fail(lease, rows, exc.error if isinstance(exc, SectionLookupFailed) else exc)
+            section_rows = [row for group in by_section.values() for row in group]
+            error = exc.error if isinstance(exc, SectionLookupFailed) else exc
+            self._fail(lease, section_rows, error)
             return True
 
-        mappings = _mappings(self.engine, portal.key, list(by_section))
         planned: list[tuple[Action, list[InboxEvent]]] = []
         for section_id, group in by_section.items():
+            if section_id in selection.unconfirmed:
+                reason = f"section {section_id}: {selection.unconfirmed[section_id]}"
+                _finish(lease, group, InboxState.SKIPPED, reason)
+                continue
             section = selection.sections.get(section_id)
             action = plan_section(portal, section_id, section, mappings.get(section_id))
             if action is not None:
@@ -222,12 +254,15 @@ class Worker:
                 _finish(lease, group, InboxState.PARKED, f"mass-delete guard: {blocked}")
                 log.warning("mass-delete guard tripped: %s", blocked, extra={"portal": portal.key})
                 self._alert(
-                    portal, "delete_guard", f"the mass-delete guard stopped a run: {blocked}"
+                    portal,
+                    "delete_guard",
+                    f"the mass-delete guard held back removals (parked; everything else was "
+                    f"applied): {blocked}",
                 )
                 continue
             started = time.monotonic()
             try:
-                outcome = apply_action(lease, portal, action, clients.google)
+                outcome = apply_within_quota(lease, portal, action, clients.google)
             except (GoogleError, BitrixError) as exc:
                 self._fail(lease, group, exc)
                 continue
@@ -251,27 +286,78 @@ class Worker:
     def _portal_event(
         self, lease: Lease, portal: PortalConfig, clients: PortalClients, row: InboxEvent
     ) -> None:
-        """After an install: bind the events. On an offline notice: pull the queue now."""
+        """After an install: bind the events and ask the plan's offline mode again. On an offline
+        notice (or a replayed scheduled pull): pull the queue now."""
         try:
             if row.event == INSTALL:
                 bound = bind_events(clients.bitrix, portal, portal.bitrix.handler_url)
                 outcome = f"installed; bound {', '.join(bound)}" if bound else "installed"
+                if portal.bitrix.delivery == "offline":
+                    mode = offline_mode(lease, clients.bitrix, recheck=True)
+                    outcome += f"; offline delivery: {mode}"
             else:
-                outcome = f"pulled {pull_offline(lease, portal, clients.bitrix)} offline record(s)"
-                self._pulled[portal.key] = time.monotonic()
+                outcome = _pull_outcome(self._pull(lease, portal, clients))
         except BitrixError as exc:
             self._fail(lease, [row], exc)
             return
         _finish(lease, [row], InboxState.DONE, outcome)
 
     def pull(self, lease: Lease, portal: PortalConfig) -> bool:
-        self._pulled[portal.key] = time.monotonic()
+        """A scheduled pull. A transient failure waits for the next one; a lasting one (rights,
+        credentials, a refused method) is parked as an inbox row, with the reason and an alert,
+        and stops the scheduled pulls until a pull succeeds (`bridge replay` retries it)."""
         try:
-            taken = pull_offline(lease, portal, self.clients(portal).bitrix)
+            pulled = self._pull(lease, portal, self.clients(portal))
         except BitrixError as exc:
-            log.warning("offline pull failed: %s", exc, extra={"portal": portal.key})
+            if isinstance(exc, (*BITRIX_TRANSIENT, BitrixTimeBudgetExceeded)):
+                log.warning("offline pull failed: %s", exc, extra={"portal": portal.key})
+                return False
+            recorded = inbox.record_event(self.engine, portal.key, scheduled_pull(portal))
+            with Session(self.engine) as session:
+                row = session.get(InboxEvent, recorded.id)
+            if row is not None:
+                self._fail(lease, [row], exc)
+            self._pull_parked.add(portal.key)
+            return True
+        return pulled is not None and pulled.taken > 0
+
+    def _pull(self, lease: Lease, portal: PortalConfig, clients: PortalClients) -> Pulled | None:
+        """Pull the offline queue; None when it waits for a reconciliation (see below)."""
+        self._pulled[portal.key] = time.monotonic()
+        if not self._close_read_gap(lease, portal, clients):
+            return None
+        pulled = pull_offline(lease, portal, clients.bitrix)
+        self._pull_parked.discard(portal.key)
+        if pulled.downgraded:
+            self._alert(
+                portal,
+                "offline_mode",
+                "the plan refused extended offline events (WRONG_LICENSE); offline delivery "
+                "switched to basic mode. See `bridge status`.",
+            )
+        return pulled
+
+    def _close_read_gap(self, lease: Lease, portal: PortalConfig, clients: PortalClients) -> bool:
+        """Basic offline mode deletes records as it reads them, so a read whose records never
+        reached the inbox (the worker died, the answer was lost, the database failed) loses the
+        changes they named. Such a read leaves its mark (`bindings.UNCONFIRMED_READ`) in the
+        portal's state. Whichever worker pulls next (this one after a restart, at once since a
+        fresh worker pulls first thing, or another that took the portal over) reconciles the
+        portal in full before pulling: the sync is state-based, so that finds every change the
+        lost records named. The mark is dropped only after a clean reconciliation; until then the
+        pull waits (returns False) and the next one tries again."""
+        if not read_unconfirmed(self.engine, portal.key):
+            return True
+        log.warning(
+            "an offline read in basic mode was not confirmed; reconciling the portal",
+            extra={"portal": portal.key},
+        )
+        report = reconcile_portal(lease, portal, clients.bitrix, clients.google)
+        log.info("after a lost read: %s", report.summary(), extra={"portal": portal.key})
+        if report.failed:
             return False
-        return taken > 0
+        forget_unconfirmed_read(lease)
+        return True
 
     def _portals_to_pull(self) -> list[PortalConfig]:
         now = time.monotonic()
@@ -279,6 +365,7 @@ class Worker:
             portal
             for portal in self.portals.values()
             if portal.bitrix.delivery == "offline"
+            and portal.key not in self._pull_parked
             and now - self._pulled.get(portal.key, float("-inf"))
             >= portal.bitrix.offline_poll_seconds
             and app_ready(self.engine, portal)
@@ -288,13 +375,15 @@ class Worker:
         clients = self.clients(portal)
         report = reconcile_portal(lease, portal, clients.bitrix, clients.google)
         log.info("periodic reconciliation: %s", report.summary(), extra={"portal": portal.key})
+        self._report_addresses(portal)
         for line in report.failed:
             log.warning("%s", line, extra={"portal": portal.key})
         if report.blocked:
             self._alert(
                 portal,
                 "delete_guard",
-                f"the mass-delete guard stopped reconciliation: {report.blocked}",
+                f"the mass-delete guard held back {len(report.held)} removal(s) in "
+                f"reconciliation; everything else was applied: {report.blocked}",
             )
         return bool(report.actions)
 
@@ -324,11 +413,13 @@ class Worker:
         if isinstance(error, CreationPaced):
             delay = max(error.retry_at - utcnow(), timedelta(seconds=1))
             inbox.retry_later(lease, ids, reason, delay, count_attempt=False)
-        elif isinstance(error, GoogleQuotaExceeded):
-            parked = inbox.retry_later(lease, ids, reason, QUOTA_BACKOFF)
-        elif isinstance(error, BitrixTimeBudgetExceeded):
+        elif isinstance(error, OwnerReadOnly):  # waits for the owner's probe (bridge.quota)
+            delay = max(error.probe_at - utcnow(), timedelta(seconds=1))
+            inbox.retry_later(lease, ids, reason, delay, count_attempt=False)
+        elif isinstance(error, BitrixTimeBudgetExceeded):  # the client dated the reset
             wait = (error.reset_at - time.time()) if error.reset_at else 60.0
-            parked = inbox.retry_later(lease, ids, reason, timedelta(seconds=max(1.0, wait)))
+            delay = timedelta(seconds=max(1.0, wait))
+            inbox.retry_later(lease, ids, reason, delay, count_attempt=False)
         elif isinstance(error, GOOGLE_TRANSIENT + BITRIX_TRANSIENT):
             parked = inbox.retry_later(lease, ids, reason)
         else:
@@ -338,10 +429,27 @@ class Worker:
         log.warning("%d event(s) not applied: %s", len(ids), reason, extra={"portal": portal.key})
         if isinstance(error, BitrixAuthFailed | GoogleAuthFailed):
             self._credentials_failed(lease, reason)
-        if parked:
+        if isinstance(error, BitrixBlocked):
+            self._alert(
+                portal,
+                "bitrix_blocked",
+                f"{reason}. {parked} event(s) parked; `bridge replay` once the block is lifted.",
+            )
+        elif parked:
             self._alert(
                 portal, "parked", f"{parked} event(s) parked: {reason}. See `bridge status`."
             )
+
+    def _report_addresses(self, portal: PortalConfig) -> None:
+        """One alert for the addresses first seen since the last report (by the web in events,
+        or by a REST client after a redirect); the rows say which went out, across workers."""
+        try:
+            found = claim_unreported(self.engine, portal)
+        except SQLAlchemyError as exc:  # the next pass asks again
+            log.warning("addresses not reported: %s", exc.__class__.__name__)
+            return
+        if found:
+            self._alert(portal, *address_alert(portal, found))
 
     def _alert(self, portal: PortalConfig, cause: str, message: str) -> None:
         if self.notifier is not None:
@@ -377,6 +485,13 @@ def _finish(lease: Lease, rows: Sequence[InboxEvent], state: InboxState, outcome
         EVENTS_APPLIED.labels(lease.portal_key, state.value).inc()
         if state == InboxState.DONE:
             APPLY_LATENCY.labels(lease.portal_key).observe((now - row.received_at).total_seconds())
+
+
+def _pull_outcome(pulled: Pulled | None) -> str:
+    if pulled is None:
+        return "pull postponed: the reconciliation after an unconfirmed read failed"
+    mode = f" ({pulled.mode} mode)" if pulled.mode == OfflineMode.BASIC else ""
+    return f"pulled {pulled.taken} offline record(s){mode}"
 
 
 def _has_credential_error(engine: Engine, portal_key: str) -> bool:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from bridge.bitrix import BitrixClient, BitrixRateLimited
+from bridge.bitrix import BitrixBlocked, BitrixClient, BitrixRateLimited, BitrixTimeBudgetExceeded
 from bridge.demo import Sandbox
 from bridge.pacing import LeakyBucket
 
@@ -70,3 +71,43 @@ def test_a_batch_splits_at_50_commands_and_keeps_per_command_errors(
     assert list(result.errors) == ["bad"]
     assert "type" in result.errors["bad"].description
     assert len(statuses(sandbox, member_id)) == 3
+
+
+def test_a_429_is_dated_by_the_reset_of_the_last_successful_answer(
+    sandbox: Sandbox, webhook: tuple[str, str]
+) -> None:
+    url, member_id = webhook
+    httpx.patch(
+        f"{sandbox.bitrix_url}/_control/portals/{member_id}",
+        json={"operating_limit_s": 30, "method_cost_s": {"calendar.resource.list": 20}},
+    ).raise_for_status()
+    with BitrixClient(url) as client:
+        answer = client.batch({"a": "calendar.resource.list", "b": "calendar.resource.list"})
+        nested = client.operating_time("calendar.resource.list")
+        with pytest.raises(BitrixTimeBudgetExceeded) as refused:
+            client.call("calendar.resource.list")
+
+    assert answer.errors == {}
+    assert nested is not None and nested.operating == 40
+    assert time.time() + 598 < nested.reset_at < time.time() + 602  # ten one-minute baskets
+    assert client.operating_time("batch") is None  # the outer batch is not counted
+    assert refused.value.reset_at == nested.reset_at
+    assert statuses(sandbox, member_id) == [200, 429]  # not retried in the client
+
+
+def test_overload_limit_is_a_block_and_not_retried(
+    sandbox: Sandbox, webhook: tuple[str, str]
+) -> None:
+    url, member_id = webhook
+    httpx.post(
+        f"{sandbox.bitrix_url}/_control/faults",
+        json={"member_id": member_id, "status": 503, "error": "OVERLOAD_LIMIT", "count": None},
+    ).raise_for_status()
+    try:
+        with BitrixClient(url, max_wait=0.01) as client, pytest.raises(BitrixBlocked) as blocked:
+            client.call("calendar.resource.list")
+    finally:
+        httpx.delete(f"{sandbox.bitrix_url}/_control/faults").raise_for_status()
+
+    assert "contact Bitrix24 support" in str(blocked.value)
+    assert statuses(sandbox, member_id) == [503]

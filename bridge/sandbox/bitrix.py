@@ -6,9 +6,10 @@ behaviour follows `reference/bitrix24/NOTES.md` §9. A JSON control API under `/
 portals, data, outgoing webhooks, apps and faults, and reads back the request and delivery logs.
 
 This module assembles the app and answers `/rest/`; the rest lives next to it: the state in
-`bitrix_state`, the REST methods in `bitrix_methods`, `bitrix_events` and `bitrix_batch`, app
-installs, tokens and the offline queue in `bitrix_apps` and `bitrix_oauth`, the control API and
-fault injection in `bitrix_control` and `bitrix_app_control`, event delivery in `bitrix_delivery`.
+`bitrix_state`, the REST methods in `bitrix_methods`, `bitrix_events` and `bitrix_batch`, the
+method time budget in `bitrix_budget`, app installs, tokens and the offline queue in `bitrix_apps`
+and `bitrix_oauth`, the control API and fault injection in `bitrix_control` and
+`bitrix_app_control`, event delivery in `bitrix_delivery`.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from bridge.sandbox.bitrix_address import moved_location
 from bridge.sandbox.bitrix_app_control import _AppControl
 from bridge.sandbox.bitrix_batch import BATCH_MAX_LENGTH as BATCH_MAX_LENGTH
 from bridge.sandbox.bitrix_batch import _run_batch
+from bridge.sandbox.bitrix_budget import OVER_BUDGET, WEBHOOK
 from bridge.sandbox.bitrix_control import _RAW_SEND, _answer_fault, _base_url, _Control, _guard
 from bridge.sandbox.bitrix_events import _run_method
 from bridge.sandbox.bitrix_methods import PAGE_SIZE as PAGE_SIZE
@@ -72,6 +75,7 @@ class BitrixEmulator:
                 Route(f"{portal}/expire-tokens", _guard(apps.expire_tokens), methods=["POST"]),
                 Route(f"{portal}/app", _guard(apps.view_app), methods=["GET"]),
                 Route(f"{portal}/offline", _guard(apps.view_offline), methods=["GET"]),
+                Route(f"{portal}/plan", _guard(apps.plan), methods=["GET", "PUT"]),
                 Route("/_control/portals", _guard(control.add_portal), methods=["POST"]),
                 Route("/_control/portals", _guard(control.list_portals), methods=["GET"]),
                 Route(portal, _guard(control.patch_portal), methods=["PATCH"]),
@@ -167,6 +171,7 @@ class BitrixEmulator:
             "status": None,
             "error": None,
             "t": started,
+            "address": _base_url(request),  # where the request came in (bitrix_address)
         }
         try:
             entry["params"] = params = await _read_params(request)
@@ -179,9 +184,14 @@ class BitrixEmulator:
                 call = find_caller(params)
             except _RestError as exc:
                 failure = exc
-            fault = state.take_fault(call.portal.member_id, method) if call else None
+            moved = _moved_to(call.portal, request) if call else None
+            fault = state.take_fault(call.portal.member_id, method) if call and not moved else None
         if call is None:
             return self._fail(entry, failure)
+        if moved is not None:  # the portal's address changed: change-domen.md
+            entry.update(member_id=call.portal.member_id, status=302, location=moved)
+            state.record(entry)
+            return Response(status_code=302, headers={"location": moved})
         portal: _Portal = call.portal
         entry["member_id"] = portal.member_id
         entry["client_id"] = call.client_id
@@ -201,7 +211,13 @@ class BitrixEmulator:
                 body = await _run_batch(state, call, entry, started)
             else:
                 with state.lock:
-                    body = _envelope(_run_method(method, call), started)
+                    caller = call.client_id or WEBHOOK
+                    if portal.budget.exhausted(caller, method, time.time()):
+                        raise _RestError(*OVER_BUDGET)
+                    outcome = _run_method(method, call)
+                    finished = time.time()
+                    spent = portal.budget.spend(caller, method, started, finished)
+                    body = _envelope(outcome, started, finished, spent)
         except _RestError as exc:
             return self._fail(entry, exc)
         entry["status"] = 200
@@ -214,13 +230,19 @@ class BitrixEmulator:
         return JSONResponse(exc.body(), status_code=exc.status)
 
 
-def _envelope(outcome: _Outcome, started: float) -> dict[str, Any]:
+def _moved_to(portal: _Portal, request: Request) -> str | None:
+    return moved_location(portal.address, _base_url(request), request.url.path, request.url.query)
+
+
+def _envelope(
+    outcome: _Outcome, started: float, finished: float, operating: dict[str, Any]
+) -> dict[str, Any]:
     body: dict[str, Any] = {"result": outcome.result}
     if outcome.next is not None:
         body["next"] = outcome.next
     if outcome.total is not None:
         body["total"] = outcome.total
-    body["time"] = _time_block(started, time.time())
+    body["time"] = _time_block(started, finished, operating)
     return body
 
 

@@ -2,7 +2,8 @@
 
 Installing mints the first token pair and an `application_token` and queues `ONAPPINSTALL` to the
 install handler; the control answer carries the same tokens so tests can check them. Tests can
-also expire every access token of a portal and read back the tokens, bindings and offline queue.
+also expire every access token of a portal, read back the tokens, bindings and offline queue, and
+set the plan's features (`/plan`), which `feature.get` and `event.offline.get` follow.
 """
 
 from __future__ import annotations
@@ -129,6 +130,23 @@ class _AppControl:
                 for record in install.offline
             ]
         return JSONResponse({"records": records})
+
+    async def plan(self, request: Request) -> Response:
+        """GET or PUT the plan's features: `{"features": [...]}` lists what the plan has (a
+        missing `rest_offline_extended` makes `event.offline.get` with `clear=0` answer
+        WRONG_LICENSE); `{"features": null}` is a self-hosted portal without a feature check."""
+        body = await _json_body(request) if request.method == "PUT" else {}
+        with self._state.lock:
+            portal = self._portal(request)
+            if request.method == "PUT":
+                if "features" not in body:
+                    raise _ControlError(400, "features is required (a list, or null)")
+                given = body["features"]
+                if given is not None and not isinstance(given, list):
+                    raise _ControlError(400, "features must be a list of feature codes, or null")
+                portal.features = None if given is None else frozenset(map(str, given))
+            features = None if portal.features is None else sorted(portal.features)
+        return JSONResponse({"features": features})
 
     def _portal(self, request: Request) -> _Portal:
         portal = self._state.portals.get(request.path_params["member_id"])

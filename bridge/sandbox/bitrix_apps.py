@@ -155,7 +155,9 @@ def _install_event(
 def _uninstall_events(
     install: _Install, *, member_id: str, domain: str, base_url: str, clean: bool
 ) -> list[DeliveryJob]:
-    """ONAPPUNINSTALL to the handlers bound for it, else to the install handler."""
+    """ONAPPUNINSTALL to the handlers bound for it, and to nobody else: "If such a handler
+    exists, Bitrix24 will call this handler" (settings/app-uninstallation.md); the install
+    handler is not one (api-reference/common/events/on-app-uninstall.md)."""
     auth = {
         "domain": domain,
         "server_endpoint": _server_endpoint(base_url),
@@ -167,8 +169,6 @@ def _uninstall_events(
     targets = [
         (b.id, b.handler) for b in install.bindings if b.event == "ONAPPUNINSTALL" and not b.offline
     ]
-    if not targets and install.handler:
-        targets = [("", install.handler)]
     return [
         DeliveryJob(member_id, handler_id, url, "ONAPPUNINSTALL", None, auth, data)
         for handler_id, url in targets

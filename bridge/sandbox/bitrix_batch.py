@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl
 
+from bridge.sandbox.bitrix_budget import OVER_BUDGET, WEBHOOK
 from bridge.sandbox.bitrix_events import _run_method
 from bridge.sandbox.bitrix_methods import _Call, _Outcome, _RestError, _time_block
 from bridge.sandbox.bitrix_state import _State
@@ -60,7 +61,10 @@ async def _run_batch(state: _State, call: _Call, entry: dict[str, Any], started:
             maps["result_total"][key] = outcome.total
         if outcome.next is not None:
             maps["result_next"][key] = outcome.next
-        maps["result_time"][key] = _time_block(began, time.time())
+        finished = time.time()
+        with state.lock:  # each nested call counts against its own method (limits.md)
+            spent = call.portal.budget.spend(call.client_id or WEBHOOK, method, began, finished)
+        maps["result_time"][key] = _time_block(began, finished, spent)
         log.append({"key": key, "method": method, "params": params, "status": 200, "error": None})
     entry["commands"] = log
     return {
@@ -81,6 +85,8 @@ async def _run_command(state: _State, call: _Call, method: str, params: dict[str
             raise _RestError(fault.status, fault.error, fault.description)
         await asyncio.sleep(fault.seconds)
     with state.lock:
+        if call.portal.budget.exhausted(call.client_id or WEBHOOK, method, time.time()):
+            raise _RestError(*OVER_BUDGET)
         return _run_method(method, replace(call, params=params))
 
 

@@ -12,6 +12,7 @@ import json
 import secrets
 import string
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from http import HTTPStatus
 from typing import Any
 
@@ -19,8 +20,15 @@ import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from bridge.sandbox.bitrix_address import _Address
+from bridge.sandbox.bitrix_address import configure as configure_address
+from bridge.sandbox.bitrix_address import view as address_view
+from bridge.sandbox.bitrix_budget import configure as configure_budget
+from bridge.sandbox.bitrix_budget import view as budget_view
 from bridge.sandbox.bitrix_delivery import DeliveryJob
 from bridge.sandbox.bitrix_methods import _RestError
+from bridge.sandbox.bitrix_rights import configure as configure_rights
+from bridge.sandbox.bitrix_rights import view as rights_view
 from bridge.sandbox.bitrix_state import (
     _apply_fields,
     _create_section,
@@ -53,6 +61,8 @@ class _Control:
 
     async def add_portal(self, request: Request) -> Response:
         body = await _json_body(request)
+        address = _Address()
+        configure_address(address, body)  # bitrix_address: public address, OAuth server
         try:
             self._state.add_portal(
                 member_id=_required_text(body, "member_id"),
@@ -65,7 +75,9 @@ class _Control:
         except ValueError as exc:
             raise _ControlError(409, str(exc)) from exc
         with self._state.lock:
-            view = _portal_view(self._state.portals[body["member_id"]], _base_url(request))
+            portal = self._state.portals[body["member_id"]]
+            portal.address = address
+            view = _portal_view(portal, _base_url(request))
         return JSONResponse(view, status_code=201)
 
     async def list_portals(self, request: Request) -> Response:
@@ -78,6 +90,9 @@ class _Control:
         body = await _json_body(request)
         with self._state.lock:
             portal = self._portal(request)
+            address = replace(portal.address, former=set(portal.address.former))
+            configure_address(address, body)  # first: a bad knob changes nothing
+            portal.address = address
             if "bucket_burst" in body:
                 portal.bucket.burst = int(body["bucket_burst"])
             if "bucket_drain_per_s" in body:
@@ -88,6 +103,8 @@ class _Control:
                 portal.domain = _required_text(body, "domain")
             if "automation" in body:  # app events then carry no tokens, as for a robot's change
                 portal.apps.automation = _as_bool(body["automation"])
+            configure_budget(portal.budget, body)
+            configure_rights(portal.rights, body)
             view = _portal_view(portal, _base_url(request))
         return JSONResponse(view)
 
@@ -253,6 +270,9 @@ def _portal_view(portal: _Portal, base_url: str) -> dict[str, Any]:
         "bucket_burst": portal.bucket.burst,
         "bucket_drain_per_s": portal.bucket.drain_per_s,
         "automation": portal.apps.automation,
+        **budget_view(portal.budget),
+        **address_view(portal.address),
+        **rights_view(portal.rights),
         "apps": sorted(portal.apps.installs),
         "outgoing_webhooks": [
             {

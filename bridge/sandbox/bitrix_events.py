@@ -36,6 +36,7 @@ _KNOWN_EVENTS = frozenset(
         OFFLINE_NOTICE,
     }
 )
+_EXTENDED = "rest_offline_extended"
 _GET_FIELDS = ("ID", "TIMESTAMP_X", "EVENT_NAME", "EVENT_DATA", "EVENT_ADDITIONAL", "MESSAGE_ID")
 _DENIED = "Access denied!"
 
@@ -143,6 +144,17 @@ def _offline_get(call: _Call) -> _Outcome:
     install, query = _admin_app(call), _upper(call.params)
     process_id = _text(query.get("PROCESS_ID"))
     with_errors = _as_bool(query.get("ERROR"))
+    clear = _as_bool(query["CLEAR"]) if "CLEAR" in query else True
+    features = call.portal.features
+    if not clear and features is not None and _EXTENDED not in features:
+        # "The value `0` without the `rest_offline_extended` mode returns the `WRONG_LICENSE`
+        # error" (api-reference/events/event-offline-get.md); `process_id` with `clear=1` is
+        # allowed and deletes the whole batch.
+        raise _RestError(
+            403,
+            "WRONG_LICENSE",
+            "This feature is not enabled for the current license: extended offline events handling",
+        )
     rows = [
         (record, record.row())
         for record in _queue(install, query)
@@ -152,9 +164,10 @@ def _offline_get(call: _Call) -> _Outcome:
     _order(rows, query.get("ORDER"), default="TIMESTAMP_X")
     limit = _as_int(query.get("LIMIT"))
     chosen = rows[: limit if limit is not None and limit > 0 else PAGE_SIZE]
-    clear = _as_bool(query["CLEAR"]) if "CLEAR" in query else True
     if clear:
-        taken = {id(record) for record, _ in chosen}
+        # With `process_id`, "the method deletes the entire batch, including records that were
+        # not included in the response due to `limit`" (event-offline-get.md).
+        taken = {id(record) for record, _ in (rows if process_id else chosen)}
         install.offline = [r for r in install.offline if id(r) not in taken]
     elif chosen:
         process_id = process_id or secrets.token_hex(16)

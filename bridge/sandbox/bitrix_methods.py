@@ -14,7 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge.sandbox.bitrix_delivery import DeliveryJob
+from bridge.sandbox.bitrix_rights import DEFAULT_SCOPES, lacks_scope, php_truthy, scopes_of
 from bridge.sandbox.bitrix_state import (
+    PLAN_FEATURES,
     _apply_fields,
     _create_section,
     _deactivate,
@@ -79,7 +81,29 @@ def _dispatch(method: str, call: _Call) -> _Outcome:
     handler = _METHODS.get(method)
     if handler is None:
         raise _RestError(404, "ERROR_METHOD_NOT_FOUND", "Method not found!")
+    if call.client_id is None and lacks_scope(call.portal.rights, method):
+        # _includes/system-errors.md: the webhook was made without this method's scope.
+        raise _RestError(
+            403,
+            "insufficient_scope",
+            "The request requires higher privileges than provided by the webhook token",
+        )
     return handler(call)
+
+
+def _caller_is_admin(call: _Call) -> bool:
+    if call.client_id is None:
+        return call.portal.rights.webhook_admin
+    install = call.portal.apps.installs.get(call.client_id)
+    return install is not None and install.admin and call.user_id == install.user_id
+
+
+def _scope(call: _Call) -> _Outcome:
+    """scope: the webhook's scopes, or with `full` every scope of the portal; `basic` is never
+    listed (api-reference/common/system/scope.md in the Bitrix24 REST docs)."""
+    if call.client_id is not None or php_truthy(call.params.get("full")):
+        return _Outcome(sorted(DEFAULT_SCOPES))
+    return _Outcome(sorted(scopes_of(call.portal.rights)))
 
 
 # calendar.section.* and calendar.resource.*
@@ -240,6 +264,10 @@ def _user_get(call: _Call) -> _Outcome:
         if key.lower() not in _USER_PARAMS and _split_op(key)[1].upper() in known:
             conditions[key] = value
     rows = [row for row in call.portal.users.values() if _row_matches(row, conditions)]
+    # Extranet users are listed to an admin asking with ADMIN_MODE (api-reference/user/user-get.md).
+    admin_mode = any(key.lower() == "admin_mode" and php_truthy(v) for key, v in params.items())
+    if not (admin_mode and _caller_is_admin(call)):
+        rows = [row for row in rows if _text(row.get("USER_TYPE")).lower() != "extranet"]
     sort_field = _text(params.get("sort") or params.get("SORT")).upper() or "ID"
     descending = _text(params.get("order") or params.get("ORDER")).upper() == "DESC"
     rows.sort(key=lambda row: _sort_key(row.get(sort_field)), reverse=descending)
@@ -252,6 +280,14 @@ def _workgroup_list(call: _Call) -> _Outcome:
     given = params.get("filter")
     conditions: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
     rows = [row for row in call.portal.groups.values() if _row_matches(row, conditions)]
+    # Without params[IS_ADMIN]=Y from an admin the caller's rights apply: a secret group
+    # (VISIBLE=N) shows only to its owner (api-reference/sonet-group/
+    # socialnetwork-api-workgroup-list.md, "Parameter params"; membership is not modelled).
+    extra = params.get("params")
+    asked = isinstance(extra, Mapping) and _text(extra.get("IS_ADMIN")).upper() == "Y"
+    if not (asked and _caller_is_admin(call)):
+        caller = str(call.user_id or call.portal.webhook_user_id)
+        rows = [row for row in rows if row.get("VISIBLE") != "N" or row.get("OWNER_ID") == caller]
     order = params.get("order")
     for name, direction in reversed(list(order.items()) if isinstance(order, Mapping) else []):
         rows.sort(
@@ -287,8 +323,24 @@ def _notify_system(call: _Call) -> _Outcome:
     return _Outcome(len(call.portal.notifications))
 
 
+def _feature_get(call: _Call) -> _Outcome:
+    """feature.get (api-reference/common/system/feature-get.md): `Y` or `N` for the plan's
+    feature; "the method does not check whether the code exists … may return `Y`" for an unknown
+    code; a self-hosted portal without a feature check answers `<language>_selfhosted`."""
+    given = {str(key).upper(): value for key, value in call.params.items()}.get("CODE")
+    code = _text(given)
+    if not code or code == "0":
+        raise _RestError(400, "CODE_EMPTY", "CODE can't be empty")
+    features = call.portal.features
+    if features is None:
+        return _Outcome({"value": "en_selfhosted"})
+    unknown = code not in PLAN_FEATURES
+    return _Outcome({"value": "Y" if unknown or code in features else "N"})
+
 _METHODS: dict[str, Callable[[_Call], _Outcome]] = {
+    "feature.get": _feature_get,
     "im.notify.system.add": _notify_system,
+    "scope": _scope,
     "calendar.section.get": _section_get,
     "calendar.section.add": _section_add,
     "calendar.section.update": _section_update,
@@ -381,7 +433,10 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
-def _time_block(start: float, finish: float) -> dict[str, Any]:
+def _time_block(
+    start: float, finish: float, operating: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """`operating` is the method's budget (`bitrix_budget`); the outer `batch` has none."""
     return {
         "start": start,
         "finish": finish,
@@ -389,6 +444,5 @@ def _time_block(start: float, finish: float) -> dict[str, Any]:
         "processing": finish - start,
         "date_start": _iso(start),
         "date_finish": _iso(finish),
-        "operating_reset_at": int(start) + 600,
-        "operating": 0,
+        **(operating or {}),
     }

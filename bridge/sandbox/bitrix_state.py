@@ -10,17 +10,22 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from starlette.background import BackgroundTask
 
+from bridge.sandbox.bitrix_address import _Address, addressed
 from bridge.sandbox.bitrix_apps import _app_events, _PortalApps
+from bridge.sandbox.bitrix_budget import _Budget
 from bridge.sandbox.bitrix_delivery import DeliveryJob, DeliveryQueue
+from bridge.sandbox.bitrix_rights import _Rights
 from bridge.sandbox.bitrix_values import _as_bool, _as_int, _text
 
 _SERVER_ENDPOINT = "https://oauth.bitrix.info/rest/"
+# Every feature code feature.get documents; a new portal's plan has them all.
+PLAN_FEATURES = frozenset({"rest_offline_extended", "rest_auth_connector"})
 
 
 def _now_text() -> str:
@@ -85,6 +90,12 @@ class _Portal:
     hooks: list[_Hook] = field(default_factory=list)
     apps: _PortalApps = field(default_factory=_PortalApps)
     notifications: list[dict[str, Any]] = field(default_factory=list)  # im.notify.system.add
+    address: _Address = field(default_factory=_Address)  # public address, OAuth server, moves
+    rights: _Rights = field(default_factory=_Rights)  # the webhook's scopes and admin rights
+    # The plan's REST features (`feature.get`, api-reference/common/system/feature-get.md);
+    # None: a self-hosted portal without a feature check handler.
+    features: frozenset[str] | None = PLAN_FEATURES
+    budget: _Budget = field(default_factory=_Budget)  # method time budget (limits.md)
 
 
 @dataclass
@@ -168,9 +179,17 @@ class _State:
     def background(self, jobs: list[DeliveryJob]) -> BackgroundTask | None:
         if not jobs:
             return None
+        with self.lock:  # every delivery names the portal's address and OAuth server as now
+            jobs = [self._addressed(job) for job in jobs]
         # Reserved now so that a flush right after the answer waits for these deliveries too.
         ticket = self.deliveries.reserve(len(jobs))
         return BackgroundTask(self.deliveries.enqueue, ticket, list(jobs))
+
+    def _addressed(self, job: DeliveryJob) -> DeliveryJob:
+        portal = self.portals.get(job.member_id)
+        if portal is None:
+            return job
+        return replace(job, auth=addressed(portal.address, job.auth))
 
     def reset(self) -> None:
         with self.lock:

@@ -42,7 +42,7 @@ def test_install_stores_tokens_and_sections_are_mirrored_over_oauth(make_bridge:
     bridge = make_bridge(app={})
     answer = bridge.install()
     wait_for(
-        lambda: len(bridge.app_state()["apps"][0]["bindings"]) == 3, 20, "the worker to bind events"
+        lambda: len(bridge.app_state()["apps"][0]["bindings"]) == 4, 20, "the worker to bind events"
     )
 
     row = installed(bridge)
@@ -131,7 +131,7 @@ def test_an_expired_token_is_refreshed_once_for_8_threads_and_2_processes(make_b
 def test_a_refused_refresh_parks_the_work_with_the_reason(make_bridge: App) -> None:
     bridge = make_bridge(app={})
     bridge.install()
-    wait_for(lambda: len(bridge.app_state()["apps"][0]["bindings"]) == 3, 20, "the binding")
+    wait_for(lambda: len(bridge.app_state()["apps"][0]["bindings"]) == 4, 20, "the binding")
     with Session(bridge.engine) as session:
         row = session.exec(select(PortalCredentials)).one()
         row.refresh_token = "revoked-refresh-token"
@@ -163,13 +163,14 @@ def test_bind_twice_makes_one_set_and_unbind_removes_it(make_bridge: App) -> Non
         bindings = bridge.app_state()["apps"][0]["bindings"]
         removed = unbind_events(client, handler)
 
-    assert len(first) == 3 and second == []
+    assert len(first) == 4 and second == []
     assert sorted(b["event"] for b in bindings) == [
+        "ONAPPUNINSTALL",
         "ONCALENDARSECTIONADD",
         "ONCALENDARSECTIONDELETE",
         "ONCALENDARSECTIONUPDATE",
     ]
-    assert removed == 3
+    assert removed == 4
     assert bridge.app_state()["apps"][0]["bindings"] == []
 
 
@@ -257,7 +258,7 @@ class Listener:
         )
 
 
-def test_events_and_installs_naming_a_foreign_endpoint_are_refused(make_bridge: App) -> None:
+def test_installs_naming_a_foreign_endpoint_are_refused(make_bridge: App) -> None:
     listener = Listener()
     with listener.server:
         bridge = make_bridge(app={})
@@ -293,7 +294,7 @@ def test_events_and_installs_naming_a_foreign_endpoint_are_refused(make_bridge: 
 def test_uninstall_stops_the_portals_work(make_bridge: App) -> None:
     bridge = make_bridge(app={})
     bridge.install()
-    wait_for(lambda: len(bridge.app_state()["apps"][0]["bindings"]) == 3, 20, "the binding")
+    wait_for(lambda: len(bridge.app_state()["apps"][0]["bindings"]) == 4, 20, "the binding")
     token = installed(bridge).application_token
 
     bridge.http.post(

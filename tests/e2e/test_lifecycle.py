@@ -170,10 +170,11 @@ def test_a_section_bitrix24_already_syncs_with_google_is_skipped(bridge: Bridge)
     bridge.add_section(
         "company_calendar", 0, "Synced", gapi_calendar_id="abc@group.calendar.google.com"
     )
-    bridge.add_section("company_calendar", 0, "Exchange", external_type="exchange")
+    bridge.add_section("company_calendar", 0, "Two-way", external_type="google")
 
     rows = bridge.wait_applied(2)
 
     assert [r.state for r in rows] == [InboxState.SKIPPED] * 2
     assert all("already syncs" in (r.outcome or "") for r in rows)
+    assert "EXTERNAL_TYPE google;" in (rows[1].outcome or "")
     assert bridge.calendars() == []

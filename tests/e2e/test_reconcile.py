@@ -99,7 +99,7 @@ def test_the_periodic_run_repairs_without_a_command(make_bridge: Callable[..., B
     assert bridge.inbox() == []
 
 
-def test_the_mass_delete_guard_stops_sync_until_forced(bridge: Bridge) -> None:
+def test_the_mass_delete_guard_holds_back_removals_until_forced(bridge: Bridge) -> None:
     sections = [bridge.add_section("company_calendar", 0, f"Room {i}") for i in range(12)]
     bridge.wait_applied(12)
     for section in sections:
@@ -108,7 +108,7 @@ def test_the_mass_delete_guard_stops_sync_until_forced(bridge: Bridge) -> None:
     code, output = bridge.sync()
 
     assert code == 1
-    assert "would delete or archive 12 of 12 calendars" in output
+    assert "12 removal(s) held back: would delete or archive 12 of 12 calendars" in output
     assert len(bridge.calendars()) == 12
 
     code, output = bridge.sync(force=True)

@@ -425,3 +425,87 @@ def test_uninstall_delivers_onappuninstall_and_kills_the_tokens(
     assert call(rest, token, "calendar.section.get", type="user").status_code == 401
     assert refresh(emulator_url, install["refresh_token"]).json()["error"] == "invalid_grant"
     assert control.get(f"/_control/portals/{MEMBER}/app").json()["apps"] == []
+
+
+def test_uninstall_is_not_delivered_to_the_install_handler_when_nothing_is_bound(
+    control: httpx.Client, install: dict[str, Any], receiver: Receiver
+) -> None:
+    receiver.records.clear()
+    gone = control.post(f"/_control/portals/{MEMBER}/uninstall", json={"client_id": CLIENT_ID})
+    flush(control)
+
+    assert gone.json() == {"uninstalled": CLIENT_ID, "deliveries": 0}
+    assert receiver.records == []
+
+
+# plan features
+
+
+def test_feature_get_answers_per_plan_and_for_a_self_hosted_portal(
+    control: httpx.Client, install: dict[str, Any], rest: httpx.Client
+) -> None:
+    token = install["access_token"]
+
+    def value(code: str) -> str:
+        answer = call(rest, token, "feature.get", CODE=code)
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["result"]["value"])
+
+    assert value("rest_offline_extended") == "Y"
+    plan = control.put(f"/_control/portals/{MEMBER}/plan", json={"features": []})
+    assert plan.json() == {"features": []}
+    assert value("rest_offline_extended") == "N"
+    assert value("rest_auth_connector") == "N"
+    assert value("no_such_feature") == "Y"  # "the method does not check whether the code exists"
+    control.put(f"/_control/portals/{MEMBER}/plan", json={"features": None}).raise_for_status()
+    assert value("rest_offline_extended") == "en_selfhosted"
+    empty = call(rest, token, "feature.get")
+    assert (empty.status_code, empty.json()["error"]) == (400, "CODE_EMPTY")
+    bad = control.put(f"/_control/portals/{MEMBER}/plan", json={"features": "all"})
+    assert bad.status_code == 400
+
+
+def test_a_plan_without_the_extended_mode_refuses_reservation_but_reads_with_delete(
+    control: httpx.Client, install: dict[str, Any], rest: httpx.Client
+) -> None:
+    token = install["access_token"]
+    call(rest, token, "event.bind", event="ONCALENDARSECTIONADD", event_type="offline")
+    first = add_section(rest, token, "Reserved before the downgrade")
+    reserved = call(rest, token, "event.offline.get", clear=0).json()["result"]
+    add_section(rest, token, "After")
+    control.put(
+        f"/_control/portals/{MEMBER}/plan", json={"features": ["rest_auth_connector"]}
+    ).raise_for_status()
+
+    refused = call(rest, token, "event.offline.get", clear=0)
+    again = call(rest, token, "event.offline.get", clear=0, process_id=reserved["process_id"])
+    for answer in (refused, again):
+        assert answer.status_code == 403
+        assert answer.json() == {
+            "error": "WRONG_LICENSE",
+            "error_description": "This feature is not enabled for the current license: "
+            "extended offline events handling",
+        }
+    batch = call(
+        rest, token, "event.offline.get", clear=1, process_id=reserved["process_id"], limit=1
+    ).json()["result"]
+    assert [r["EVENT_DATA"] for r in batch["events"]] == [{"id": str(first)}]
+    assert batch["process_id"] == reserved["process_id"]
+    basic = call(rest, token, "event.offline.get").json()["result"]
+    assert basic["process_id"] is None and len(basic["events"]) == 1
+    assert call(rest, token, "event.offline.list").json()["total"] == 0
+
+
+def test_reading_a_batch_with_clear_deletes_all_of_it(
+    control: httpx.Client, install: dict[str, Any], rest: httpx.Client
+) -> None:
+    token = install["access_token"]
+    call(rest, token, "event.bind", event="ONCALENDARSECTIONADD", event_type="offline")
+    for name in ("A", "B", "C"):
+        add_section(rest, token, name)
+    process_id = call(rest, token, "event.offline.get", clear=0).json()["result"]["process_id"]
+
+    one = call(rest, token, "event.offline.get", process_id=process_id, limit=1).json()["result"]
+
+    assert len(one["events"]) == 1
+    assert call(rest, token, "event.offline.list").json()["total"] == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -500,3 +501,22 @@ def test_request_log_and_control_edits(sandbox: Sandbox) -> None:
     assert sandbox.requests() == []
     assert sandbox.control.post("/reset").status_code == 204
     assert sandbox.calendars() == []
+
+
+def test_read_only_mode_set_for_seconds_refuses_writes_then_lifts(sandbox: Sandbox) -> None:
+    service = sandbox.service()
+    calendar_id = service.calendars().insert(body={"summary": "Before"}).execute()["id"]
+    mode = sandbox.control.post(f"/users/{OWNER}/read-only", json={"seconds": 1})
+    assert mode.status_code == 204
+    lifts_at = time.monotonic() + 1
+
+    write = service.calendars().patch(calendarId=calendar_id, body={"summary": "No"})
+    with pytest.raises(HttpError) as refused:
+        _no_backoff(write).execute()
+    assert refused.value.error_details[0]["reason"] == "quotaExceeded"
+    assert service.calendars().get(calendarId=calendar_id).execute()["summary"] == "Before"
+
+    while time.monotonic() < lifts_at:
+        time.sleep(0.05)
+    patched = service.calendars().patch(calendarId=calendar_id, body={"summary": "After"})
+    assert patched.execute()["summary"] == "After"

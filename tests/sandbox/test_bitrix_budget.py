@@ -1,0 +1,131 @@
+"""The Bitrix24 emulator's method time budget (`limits.md`): baskets, 429, batch, knobs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from bridge.sandbox.bitrix import BitrixEmulator
+from bridge.sandbox.server import ServerThread
+
+MEMBER = "b0d9e1c3710f85df22e9377d6c4f7553"
+CODE = "budgetcode"
+SECTIONS = "calendar.section.get"
+
+
+@pytest.fixture(scope="module")
+def emulator_url() -> Iterator[str]:
+    server = ServerThread(BitrixEmulator().app)
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture
+def control(emulator_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=emulator_url, timeout=10.0) as client:
+        client.post("/_control/reset").raise_for_status()
+        client.post(
+            "/_control/portals",
+            json={"member_id": MEMBER, "domain": "budget.bitrix24.com", "webhook_code": CODE},
+        ).raise_for_status()
+        yield client
+
+
+@pytest.fixture
+def rest(control: httpx.Client, emulator_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=f"{emulator_url}/rest/1/{CODE}/", timeout=10.0) as client:
+        yield client
+
+
+def budget(control: httpx.Client, **knobs: object) -> httpx.Response:
+    return control.patch(f"/_control/portals/{MEMBER}", json=knobs)
+
+
+def sections(rest: httpx.Client) -> httpx.Response:
+    return rest.post(f"{SECTIONS}.json", json={"type": "company_calendar", "ownerId": 0})
+
+
+def test_every_answer_reports_the_method_budget(rest: httpx.Client) -> None:
+    before = time.time()
+    first = sections(rest).json()["time"]
+    second = sections(rest).json()["time"]
+
+    assert 0 < first["operating"] <= second["operating"] < 1
+    assert before + 600 <= first["operating_reset_at"] <= time.time() + 601
+    assert isinstance(first["operating_reset_at"], int)
+    assert second["operating_reset_at"] == first["operating_reset_at"]
+
+
+def test_the_call_that_crosses_completes_and_the_next_is_refused_until_a_reset(
+    control: httpx.Client, rest: httpx.Client
+) -> None:
+    assert budget(
+        control, operating_limit_s=30, method_cost_s={SECTIONS: 20}, basket_s=0.2
+    ).json()["method_cost_s"] == {SECTIONS: 20}
+
+    assert sections(rest).json()["time"]["operating"] == 20
+    crossing = sections(rest)
+    refused = sections(rest)
+
+    assert crossing.status_code == 200
+    assert crossing.json()["time"]["operating"] == 40
+    assert refused.status_code == 429
+    assert refused.json()["error"] == "OPERATION_TIME_LIMIT"
+    assert rest.post("calendar.resource.list.json").status_code == 200  # other methods work
+    reset_at = crossing.json()["time"]["operating_reset_at"]
+    assert reset_at <= time.time() + 3  # ten baskets of 0.2 s, rounded up to a second
+    while time.time() < reset_at:
+        time.sleep(0.05)
+    assert sections(rest).status_code == 200
+
+
+def test_batch_counts_each_nested_call_against_its_own_method(
+    control: httpx.Client, rest: httpx.Client
+) -> None:
+    budget(control, operating_limit_s=15, method_cost_s={SECTIONS: 10, "user.get": 1})
+    command = f"{SECTIONS}?type=company_calendar&ownerId=0"
+    answer = rest.post(
+        "batch.json", json={"cmd": {"a": command, "b": command, "c": command, "u": "user.get"}}
+    ).json()
+
+    spent = answer["result"]["result_time"]
+    assert [spent["a"]["operating"], spent["b"]["operating"], spent["u"]["operating"]] == [
+        10,
+        20,
+        1,
+    ]
+    assert answer["result"]["result_error"]["c"]["error"] == "OPERATION_TIME_LIMIT"
+    assert "operating" not in answer["time"]  # the outer batch is not counted
+    assert sections(rest).status_code == 429
+
+
+def test_the_limit_can_be_turned_off_and_bad_knobs_are_refused(
+    control: httpx.Client, rest: httpx.Client
+) -> None:
+    budget(control, operating_limit_s=None, method_cost_s={SECTIONS: 1000})
+    assert [sections(rest).status_code for _ in range(3)] == [200, 200, 200]
+
+    assert budget(control, operating_limit_s="lots").status_code == 400
+    assert budget(control, basket_s=0).status_code == 400
+    assert budget(control, method_cost_s=[1]).status_code == 400
+
+
+def test_overload_limit_is_a_fault(control: httpx.Client, rest: httpx.Client) -> None:
+    control.post(
+        "/_control/faults",
+        json={
+            "member_id": MEMBER,
+            "method": SECTIONS,
+            "status": 503,
+            "error": "OVERLOAD_LIMIT",
+            "description": "REST API is blocked due to overload",
+        },
+    ).raise_for_status()
+
+    answer = sections(rest)
+
+    assert answer.status_code == 503
+    assert answer.json()["error"] == "OVERLOAD_LIMIT"

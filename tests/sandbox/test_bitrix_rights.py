@@ -1,0 +1,151 @@
+"""The Bitrix24 emulator's webhook rights: listings filtered by the caller's rights, scopes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from bridge.sandbox.bitrix import BitrixEmulator
+from bridge.sandbox.server import ServerThread
+
+MEMBER = "rights-portal"
+CODE = "rightscode"
+
+
+@pytest.fixture(scope="module")
+def emulator_url() -> Iterator[str]:
+    server = ServerThread(BitrixEmulator(deliver_timeout_s=2.0).app)
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture
+def control(emulator_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=emulator_url, timeout=10.0) as client:
+        client.post("/_control/reset").raise_for_status()
+        client.post(
+            "/_control/portals",
+            json={"member_id": MEMBER, "domain": "rights.bitrix24.com", "webhook_code": CODE},
+        ).raise_for_status()
+        yield client
+
+
+@pytest.fixture
+def rest(control: httpx.Client, emulator_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=f"{emulator_url}/rest/1/{CODE}/", timeout=10.0) as client:
+        yield client
+
+
+def patch_portal(control: httpx.Client, **knobs: Any) -> dict[str, Any]:
+    answer = control.patch(f"/_control/portals/{MEMBER}", json=knobs)
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def group_ids(rest: httpx.Client, **extra: Any) -> list[str]:
+    answer = rest.post("socialnetwork.api.workgroup.list", json={"select": ["ID", "NAME"], **extra})
+    assert answer.status_code == 200, answer.text
+    return [row["id"] for row in answer.json()["result"]["workgroups"]]
+
+
+def user_ids(rest: httpx.Client, **extra: Any) -> list[str]:
+    answer = rest.post("user.get", json=extra)
+    assert answer.status_code == 200, answer.text
+    return [row["ID"] for row in answer.json()["result"]]
+
+
+def test_secret_groups_are_listed_only_to_an_admin_asking_with_is_admin(
+    control: httpx.Client, rest: httpx.Client
+) -> None:
+    control.post(
+        f"/_control/portals/{MEMBER}/groups",
+        json=[
+            {"ID": "5", "NAME": "Open"},
+            {"ID": "6", "NAME": "Secret", "VISIBLE": "N", "OWNER_ID": "7"},
+            {"ID": "8", "NAME": "Mine and secret", "VISIBLE": "N", "OWNER_ID": "1"},
+        ],
+    ).raise_for_status()
+
+    assert group_ids(rest) == ["5", "8"]
+    assert group_ids(rest, params={"IS_ADMIN": "Y"}) == ["5", "6", "8"]
+
+    assert patch_portal(control, webhook_admin=False)["webhook_admin"] is False
+    assert group_ids(rest, params={"IS_ADMIN": "Y"}) == ["5", "8"]  # a non-admin's Y is ignored
+
+
+def test_extranet_users_are_listed_only_in_admin_mode_by_an_admin(
+    control: httpx.Client, rest: httpx.Client
+) -> None:
+    control.post(
+        f"/_control/portals/{MEMBER}/users",
+        json=[{"ID": "2", "NAME": "Staff"}, {"ID": "3", "NAME": "Guest", "USER_TYPE": "extranet"}],
+    ).raise_for_status()
+
+    assert user_ids(rest) == ["1", "2"]
+    assert user_ids(rest, ADMIN_MODE="True") == ["1", "2", "3"]
+    assert user_ids(rest, ADMIN_MODE=False) == ["1", "2"]
+
+    patch_portal(control, webhook_admin=False)
+    assert user_ids(rest, ADMIN_MODE="True") == ["1", "2"]
+
+
+def test_a_method_outside_the_webhooks_scopes_answers_insufficient_scope(
+    control: httpx.Client, rest: httpx.Client
+) -> None:
+    assert rest.post("scope").json()["result"] == ["calendar", "im", "sonet_group", "user"]
+    view = patch_portal(control, webhook_scopes=["calendar", "user_brief"])
+    assert view["webhook_scopes"] == ["calendar", "user_brief"]
+
+    assert rest.post("scope").json()["result"] == ["calendar", "user_brief"]
+    assert rest.post("scope", json={"full": True}).json()["result"] == [
+        "calendar",
+        "im",
+        "sonet_group",
+        "user",
+    ]
+    refused = rest.post("im.notify.system.add", json={"USER_ID": 1, "MESSAGE": "hi"})
+    assert refused.status_code == 403
+    assert refused.json()["error"] == "insufficient_scope"
+    assert rest.post("user.get").status_code == 200  # user_brief lists users
+    batch = rest.post(
+        "batch",
+        json={
+            "cmd": {
+                "groups": "socialnetwork.api.workgroup.list",
+                "sections": "calendar.section.get?type=company_calendar&ownerId=0",
+            }
+        },
+    ).json()["result"]
+    assert batch["result_error"]["groups"]["error"] == "insufficient_scope"
+    assert batch["result"]["sections"] == []
+
+    patch_portal(control, webhook_scopes=None)
+    assert rest.post("im.notify.system.add", json={"USER_ID": 1, "MESSAGE": "hi"}).is_success
+
+
+def test_bad_rights_knobs_are_refused(control: httpx.Client) -> None:
+    for knobs in ({"webhook_admin": "yes"}, {"webhook_scopes": "calendar"}):
+        answer = control.patch(f"/_control/portals/{MEMBER}", json=knobs)
+        assert answer.status_code == 400, knobs
+
+
+def test_sections_carry_the_sync_providers_external_type(
+    control: httpx.Client, rest: httpx.Client
+) -> None:
+    for external in ("icloud", "office365", "caldav", "google_readonly"):
+        control.post(
+            f"/_control/portals/{MEMBER}/sections",
+            json={"type": "company_calendar", "name": external, "external_type": external},
+        ).raise_for_status()
+
+    rows = rest.post("calendar.section.get", json={"type": "company_calendar", "ownerId": 0})
+
+    assert [(r["NAME"], r["EXTERNAL_TYPE"]) for r in rows.json()["result"]] == [
+        ("icloud", "icloud"),
+        ("office365", "office365"),
+        ("caldav", "caldav"),
+        ("google_readonly", "google_readonly"),
+    ]
