@@ -9,9 +9,9 @@ asked once and kept in `PortalState.offline_mode`; `api-reference/events/offline
   already waits is absorbed by the inbox, so nothing is lost and, the sync being state-based,
   nothing is created twice.
 - basic: `clear=1` deletes what it returns. A read whose records did not reach the inbox (a
-  crash, a lost answer, a database error) loses them, so `UNCONFIRMED_READ` is saved before each
-  read and removed once its records are stored; the worker reconciles a portal that still carries
-  it (`Worker._close_read_gap`).
+  crash, a lost answer, a database error) loses them, so `PortalState.offline_read_at` is set
+  before each read and cleared once its records are stored; the worker reconciles a portal that
+  still carries it (`Worker._close_read_gap`).
 
 A plan that refuses the extended mode with `WRONG_LICENSE` (downgraded since the check) is switched
 to basic on the spot; the refused read reserved nothing.
@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -40,7 +41,7 @@ from bridge.events import (
 )
 from bridge.inbox import record_event
 from bridge.lease import Lease, fenced
-from bridge.models import PortalState
+from bridge.models import PortalState, utcnow
 
 log = logging.getLogger("bridge.bindings")
 
@@ -50,9 +51,6 @@ EXTENDED_FEATURE = "rest_offline_extended"
 # `event.offline.get` with `clear=0` on a plan without the extended mode
 # (api-reference/events/event-offline-get.md, "Possible Error Codes").
 LICENCE_REFUSED = "WRONG_LICENSE"
-# Kept in `PortalState.offline_process_id` while a basic-mode read is not yet in the inbox; real
-# process ids are hex, so the two never meet.
-UNCONFIRMED_READ = "basic:unconfirmed"
 
 
 class OfflineMode(StrEnum):
@@ -165,15 +163,11 @@ def read_unconfirmed(engine: Engine, portal_key: str) -> bool:
     """True while a basic-mode read may have lost records (see the module docstring)."""
     with Session(engine) as session:
         state = session.get(PortalState, portal_key)
-        return state is not None and state.offline_process_id == UNCONFIRMED_READ
+        return state is not None and state.offline_read_at is not None
 
 
 def forget_unconfirmed_read(lease: Lease) -> None:
-    with fenced(lease) as session:
-        state = session.get(PortalState, lease.portal_key)
-        if state is not None and state.offline_process_id == UNCONFIRMED_READ:
-            state.offline_process_id = None
-            session.add(state)
+    _mark_read(lease, None)
 
 
 def scheduled_pull(portal: PortalConfig) -> BitrixEvent:
@@ -197,7 +191,7 @@ def _pull_extended(lease: Lease, portal: PortalConfig, client: BitrixClient) -> 
     with Session(lease.engine) as session:
         state = session.get(PortalState, portal.key)
         pending = state.offline_process_id if state else None
-    if pending and pending != UNCONFIRMED_READ:
+    if pending:
         answer = _offline_get(client, {"process_id": pending, "clear": 0})
         taken += _take(lease, portal, client, pending, answer)
     while True:
@@ -218,7 +212,7 @@ def _pull_basic(lease: Lease, portal: PortalConfig, client: BitrixClient) -> int
         state = session.get(PortalState, portal.key)
         pending = state.offline_process_id if state else None
     reads: list[dict[str, Any]] = []
-    if pending and pending != UNCONFIRMED_READ:
+    if pending:
         # A batch reserved before the plan lost the extended mode: `process_id` with `clear=1`
         # returns it and deletes it whole, also records past `limit`
         # (api-reference/events/event-offline-get.md); ours were reserved PAGE at a time.
@@ -226,11 +220,13 @@ def _pull_basic(lease: Lease, portal: PortalConfig, client: BitrixClient) -> int
     taken = 0
     while True:
         params = reads.pop(0) if reads else {"clear": 1, "limit": PAGE}
-        _remember(lease, UNCONFIRMED_READ)
+        _mark_read(lease, utcnow())
         answer = _offline_get(client, params)
         records = [record for record in answer.get("events") or [] if isinstance(record, dict)]
         _, failed = _store(lease, portal, records)
-        _remember(lease, None)
+        if "process_id" in params:
+            _remember(lease, None)  # the reserved batch is stored and gone from Bitrix24
+        _mark_read(lease, None)
         if failed:
             log.warning(
                 "%d offline record(s) were not section events; dropped",
@@ -294,6 +290,14 @@ def _remember(lease: Lease, process_id: str | None) -> None:
         state = session.get(PortalState, lease.portal_key)
         if state is not None:
             state.offline_process_id = process_id
+            session.add(state)
+
+
+def _mark_read(lease: Lease, at: datetime | None) -> None:
+    with fenced(lease) as session:
+        state = session.get(PortalState, lease.portal_key)
+        if state is not None:
+            state.offline_read_at = at
             session.add(state)
 
 

@@ -154,6 +154,9 @@ class PortalState(SQLModel, table=True):
     # App mode, offline delivery: "extended" (reserve, then clear) or "basic" (delete on read),
     # from the plan's `rest_offline_extended` feature, checked once and kept here.
     offline_mode: str | None = Field(default=None, max_length=16)
+    # Basic mode: a delete-on-read began here and its records are not in the inbox yet; a portal
+    # left with it is reconciled before the next pull (`Worker._close_read_gap`).
+    offline_read_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
 
 
 class PortalAddress(SQLModel, table=True):

@@ -340,7 +340,7 @@ class Worker:
     def _close_read_gap(self, lease: Lease, portal: PortalConfig, clients: PortalClients) -> bool:
         """Basic offline mode deletes records as it reads them, so a read whose records never
         reached the inbox (the worker died, the answer was lost, the database failed) loses the
-        changes they named. Such a read leaves its mark (`bindings.UNCONFIRMED_READ`) in the
+        changes they named. Such a read leaves its mark (`PortalState.offline_read_at`) in the
         portal's state. Whichever worker pulls next (this one after a restart, at once since a
         fresh worker pulls first thing, or another that took the portal over) reconciles the
         portal in full before pulling: the sync is state-based, so that finds every change the

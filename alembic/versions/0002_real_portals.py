@@ -1,4 +1,4 @@
-"""real portals: reported addresses, offline mode, Google owners in read-only mode
+"""real portals: reported addresses, offline mode and open basic reads, Google owners in read-only mode
 
 Revision ID: 0002
 Revises: 0001
@@ -35,10 +35,12 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('portal_state', schema=None) as batch_op:
         batch_op.add_column(sa.Column('offline_mode', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True))
+        batch_op.add_column(sa.Column('offline_read_at', sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table('portal_state', schema=None) as batch_op:
+        batch_op.drop_column('offline_read_at')
         batch_op.drop_column('offline_mode')
     op.drop_table('owner_quota')
     op.drop_table('portal_address')

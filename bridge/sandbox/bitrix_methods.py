@@ -337,6 +337,7 @@ def _feature_get(call: _Call) -> _Outcome:
     unknown = code not in PLAN_FEATURES
     return _Outcome({"value": "Y" if unknown or code in features else "N"})
 
+
 _METHODS: dict[str, Callable[[_Call], _Outcome]] = {
     "feature.get": _feature_get,
     "im.notify.system.add": _notify_system,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import threading
 import time
 import uuid
@@ -22,7 +23,7 @@ from bridge.config import PortalConfig
 from bridge.demo import Sandbox, bind_outgoing_webhook, demo_portal
 from bridge.models import CalendarMapping, InboxEvent, InboxState
 from bridge.notify import Notifier
-from bridge.operations import sync_portals
+from bridge.operations import portal_status, sync_portals
 from bridge.sandbox.server import ServerThread
 from bridge.worker import PortalClients, Worker
 from tests.e2e.deployment import Deployment, free_port
@@ -84,6 +85,15 @@ class Bridge:
             f"{self.sandbox.bitrix_url}/_control/portals/{self.portal.member_id}/sections/{section_id}",
             params={"deliver": int(deliver)},
         ).raise_for_status()
+
+    def patch_portal(self, **knobs: Any) -> dict[str, Any]:
+        """Change the emulated portal (address, plan, rights, budget…) via the control API."""
+        answer = self.http.patch(
+            f"{self.sandbox.bitrix_url}/_control/portals/{self.portal.member_id}", json=knobs
+        )
+        answer.raise_for_status()
+        view: dict[str, Any] = answer.json()
+        return view
 
     def add_group(self, group_id: int, name: str) -> None:
         self.add_owners("groups", [{"ID": str(group_id), "NAME": name}])
@@ -156,6 +166,18 @@ class Bridge:
             **{"dry_run": False, "force": False, **options},
         )
         return code, out.getvalue()
+
+    def status_text(self) -> str:
+        out = io.StringIO()
+        portal_status(self.engine, [self.portal], out=out)
+        return out.getvalue()
+
+    def status_json(self) -> dict[str, Any]:
+        out = io.StringIO()
+        portal_status(self.engine, [self.portal], as_json=True, out=out)
+        [portal] = json.loads(out.getvalue())["portals"]
+        report: dict[str, Any] = portal
+        return report
 
     def post_event(
         self, body: str | bytes, content_type: str = "application/x-www-form-urlencoded"

@@ -3,38 +3,22 @@ offline delivery follows the plan (extended, basic, or a downgrade in between)."
 
 from __future__ import annotations
 
-import io
-import json
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, select
 
-from bridge.bindings import UNCONFIRMED_READ, bind_events
+from bridge.bindings import bind_events
 from bridge.inbox import replay_parked
-from bridge.models import InboxState, PortalCredentials, PortalState
+from bridge.models import InboxState, PortalCredentials, PortalState, utcnow
 from bridge.oauth import bitrix_client_for
-from bridge.operations import portal_status
 from tests.e2e.conftest import Bridge
 from tests.e2e.deployment import wait_for
 
 App = Callable[..., Bridge]
 OFFLINE = {"delivery": "offline", "offline_poll_seconds": 0.2}
-
-
-def status_text(bridge: Bridge) -> str:
-    out = io.StringIO()
-    portal_status(bridge.engine, [bridge.portal], out=out)
-    return out.getvalue()
-
-
-def status_json(bridge: Bridge) -> dict[str, Any]:
-    out = io.StringIO()
-    portal_status(bridge.engine, [bridge.portal], as_json=True, out=out)
-    [portal] = json.loads(out.getvalue())["portals"]
-    report: dict[str, Any] = portal
-    return report
 
 
 def bound_events(bridge: Bridge) -> Counter[str]:
@@ -82,8 +66,8 @@ def test_uninstall_reaches_the_bridge_because_bind_subscribed_it(make_bridge: Ap
     ]
     assert delivery["handler"] == f"{bridge.web_url}/bitrix/events"
     assert delivery["status"] == 200
-    wait_for(lambda: "app: UNINSTALLED" in status_text(bridge), 20, "status to say UNINSTALLED")
-    assert status_json(bridge)["app"]["installed"] is False
+    wait_for(lambda: "app: UNINSTALLED" in bridge.status_text(), 20, "status to say UNINSTALLED")
+    assert bridge.status_json()["app"]["installed"] is False
     with Session(bridge.engine) as session:
         assert session.exec(select(PortalCredentials)).one().access_token is None
 
@@ -119,8 +103,8 @@ def test_offline_delivery_on_a_plan_without_the_extended_mode(make_bridge: App) 
     assert stored_mode(bridge) == "basic"
     reads = offline_reads(bridge)
     assert reads and all(r["status"] == 200 for r in reads)  # never asked to reserve
-    assert "offline delivery: basic (the plan lacks rest_offline_extended" in status_text(bridge)
-    assert status_json(bridge)["offline"]["mode"] == "basic"
+    assert "offline delivery: basic (the plan lacks rest_offline_extended" in bridge.status_text()
+    assert bridge.status_json()["offline"]["mode"] == "basic"
     queue = f"{bridge.sandbox.bitrix_url}/_control/portals/{bridge.portal.member_id}/offline"
     assert bridge.http.get(queue).json()["records"] == []
 
@@ -133,7 +117,7 @@ def test_a_plan_downgrade_switches_to_basic_without_losing_the_change(make_bridg
     bridge.flush_deliveries()
     wait_for(lambda: summaries(bridge) == ["Before"], 20, "the first calendar")
     assert stored_mode(bridge) == "extended"
-    assert "offline delivery: extended" in status_text(bridge)
+    assert "offline delivery: extended" in bridge.status_text()
 
     set_plan(bridge, ["rest_auth_connector"])
     bridge.add_section("company_calendar", 0, "After")
@@ -143,7 +127,7 @@ def test_a_plan_downgrade_switches_to_basic_without_losing_the_change(make_bridg
     refused = [r for r in offline_reads(bridge) if r.get("error") == "WRONG_LICENSE"]
     assert refused  # the extended read was tried and refused, then basic mode took over
     assert stored_mode(bridge) == "basic"
-    assert status_json(bridge)["offline"]["mode"] == "basic"
+    assert bridge.status_json()["offline"]["mode"] == "basic"
     assert len(bridge.mappings()) == 2
 
 
@@ -161,7 +145,7 @@ def test_a_read_lost_in_basic_mode_is_repaired_by_the_next_worker(make_bridge: A
                 PortalState(
                     portal_key=bridge.portal.key,
                     offline_mode="basic",
-                    offline_process_id=UNCONFIRMED_READ,
+                    offline_read_at=utcnow(),
                 )
             )
             session.commit()
@@ -181,10 +165,10 @@ def _installed(bridge: Bridge) -> bool:
         return row is not None and row.access_token is not None
 
 
-def _mark(bridge: Bridge) -> str | None:
+def _mark(bridge: Bridge) -> datetime | None:
     with Session(bridge.engine) as session:
         state = session.get(PortalState, bridge.portal.key)
-        return state.offline_process_id if state else None
+        return state.offline_read_at if state else None
 
 
 def test_a_pull_refused_for_good_is_parked_alerted_shown_and_replayable(make_bridge: App) -> None:
@@ -199,13 +183,13 @@ def test_a_pull_refused_for_good_is_parked_alerted_shown_and_replayable(make_bri
         description="Access denied!",
     )
 
-    wait_for(lambda: "offline pull failed" in status_text(bridge), 20, "status to show it")
+    wait_for(lambda: "offline pull failed" in bridge.status_text(), 20, "status to show it")
     bridge.notifier.wait_idle()
     notices = bridge.http.get(
         f"{bridge.sandbox.bitrix_url}/_control/portals/{bridge.portal.member_id}/notifications"
     ).json()["notifications"]
     assert any("ACCESS_DENIED" in str(notice) for notice in notices)
-    assert "ACCESS_DENIED" in status_json(bridge)["offline"]["pull_failed"]
+    assert "ACCESS_DENIED" in bridge.status_json()["offline"]["pull_failed"]
     [parked] = [r for r in bridge.inbox() if r.state == InboxState.PARKED]
     assert parked.event == "ONOFFLINEEVENT"
     bridge.http.delete(f"{bridge.sandbox.bitrix_url}/_control/faults").raise_for_status()

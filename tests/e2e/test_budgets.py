@@ -7,8 +7,6 @@ the Google emulator puts the owner in read-only mode for a few seconds.
 
 from __future__ import annotations
 
-import io
-import json
 import time
 from collections.abc import Callable
 from itertools import pairwise
@@ -17,14 +15,7 @@ from typing import Any
 import httpx
 
 from bridge.models import InboxState
-from bridge.operations import portal_status
 from tests.e2e.conftest import Bridge
-
-
-def set_budget(bridge: Bridge, **knobs: Any) -> None:
-    bridge.http.patch(
-        f"{bridge.sandbox.bitrix_url}/_control/portals/{bridge.portal.member_id}", json=knobs
-    ).raise_for_status()
 
 
 def refused_commands(bridge: Bridge, error: str) -> list[dict[str, Any]]:
@@ -48,8 +39,7 @@ def test_a_spent_time_budget_waits_for_the_recorded_reset_and_parks_nothing(
 ) -> None:
     # Each read of the selection lists resources once: 20 s of a 30 s budget, in 10 baskets of
     # 0.5 s (a 5 s window instead of 10 minutes).
-    set_budget(
-        bridge,
+    bridge.patch_portal(
         operating_limit_s=30,
         method_cost_s={"calendar.resource.list": 20},
         basket_s=0.5,
@@ -110,14 +100,13 @@ def test_read_only_owner_is_probed_with_one_write_and_resumes_when_it_lifts(
     bridge.flush_deliveries()
 
     wait_until(lambda: refused_writes(bridge) != [], "Google's first refusal")
-    blocked = status(bridge)["google_owner"]
-    text = io.StringIO()
-    portal_status(bridge.engine, [bridge.portal], out=text)
+    blocked = bridge.status_json()["google_owner"]
+    text = bridge.status_text()
     rows = bridge.wait_applied(3)
 
     assert blocked["read_only"] is True
     assert blocked["probe_at"] > blocked["blocked_at"]
-    assert f"google owner {bridge.subject}: READ-ONLY" in text.getvalue()
+    assert f"google owner {bridge.subject}: READ-ONLY" in text
     assert sorted(c["summary"] for c in bridge.calendars()) == ["One", "Three", "Two"]
     assert [(row.state, row.attempts) for row in rows] == [(InboxState.DONE, 0)] * 3
     refused = refused_writes(bridge)
@@ -127,7 +116,7 @@ def test_read_only_owner_is_probed_with_one_write_and_resumes_when_it_lifts(
     assert 2 <= len(refused) <= 3
     assert gaps[0] >= 1.1 and all(gap >= 2.3 for gap in gaps[1:])
     assert all(r["status"] == 403 for r in writes(bridge) if r["t"] <= refused[-1])
-    assert status(bridge)["google_owner"]["read_only"] is False
+    assert bridge.status_json()["google_owner"]["read_only"] is False
 
 
 def writes(bridge: Bridge) -> list[dict[str, Any]]:
@@ -136,13 +125,6 @@ def writes(bridge: Bridge) -> list[dict[str, Any]]:
 
 def refused_writes(bridge: Bridge) -> list[float]:
     return [float(r["t"]) for r in writes(bridge) if r["status"] == 403]
-
-
-def status(bridge: Bridge) -> dict[str, Any]:
-    out = io.StringIO()
-    portal_status(bridge.engine, [bridge.portal], as_json=True, out=out)
-    portal: dict[str, Any] = json.loads(out.getvalue())["portals"][0]
-    return portal
 
 
 def test_reconciliation_makes_no_google_writes_for_a_read_only_owner(
@@ -165,5 +147,5 @@ def test_reconciliation_makes_no_google_writes_for_a_read_only_owner(
     assert "2 left, no Google writes" in second
     assert after_first == len(refused_writes(bridge)) == 1  # the write that met the mode
     assert len(writes(bridge)) == after_first  # the second run waited for the probe
-    assert status(bridge)["google_owner"]["read_only"] is True
+    assert bridge.status_json()["google_owner"]["read_only"] is True
     assert bridge.calendars() == []

@@ -4,7 +4,6 @@ and the difference reported once; REST follows a moved portal (NOTES.md §9a).""
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable
 from typing import Any
@@ -15,7 +14,6 @@ from sqlalchemy import text
 from sqlmodel import Session, select
 
 from bridge.models import InboxState, PortalAddress
-from bridge.operations import portal_status
 from bridge.sandbox.bitrix import http_build_query
 from tests.e2e.conftest import Bridge, Deploy
 from tests.e2e.deployment import settled, wait_for
@@ -43,18 +41,6 @@ VARIANTS: dict[str, tuple[str | None, dict[str, Any], tuple[str, str]]] = {
 }
 
 
-def set_up_portal(bridge: Bridge, **knobs: Any) -> None:
-    bridge.http.patch(
-        f"{bridge.sandbox.bitrix_url}/_control/portals/{bridge.portal.member_id}", json=knobs
-    ).raise_for_status()
-
-
-def status_text(bridge: Bridge) -> str:
-    out = io.StringIO()
-    portal_status(bridge.engine, [bridge.portal], out=out)
-    return out.getvalue()
-
-
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_an_event_naming_another_address_is_applied_and_reported_once(
     make_bridge: App, variant: str
@@ -63,7 +49,7 @@ def test_an_event_naming_another_address_is_applied_and_reported_once(
     receiver = Receiver()
     with receiver.server:
         bridge = make_bridge(domain=domain, notify={"webhook_url": f"{receiver.server.url}/hook"})
-        set_up_portal(bridge, **knobs)
+        bridge.patch_portal(**knobs)
         bridge.add_section("company_calendar", 0, "Board")
         bridge.wait_applied(1)
         bridge.add_section("company_calendar", 0, "Works council")
@@ -75,7 +61,7 @@ def test_an_event_naming_another_address_is_applied_and_reported_once(
     [alert] = receiver.messages
     assert alert["cause"].startswith("address")
     assert value in alert["text"]
-    [line] = [line for line in status_text(bridge).splitlines() if "address:" in line]
+    [line] = [line for line in bridge.status_text().splitlines() if "address:" in line]
     assert value in line
     metric = ("bridge_portal_addresses", (("kind", kind), ("portal", "acme")))
     assert samples(bridge.web_url)[metric] == 1
@@ -86,10 +72,10 @@ def test_an_address_is_reported_again_only_when_it_changes_again(make_bridge: Ap
     receiver = Receiver()
     with receiver.server:
         bridge = make_bridge(notify={"webhook_url": f"{receiver.server.url}/hook"})
-        set_up_portal(bridge, domain="acme-renamed.bitrix24.com")
+        bridge.patch_portal(domain="acme-renamed.bitrix24.com")
         bridge.add_section("company_calendar", 0, "First name")
         bridge.wait_applied(1)
-        set_up_portal(bridge, domain="acme-final.bitrix24.com")
+        bridge.patch_portal(domain="acme-final.bitrix24.com")
         bridge.add_section("company_calendar", 0, "Second name")
         bridge.wait_applied(2)
         bridge.add_section("company_calendar", 0, "Still the second name")
@@ -106,7 +92,7 @@ def test_an_address_that_cannot_be_recorded_does_not_cost_the_event(make_bridge:
     bridge = make_bridge()
     with bridge.engine.begin() as connection:  # a real database failure for this one table
         connection.execute(text("DROP TABLE portal_address"))
-    set_up_portal(bridge, domain="acme-renamed.bitrix24.com")
+    bridge.patch_portal(domain="acme-renamed.bitrix24.com")
 
     bridge.add_section("company_calendar", 0, "Applied anyway")
 
@@ -188,12 +174,12 @@ def test_an_apps_events_from_another_oauth_server_are_applied_and_reported(
     bridge = make_bridge(app={})
     bridge.install()
     wait_for(lambda: bool(bridge.app_state()["apps"][0]["bindings"]), 20, "the binding")
-    set_up_portal(bridge, region="ru")
+    bridge.patch_portal(region="ru")
 
     bridge.add_section("company_calendar", 0, "Over OAuth, zone ru")
 
     wait_for(lambda: len(bridge.calendars()) == 1, 20, "the calendar")
     assert bridge.calendars()[0]["summary"] == "Over OAuth, zone ru"
-    [line] = [line for line in status_text(bridge).splitlines() if "address:" in line]
+    [line] = [line for line in bridge.status_text().splitlines() if "address:" in line]
     assert "https://oauth.bitrix24.tech/rest/" in line
     assert "bitrix.oauth.server_endpoint" in line

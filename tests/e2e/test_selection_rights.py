@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from typing import Any
 
 from bridge.models import InboxState, MappingState
-from bridge.operations import check_portals, portal_status
+from bridge.operations import check_portals
 from tests.e2e.conftest import Bridge
 
 ALL_GROUPS = {"groups": "all", "reconcile_interval_minutes": 0}
@@ -15,18 +14,6 @@ ALL_GROUPS = {"groups": "all", "reconcile_interval_minutes": 0}
 
 def summaries(bridge: Bridge) -> list[str]:
     return sorted(c["summary"] for c in bridge.calendars())
-
-
-def patch_portal(bridge: Bridge, **knobs: Any) -> None:
-    bridge.http.patch(
-        f"{bridge.sandbox.bitrix_url}/_control/portals/{bridge.portal.member_id}", json=knobs
-    ).raise_for_status()
-
-
-def status_text(bridge: Bridge) -> str:
-    out = io.StringIO()
-    portal_status(bridge.engine, [bridge.portal], out=out)
-    return out.getvalue()
 
 
 def test_a_secret_group_and_an_extranet_user_are_mirrored(
@@ -55,7 +42,7 @@ def test_a_section_hidden_by_rights_is_kept_and_a_deleted_one_retired(
     bridge.wait_applied(3)
     assert summaries(bridge) == ["Old plans", "Older plans", "Secret plans"]
 
-    patch_portal(bridge, webhook_admin=False)  # the group drops out of the listing
+    bridge.patch_portal(webhook_admin=False)  # the group drops out of the listing
 
     bridge.update_section(kept["ID"], name="Secret plans 2026")
     bridge.delete_section(deleted["ID"])
@@ -85,7 +72,7 @@ def test_a_refused_direct_read_keeps_the_calendar_until_a_read_confirms(
     bridge.add_owners("groups", [{"ID": "12", "NAME": "Board", "VISIBLE": "N", "OWNER_ID": "7"}])
     section = bridge.add_section("group", 12, "Secret plans")
     bridge.wait_applied(1)
-    patch_portal(bridge, webhook_admin=False)
+    bridge.patch_portal(webhook_admin=False)
     bridge.delete_section(section["ID"], deliver=False)
     # The direct read of group 12 is refused the way calendar methods refuse (NOTES §2.1).
     bridge.bitrix_fault(
@@ -119,14 +106,14 @@ def test_a_guard_tripping_reconciliation_still_creates_and_updates(bridge: Bridg
     assert "12 removal(s) held back: would delete or archive 12 of 13 calendars" in output
     kept_rooms = [f"Room {i}" for i in range(12)]
     assert summaries(bridge) == sorted(["Front desk", "Roof terrace", *kept_rooms])
-    status = status_text(bridge)
+    status = bridge.status_text()
     assert "12 removal(s) held back" in status, status
 
     code, output = bridge.sync(force=True)
 
     assert code == 0, output
     assert summaries(bridge) == ["Front desk", "Roof terrace"]
-    assert "held back" not in status_text(bridge)
+    assert "held back" not in bridge.status_text()
 
 
 def test_only_sections_synced_with_google_are_skipped(bridge: Bridge) -> None:
@@ -158,7 +145,7 @@ def test_check_config_online_names_a_missing_scope(make_bridge: Callable[..., Br
     assert check_portals(bridge.engine, [bridge.portal], online=True, out=out) == 0, out.getvalue()
     assert "bitrix24 ok: scopes calendar, sonet_group, im granted" in out.getvalue()
 
-    patch_portal(bridge, webhook_scopes=["calendar", "sonet_group", "user"])
+    bridge.patch_portal(webhook_scopes=["calendar", "sonet_group", "user"])
     out = io.StringIO()
 
     assert check_portals(bridge.engine, [bridge.portal], online=True, out=out) == 1

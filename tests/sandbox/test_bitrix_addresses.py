@@ -10,8 +10,7 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 
-from bridge.sandbox.bitrix import BitrixEmulator, parse_php_query
-from bridge.sandbox.server import ServerThread
+from bridge.sandbox.bitrix import parse_php_query
 from tests.sandbox.test_bitrix_emulator import CODE, DOMAIN, MEMBER, Receiver, bind_hook, flush
 
 
@@ -21,13 +20,6 @@ def receiver() -> Iterator[Receiver]:
     receiver.server.start()
     yield receiver
     receiver.server.stop()
-
-
-@pytest.fixture(scope="module")
-def emulator_url() -> Iterator[str]:
-    server = ServerThread(BitrixEmulator(deliver_timeout_s=2.0).app)
-    yield server.start()
-    server.stop()
 
 
 @pytest.fixture

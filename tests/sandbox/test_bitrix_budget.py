@@ -8,19 +8,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from bridge.sandbox.bitrix import BitrixEmulator
-from bridge.sandbox.server import ServerThread
-
 MEMBER = "b0d9e1c3710f85df22e9377d6c4f7553"
 CODE = "budgetcode"
 SECTIONS = "calendar.section.get"
-
-
-@pytest.fixture(scope="module")
-def emulator_url() -> Iterator[str]:
-    server = ServerThread(BitrixEmulator().app)
-    yield server.start()
-    server.stop()
 
 
 @pytest.fixture
@@ -62,9 +52,9 @@ def test_every_answer_reports_the_method_budget(rest: httpx.Client) -> None:
 def test_the_call_that_crosses_completes_and_the_next_is_refused_until_a_reset(
     control: httpx.Client, rest: httpx.Client
 ) -> None:
-    assert budget(
-        control, operating_limit_s=30, method_cost_s={SECTIONS: 20}, basket_s=0.2
-    ).json()["method_cost_s"] == {SECTIONS: 20}
+    assert budget(control, operating_limit_s=30, method_cost_s={SECTIONS: 20}, basket_s=0.2).json()[
+        "method_cost_s"
+    ] == {SECTIONS: 20}
 
     assert sections(rest).json()["time"]["operating"] == 20
     crossing = sections(rest)

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from bridge.sandbox.bitrix import BitrixEmulator, http_build_query, parse_php_query
+from bridge.sandbox.bitrix import http_build_query, parse_php_query
 from bridge.sandbox.server import ServerThread
 
 MEMBER = "a223c6b3710f85df22e9377d6c4f7553"
@@ -57,13 +57,6 @@ def receiver() -> Iterator[Receiver]:
     receiver.server.start()
     yield receiver
     receiver.server.stop()
-
-
-@pytest.fixture(scope="module")
-def emulator_url() -> Iterator[str]:
-    server = ServerThread(BitrixEmulator(deliver_timeout_s=2.0).app)
-    yield server.start()
-    server.stop()
 
 
 @pytest.fixture

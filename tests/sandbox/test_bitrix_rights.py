@@ -8,18 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from bridge.sandbox.bitrix import BitrixEmulator
-from bridge.sandbox.server import ServerThread
-
 MEMBER = "rights-portal"
 CODE = "rightscode"
-
-
-@pytest.fixture(scope="module")
-def emulator_url() -> Iterator[str]:
-    server = ServerThread(BitrixEmulator(deliver_timeout_s=2.0).app)
-    yield server.start()
-    server.stop()
 
 
 @pytest.fixture
