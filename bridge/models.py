@@ -212,12 +212,43 @@ class PortalCredentials(SQLModel, table=True):
     __tablename__ = "portal_credentials"
 
     portal_key: str = Field(primary_key=True, max_length=40)
-    access_token: str | None = Field(default=None, max_length=255)
-    refresh_token: str | None = Field(default=None, max_length=255)
+    # Tokens are stored encrypted (Fernet text, longer than the token): hence Text.
+    access_token: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    refresh_token: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     expires_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
-    application_token: str | None = Field(default=None, max_length=255)
+    application_token: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     installed_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
     uninstalled_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
     refreshed_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
     refresh_count: int = 0
     problem: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class PendingInstall(SQLModel, table=True):
+    """App mode: an install as it arrived, trusted for nothing until the worker has verified it
+    against the configured Bitrix24 servers; then it replaces the live install."""
+
+    __tablename__ = "pending_install"
+
+    id: int | None = Field(default=None, primary_key=True)
+    portal_key: str = Field(max_length=40, index=True)
+    access_token: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    refresh_token: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    application_token: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    expires_in: int | None = None
+    received_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    verified_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    problem: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class CalendarRemoval(SQLModel, table=True):
+    """One calendar a portal's run deleted or archived: the mass-delete guard counts these over
+    a rolling window, across workers, the event path and `sync`."""
+
+    __tablename__ = "calendar_removal"
+    __table_args__ = (Index("ix_calendar_removal_portal_at", "portal_key", "removed_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    portal_key: str = Field(max_length=40)
+    section_id: str = Field(max_length=20)
+    removed_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
