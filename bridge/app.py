@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import Engine, text
@@ -33,10 +35,12 @@ from bridge.events import (
     parse_body,
     read_event,
 )
-from bridge.inbox import InboxWriter
-from bridge.metrics import EVENTS_RECEIVED
+from bridge.inbox import InboxWriter, StoreUnavailable, UnstorableEvent
+from bridge.installs import PAYLOAD_KEY, record_pending
+from bridge.metrics import UNKNOWN_PORTAL, authorized, count_delivery
 from bridge.metrics import render as render_metrics
-from bridge.oauth import installed_token, record_install, record_uninstall
+from bridge.oauth import installed_token, record_uninstall
+from bridge.tokens import TokenCipher, require_cipher, token_cipher
 
 log = logging.getLogger("bridge.web")
 
@@ -47,19 +51,34 @@ class _BodyTooLarge(Exception):
     pass
 
 
+_MAX_ERROR = 400  # an error names the problem and quotes at most ~100 characters of the request
+
+
 def create_app(
-    *, portals: Sequence[PortalConfig], engine: Engine, lifespan: Lifespan | None = None
+    *,
+    portals: Sequence[PortalConfig],
+    engine: Engine,
+    lifespan: Lifespan | None = None,
+    metrics_token: str | None = None,
+    body_timeout: float = 10.0,
+    store_timeout: float = 5.0,
+    cipher: TokenCipher | None = None,
 ) -> Starlette:
+    """`cipher` seals and opens the OAuth tokens of app-mode portals (required with one)."""
+    if any(portal.app_mode for portal in portals):
+        require_cipher(cipher)
     by_member_id = {portal.member_id: portal for portal in portals}
     head = schema_head()
-    writer = InboxWriter(engine)
+    writer = InboxWriter(engine, store_timeout=store_timeout)
     addresses = AddressMemory()
 
     async def receive_event(request: Request) -> JSONResponse:
         try:
-            body = await _read_body(request)
+            body = await _read_body(request, body_timeout)
         except _BodyTooLarge:
             return _error(413, f"body is larger than {MAX_BODY_BYTES} bytes")
+        except TimeoutError:
+            return _error(408, f"the body was not complete within {body_timeout:g} s")
         except ClientDisconnect:
             return _error(400, "client disconnected before the body was complete")
         try:
@@ -75,7 +94,7 @@ def create_app(
         portal = by_member_id.get(event.auth.member_id)
         if portal is None:
             log.warning("event from an unknown portal refused", extra={"event": event.event})
-            EVENTS_RECEIVED.labels("unknown", event.event, "unknown_portal").inc()
+            count_delivery(UNKNOWN_PORTAL, event.event, "unknown_portal")
             return _error(403, "auth[member_id] is not a configured portal")
         fields = {"portal": portal.key, "event": event.event, "section_id": event.section_id}
         # Installs bring tokens the bridge will use, so their addresses must match the config.
@@ -83,58 +102,73 @@ def create_app(
         # reported (bridge.addresses), never called.
         if event.event == INSTALL and event.auth.domain != portal.domain:
             log.warning("event for another domain refused", extra=fields)
-            EVENTS_RECEIVED.labels(portal.key, event.event, "wrong_domain").inc()
+            count_delivery(portal.key, event.event, "wrong_domain")
             return _error(403, "auth[domain] does not match the configured portal")
         refusal = _foreign_origin(portal, event.auth) if event.event == INSTALL else None
         if refusal is not None:
             log.warning("event refused: %s", refusal, extra=fields)
-            EVENTS_RECEIVED.labels(portal.key, event.event, "foreign_origin").inc()
+            count_delivery(portal.key, event.event, "foreign_origin")
             return _error(403, refusal)
         try:
             if event.event == INSTALL:
                 return await _install(portal, event)
             expected = portal.application_token
             if portal.app_mode:
-                expected = await run_in_threadpool(installed_token, engine, portal) or expected
+                live = await run_in_threadpool(
+                    installed_token, engine, portal, require_cipher(cipher)
+                )
+                expected = live or expected
             if not expected or not hmac.compare_digest(
                 event.auth.application_token.encode(), expected.encode()
             ):
                 log.warning("event with a wrong application token refused", extra=fields)
-                EVENTS_RECEIVED.labels(portal.key, event.event, "wrong_token").inc()
+                count_delivery(portal.key, event.event, "wrong_token")
                 return _error(401, "auth[application_token] is wrong")
             await _note_addresses(portal, event.auth)
             if event.event == UNINSTALL:
                 await run_in_threadpool(record_uninstall, engine, portal)
                 log.warning("the app was uninstalled; the portal's work stops", extra=fields)
             recorded = await writer.record(portal.key, event)
-        except SQLAlchemyError as exc:
+        except UnstorableEvent as exc:
+            log.warning("the store refused the event's content: %s", exc, extra=fields)
+            count_delivery(portal.key, event.event, "unstorable")
+            return _error(400, "the event's content cannot be stored; nothing was accepted")
+        except (SQLAlchemyError, StoreUnavailable) as exc:
             log.error("could not store the event: %s", exc.__class__.__name__, extra=fields)
-            EVENTS_RECEIVED.labels(portal.key, event.event, "store_failed").inc()
+            count_delivery(portal.key, event.event, "store_failed")
             return _error(503, "the event store is unavailable; nothing was accepted")
         status = "accepted" if event.handled else "ignored"
         outcome = "duplicate" if recorded.duplicate else status
-        EVENTS_RECEIVED.labels(portal.key, event.event, outcome).inc()
+        count_delivery(portal.key, event.event, outcome)
         return JSONResponse({"status": status, "id": recorded.id, "duplicate": recorded.duplicate})
 
     async def _install(portal: PortalConfig, event: BitrixEvent) -> JSONResponse:
         fields = {"portal": portal.key, "event": event.event}
         if not portal.app_mode:
-            EVENTS_RECEIVED.labels(portal.key, event.event, "not_an_app").inc()
+            count_delivery(portal.key, event.event, "not_an_app")
             return _error(403, "the portal is configured with an incoming webhook, not as an app")
         configured = portal.application_token
         if configured and not hmac.compare_digest(
             event.auth.application_token.encode(), configured.encode()
         ):
-            EVENTS_RECEIVED.labels(portal.key, event.event, "wrong_token").inc()
+            count_delivery(portal.key, event.event, "wrong_token")
             return _error(401, "auth[application_token] is wrong")
         for name in ("access_token", "refresh_token"):
             if not getattr(event.auth, name):
                 return _error(400, f"auth[{name}]: is missing", field=f"auth[{name}]")
-        await run_in_threadpool(record_install, engine, portal, event.auth)
-        recorded = await writer.record(portal.key, event)
-        log.info("the app was installed", extra=fields)
-        EVENTS_RECEIVED.labels(portal.key, event.event, "accepted").inc()
-        return JSONResponse({"status": "installed", "id": recorded.id})
+        # Trusted for nothing until the worker has verified it (bridge.installs).
+        pending = await run_in_threadpool(
+            record_pending, engine, require_cipher(cipher), portal, event.auth
+        )
+        if pending is None:
+            log.warning("install refused: too many installs wait for verification", extra=fields)
+            count_delivery(portal.key, event.event, "too_many_installs")
+            return _error(429, "too many installs are waiting for verification; try again later")
+        payload = {**event.payload, PAYLOAD_KEY: pending}
+        recorded = await writer.record(portal.key, replace(event, payload=payload))
+        log.info("an install was received; it is trusted once verified", extra=fields)
+        count_delivery(portal.key, event.event, "pending")
+        return JSONResponse({"status": "pending verification", "id": recorded.id})
 
     async def _note_addresses(portal: PortalConfig, auth: EventAuth) -> None:
         """Record addresses the config does not imply, before the event, so the worker that
@@ -175,6 +209,10 @@ def create_app(
         return JSONResponse({"status": "ok", "database": "ok", "portals": len(by_member_id)})
 
     async def metrics(request: Request) -> Response:
+        if not authorized(request.headers.get("authorization"), metrics_token):
+            response = _error(401, "metrics need Authorization: Bearer <METRICS_TOKEN>")
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response
         try:
             body = await run_in_threadpool(render_metrics, engine)
         except SQLAlchemyError:
@@ -193,17 +231,19 @@ def create_app(
     )
 
 
-async def _read_body(request: Request) -> bytes:
+async def _read_body(request: Request, timeout: float) -> bytes:
+    """The body, whole within `timeout` seconds (else TimeoutError): a trickle holds nothing."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+    if declared.isascii() and declared.isdigit() and int(declared[:20]) > MAX_BODY_BYTES:
         raise _BodyTooLarge
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise _BodyTooLarge
-        chunks.append(chunk)
+    async with asyncio.timeout(timeout):
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise _BodyTooLarge
+            chunks.append(chunk)
     return b"".join(chunks)
 
 
@@ -220,7 +260,7 @@ def _foreign_origin(portal: PortalConfig, auth: EventAuth) -> str | None:
 
 
 def _error(status: int, message: str, *, field: str | None = None) -> JSONResponse:
-    content: dict[str, str] = {"error": message}
+    content: dict[str, str] = {"error": message[:_MAX_ERROR]}
     if field:
         content["field"] = field
     return JSONResponse(content, status_code=status)
@@ -230,6 +270,7 @@ def app_from_env() -> Starlette:
     """Zero-argument factory for `uvicorn --factory bridge.app:app_from_env`."""
     settings = Settings.from_env()
     portals = load_portals(settings.config_path)
+    cipher = token_cipher(settings.token_keys, portals)
     engine = create_db_engine(settings.database_url)
 
     @asynccontextmanager
@@ -239,4 +280,12 @@ def app_from_env() -> Starlette:
         yield
         engine.dispose()
 
-    return create_app(portals=portals, engine=engine, lifespan=lifespan)
+    return create_app(
+        portals=portals,
+        engine=engine,
+        lifespan=lifespan,
+        metrics_token=settings.metrics_token,
+        body_timeout=settings.body_timeout_s,
+        store_timeout=settings.store_timeout_s,
+        cipher=cipher,
+    )

@@ -5,10 +5,12 @@ is committed in state `creating` with a fresh nonce, and the insert carries a ma
 portal, section and nonce in the calendar's description. When an insert's outcome is unknown (a
 timeout, a dropped connection, a 5xx, a crash before the mapping was updated), the next attempt
 looks for the marker in the owner's calendar list and adopts what it finds before inserting again;
-twins are deleted. The unique constraint on (portal, section) stops two rows from ever existing.
-Every step records what it applied, so a retried action only does what is still missing.
-Creations are paced per owner, counted in the database so every worker shares the count: more
-than about 60 new calendars in a short period puts the owner in read-only mode for hours.
+twins are deleted. Only a marker on the description's last line that names this portal (key and
+member_id) and section counts (`mirror.read_marker`), so a section's text cannot forge one. The
+unique constraint on (portal, section) stops two rows from ever existing. Every step records
+what it applied, so a retried action only does what is still missing. Creations are paced per
+owner, counted in the database so every worker shares the count: more than about 60 new
+calendars in a short period puts the owner in read-only mode for hours.
 """
 
 from __future__ import annotations
@@ -36,10 +38,12 @@ from bridge.mirror import (
     CalendarState,
     archived_state,
     desired_state,
+    marks_section,
     observed_state,
     read_marker,
 )
 from bridge.models import CalendarCreation, CalendarMapping, MappingState, utcnow
+from bridge.removals import record_removal
 from bridge.selection import Section
 
 
@@ -186,7 +190,9 @@ def retire_calendar(
         except GoogleNotFound:
             pass  # nothing left to archive
         else:
-            _save(lease, mapping, state=MappingState.ARCHIVED, applied=archived.to_json())
+            with fenced(lease) as session:
+                _update(session, mapping, state=MappingState.ARCHIVED, applied=archived.to_json())
+                record_removal(session, portal, mapping.section_id)
             return f"archived calendar {calendar_id}"
     elif calendar_id and policy == "delete":
         google.delete_calendar(calendar_id)
@@ -194,6 +200,8 @@ def retire_calendar(
         row = session.get(CalendarMapping, mapping.id)
         if row is not None:
             session.delete(row)
+        if calendar_id and policy == "delete":
+            record_removal(session, portal, mapping.section_id)
     if not calendar_id:
         return "forgot an unfinished mapping"
     return (
@@ -258,13 +266,17 @@ def _adopt_marked(
     found = []
     for entry in google.owned_calendars():
         marker = read_marker(entry.description)
-        if marker and marker[:2] == (portal.key, mapping.section_id):
-            found.append((marker[2] != mapping.nonce, entry))  # ours first, then older attempts
+        if marker is not None and marks_section(marker, portal, mapping.section_id):
+            # this attempt's first, then older attempts, tagged ones before legacy ones
+            found.append(((marker.nonce != mapping.nonce, marker.legacy), entry))
     if not found:
         return None
     found.sort(key=lambda pair: pair[0])
     keep = found[0][1]
-    for _, twin in found[1:]:
+    # A legacy marker names only the portal key, which another deployment may share: never
+    # delete on its word (see `read_marker`).
+    twins = [twin for (_, legacy), twin in found[1:] if not legacy]
+    for twin in twins:
         google.delete_calendar(twin.id)
     observed = observed_state(keep, None)
     _save(
@@ -274,8 +286,8 @@ def _adopt_marked(
         google_calendar_id=keep.id,
         applied=observed.to_json(),
     )
-    twins = f" and removed {len(found) - 1} duplicate(s)" if len(found) > 1 else ""
-    return f"adopted calendar {keep.id}{twins}"
+    removed = f" and removed {len(twins)} duplicate(s)" if twins else ""
+    return f"adopted calendar {keep.id}{removed}"
 
 
 def _mapping_for(lease: Lease, section: Section) -> tuple[CalendarMapping, bool]:
@@ -300,13 +312,17 @@ def _mapping_for(lease: Lease, section: Section) -> tuple[CalendarMapping, bool]
 
 def _save(lease: Lease, mapping: CalendarMapping, **values: object) -> None:
     with fenced(lease) as session:
-        row = session.get(CalendarMapping, mapping.id)
-        assert row is not None
-        for name, value in values.items():
-            setattr(row, name, value)
-            setattr(mapping, name, value)
-        row.updated_at = utcnow()
-        session.add(row)
+        _update(session, mapping, **values)
+
+
+def _update(session: Session, mapping: CalendarMapping, **values: object) -> None:
+    row = session.get(CalendarMapping, mapping.id)
+    assert row is not None
+    for name, value in values.items():
+        setattr(row, name, value)
+        setattr(mapping, name, value)
+    row.updated_at = utcnow()
+    session.add(row)
 
 
 class CreationPaced(GoogleError):

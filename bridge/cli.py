@@ -10,11 +10,14 @@ from collections.abc import Sequence
 from datetime import timedelta
 from types import FrameType
 
+from sqlalchemy import Engine
+
 from bridge import __version__
 from bridge.bitrix import BitrixError
 from bridge.config import ConfigError, PortalConfig, Settings, load_portals
 from bridge.db import AnotherWorkerRuns
 from bridge.logs import configure_logging, redact
+from bridge.tokens import TokenCipher, token_cipher
 
 log = logging.getLogger("bridge")
 
@@ -113,6 +116,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(run=_check_config)
 
+    reencrypt = commands.add_parser(
+        "reencrypt-tokens",
+        help="app mode: seal every stored OAuth token with the first key of BRIDGE_TOKEN_KEYS",
+    )
+    reencrypt.set_defaults(run=_reencrypt_tokens)
+
     demo = commands.add_parser(
         "demo", help="run the whole loop against local emulators on a throw-away SQLite database"
     )
@@ -134,14 +143,21 @@ def _parser() -> argparse.ArgumentParser:
 def _load() -> tuple[Settings, list[PortalConfig]]:
     settings = Settings.from_env()
     portals = load_portals(settings.config_path)
-    redact(secret for portal in portals for secret in portal.secrets())
+    redact([settings.metrics_token or "", *(s for p in portals for s in p.secrets())])
+    redact(settings.token_keys)
     return settings, portals
+
+
+def _cipher(settings: Settings, portals: list[PortalConfig]) -> TokenCipher | None:
+    """The OAuth tokens' cipher; with an app-mode portal and no key this is a config error."""
+    return token_cipher(settings.token_keys, portals)
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    settings, _portals = _load()  # fail here, with one line, before uvicorn starts
+    settings, portals = _load()  # fail here, with one line, before uvicorn starts
+    _cipher(settings, portals)
     uvicorn.run(
         "bridge.app:app_from_env",
         factory=True,
@@ -162,16 +178,20 @@ def _worker(args: argparse.Namespace) -> int:
     from bridge.worker import Worker
 
     settings, portals = _load()
+    cipher = _cipher(settings, portals)
     engine = create_db_engine(settings.database_url)
-    notifier = Notifier(engine)
+    if cipher is not None:
+        _reencrypt_at_start(engine, cipher)
+    notifier = Notifier(engine, cipher)
     worker = Worker(
         engine=engine,
         portals=portals,
         lease_ttl=timedelta(seconds=settings.lease_seconds),
         notifier=notifier,
+        cipher=cipher,
     )
     if settings.metrics_port:
-        serve_worker_metrics(settings.metrics_port)
+        serve_worker_metrics(settings.metrics_port, settings.metrics_token)
         log.info("worker metrics on port %d", settings.metrics_port)
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -183,6 +203,47 @@ def _worker(args: argparse.Namespace) -> int:
     with only_worker_on_sqlite(settings.database_url):
         worker.run()
     notifier.close()
+    return 0
+
+
+def _reencrypt_at_start(engine: Engine, cipher: TokenCipher) -> None:
+    """Tokens in plaintext (from an earlier version) or under an older key get the newest key."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bridge.tokens import reencrypt
+
+    try:
+        done = reencrypt(engine, cipher)
+    except SQLAlchemyError as exc:  # the worker's own loop waits for the database
+        log.warning("tokens not re-encrypted at start-up: %s", exc.__class__.__name__)
+        return
+    if done.rows:
+        log.info("re-encrypted the stored tokens of %d row(s) with the newest key", done.rows)
+    if done.unreadable:
+        log.error("%d row(s) hold tokens no key in %s opens", done.unreadable, "BRIDGE_TOKEN_KEYS")
+
+
+def _reencrypt_tokens(args: argparse.Namespace) -> int:
+    from bridge.db import create_db_engine
+    from bridge.tokens import KEYS_VARIABLE, TokenKeysMissing, reencrypt
+
+    settings, portals = _load()
+    cipher = _cipher(settings, portals)
+    if cipher is None:
+        raise TokenKeysMissing()
+    engine = create_db_engine(settings.database_url)
+    try:
+        done = reencrypt(engine, cipher)
+    finally:
+        engine.dispose()
+    print(f"re-encrypted {done.rows} row(s) with the first key of {KEYS_VARIABLE}")
+    if done.unreadable:
+        print(
+            f"{done.unreadable} row(s) hold tokens that no key in {KEYS_VARIABLE} opens: keep "
+            "the key they were sealed with, or reinstall the app",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -213,7 +274,11 @@ def _sync(args: argparse.Namespace) -> int:
     engine = create_db_engine(settings.database_url)
     try:
         return sync_portals(
-            engine, _chosen(portals, args.portal), dry_run=args.dry_run, force=args.force
+            engine,
+            _chosen(portals, args.portal),
+            dry_run=args.dry_run,
+            force=args.force,
+            cipher=_cipher(settings, portals),
         )
     finally:
         engine.dispose()
@@ -227,7 +292,13 @@ def _purge(args: argparse.Namespace) -> int:
     [portal] = _chosen(portals, args.portal)
     engine = create_db_engine(settings.database_url)
     try:
-        return purge_portal(engine, portal, dry_run=args.dry_run, assume_yes=args.yes)
+        return purge_portal(
+            engine,
+            portal,
+            dry_run=args.dry_run,
+            assume_yes=args.yes,
+            cipher=_cipher(settings, portals),
+        )
     finally:
         engine.dispose()
 
@@ -273,7 +344,7 @@ def _bind(args: argparse.Namespace) -> int:
     if not handler and portal.bitrix.delivery == "online":
         raise ConfigError(f"portal {portal.key}: pass --handler-url or set bitrix.handler_url")
     engine = create_db_engine(settings.database_url)
-    with bitrix_client_for(engine, portal) as client:
+    with bitrix_client_for(engine, portal, cipher=_cipher(settings, portals)) as client:
         bound = bind_events(client, portal, handler)
     engine.dispose()
     print(
@@ -290,7 +361,7 @@ def _unbind(args: argparse.Namespace) -> int:
     settings, portals = _load()
     [portal] = _chosen(portals, args.portal)
     engine = create_db_engine(settings.database_url)
-    with bitrix_client_for(engine, portal) as client:
+    with bitrix_client_for(engine, portal, cipher=_cipher(settings, portals)) as client:
         removed = unbind_events(client, args.handler_url)
     engine.dispose()
     print(f"{portal.key}: removed {removed} binding(s)")
@@ -304,7 +375,7 @@ def _check_config(args: argparse.Namespace) -> int:
     settings, portals = _load()
     engine = create_db_engine(settings.database_url)
     try:
-        return check_portals(engine, portals, online=args.online)
+        return check_portals(engine, portals, online=args.online, cipher=_cipher(settings, portals))
     finally:
         engine.dispose()
 

@@ -207,10 +207,25 @@ class ShareRule(_Strict):
 
 
 class DeleteGuard(_Strict):
-    """A run that would remove more than both limits of a portal's calendars stops first."""
+    """How many of a portal's calendars may be deleted or archived within a rolling window
+    without `sync --force`: `max_share` of them, but at least `min_count` (so a hand deletion
+    on a small portal goes through) and at most `max_count` (so a large portal is not emptied
+    a quarter at a time). `bridge.mirror.removal_limit` is the rule."""
 
-    max_count: int = Field(default=10, ge=0)
+    window_hours: float = Field(default=24, gt=0)
+    min_count: int = Field(default=3, ge=0)
+    max_count: int = Field(default=50, ge=0)
     max_share: float = Field(default=0.25, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _floor_below_ceiling(self) -> DeleteGuard:
+        if self.min_count > self.max_count:
+            raise ValueError(
+                f"min_count ({self.min_count}) is more than max_count ({self.max_count}): "
+                "min_count is the number of removals always allowed in the window, max_count "
+                "the most ever allowed"
+            )
+        return self
 
 
 class MirrorConfig(_Strict):
@@ -343,6 +358,11 @@ class Settings(BaseModel):
     port: int = 8000
     lease_seconds: float = 30.0  # a dead worker's portals are taken over after this
     metrics_port: int | None = None  # the worker serves /metrics here when set
+    metrics_token: str | None = None  # both /metrics pages then need `Authorization: Bearer`
+    body_timeout_s: float = 10.0  # the web answers 408 to a body not complete after this
+    store_timeout_s: float = 5.0  # the web answers 503 to an event not committed after this
+    # BRIDGE_TOKEN_KEYS: Fernet keys for OAuth tokens at rest, newest first (bridge.tokens).
+    token_keys: tuple[str, ...] = Field(default=(), repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -360,13 +380,35 @@ class Settings(BaseModel):
         metrics = env.get("METRICS_PORT", "")
         if metrics and not metrics.isdigit():
             raise ConfigError(f"METRICS_PORT must be a number, got {metrics!r}")
+        token = env.get("METRICS_TOKEN", "").strip()
+        if token and (len(token) < 16 or not token.isascii() or not token.isprintable()):
+            raise ConfigError("METRICS_TOKEN must be at least 16 printable ASCII characters")
+        if " " in token:
+            raise ConfigError("METRICS_TOKEN must not contain spaces")
         return cls(
+            body_timeout_s=_env_seconds(env, "BRIDGE_BODY_TIMEOUT_SECONDS", 10.0),
+            store_timeout_s=_env_seconds(env, "BRIDGE_STORE_TIMEOUT_SECONDS", 5.0),
             metrics_port=int(metrics) if metrics else None,
+            metrics_token=token or None,
+            token_keys=tuple(
+                key.strip() for key in env.get("BRIDGE_TOKEN_KEYS", "").split(",") if key.strip()
+            ),
             database_url=normalize_database_url(env.get("DATABASE_URL") or DEFAULT_DATABASE_URL),
             config_path=env.get("BRIDGE_CONFIG") or DEFAULT_CONFIG_PATH,
             port=int(port),
             lease_seconds=lease_seconds,
         )
+
+
+def _env_seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "")
+    try:
+        seconds = float(raw) if raw else default
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not 0.1 <= seconds <= 300:
+        raise ConfigError(f"{name} must be between 0.1 and 300 seconds")
+    return seconds
 
 
 def normalize_database_url(url: str) -> str:

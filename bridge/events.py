@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -17,6 +19,11 @@ MAX_BODY_BYTES = 64 * 1024
 _MAX_KEYS = 256
 _MAX_DEPTH = 4
 _MAX_VALUE = 2048
+_MAX_TEXT = 255  # the widest stored column a field can reach (portal_address.value)
+_MAX_EVENT = 64  # inbox_event.event
+_MAX_EXPIRES_DIGITS = 9  # a token lifetime in seconds: under 32 years, fits an INTEGER
+_MAX_SHOWN = 100  # what an error quotes of the caller's text
+_EVENT_NAME = re.compile(r"[A-Z0-9_.]+")
 
 # Credentials that may ride along in `auth`; they are never stored.
 SECRET_AUTH_KEYS = frozenset({"access_token", "refresh_token", "application_token"})
@@ -40,6 +47,7 @@ class MalformedEvent(Exception):
     """The body cannot be an event; `field` names what is wrong in PHP bracket form."""
 
     def __init__(self, field: str, problem: str) -> None:
+        field = shown(field)
         super().__init__(f"{field}: {problem}" if field else problem)
         self.field = field
         self.problem = problem
@@ -47,6 +55,11 @@ class MalformedEvent(Exception):
 
 class UnsupportedContentType(Exception):
     pass
+
+
+def shown(text: str) -> str:
+    """The caller's text as an error may quote it: at most about a hundred characters."""
+    return text if len(text) <= _MAX_SHOWN else f"{text[:_MAX_SHOWN]}…"
 
 
 @dataclass(frozen=True)
@@ -86,13 +99,17 @@ def parse_body(body: bytes, content_type: str) -> dict[str, Any]:
     if media_type == "application/json":
         return _parse_json(body)
     raise UnsupportedContentType(
-        f"content type {media_type or '(none)'!r} is not supported; "
+        f"content type {shown(media_type) or '(none)'!r} is not supported; "
         "send application/x-www-form-urlencoded or application/json"
     )
 
 
 def read_event(fields: dict[str, Any]) -> BitrixEvent:
     event = _text(fields, "event", "event", required=True).upper()
+    if len(event) > _MAX_EVENT or not _EVENT_NAME.fullmatch(event):
+        raise MalformedEvent(
+            "event", f"must be an event name (A-Z, 0-9, _ and ., at most {_MAX_EVENT})"
+        )
     auth_raw = fields.get("auth")
     if not isinstance(auth_raw, dict):
         raise MalformedEvent("auth", "is missing" if auth_raw is None else "must be a map")
@@ -113,6 +130,12 @@ def read_event(fields: dict[str, Any]) -> BitrixEvent:
             )
         },
     )
+    if auth.expires_in and not (
+        auth.expires_in.isascii()
+        and auth.expires_in.isdigit()
+        and len(auth.expires_in) <= _MAX_EXPIRES_DIGITS
+    ):
+        raise MalformedEvent("auth[expires_in]", "must be a number of seconds")
     for optional in ("ts", "event_handler_id"):
         _text(fields, optional, optional, required=False)
     payload = {key: value for key, value in fields.items() if key != "auth"}
@@ -147,29 +170,61 @@ def _text(fields: dict[str, Any], key: str, name: str, *, required: bool) -> str
         value = str(value)
     if not isinstance(value, str):
         raise MalformedEvent(name, "must be a string")
-    if len(value) > 256:
-        raise MalformedEvent(name, "is too long")
+    if len(value) > _MAX_TEXT:
+        raise MalformedEvent(name, f"is too long (at most {_MAX_TEXT} characters)")
+    if "\x00" in value:
+        raise MalformedEvent(name, "contains a NUL character")
+    _check_encodable(value, name)
     return value
+
+
+def _check_encodable(value: str, name: str) -> None:
+    """A lone UTF-16 surrogate (JSON allows "\\ud800") cannot be stored or encoded."""
+    if value.isascii():
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        problem = "text that is not valid Unicode (a lone UTF-16 surrogate)"
+        where = f"contains {problem}" if name else f"body has {problem}"
+        raise MalformedEvent(name, where) from None
 
 
 def _parse_json(body: bytes) -> dict[str, Any]:
     try:
-        value = json.loads(body)
+        value = json.loads(body, parse_constant=_no_constant, parse_float=_finite_float)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MalformedEvent("", f"body is not valid JSON ({exc.__class__.__name__})") from None
     except RecursionError:
         raise MalformedEvent("", "body is nested too deeply") from None
+    except ValueError:  # an integer beyond Python's digit limit, NaN, a float overflow
+        raise MalformedEvent("", "body holds a number out of range") from None
     if not isinstance(value, dict):
         raise MalformedEvent("", "body must be a JSON object")
     _check_shape(value, depth=0)
     return value
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(text)
+    return number
+
+
 def _check_shape(value: Any, depth: int) -> None:
+    """Depth, and text that can be stored (every key and string, checked once: linear)."""
     if depth > _MAX_DEPTH:
         raise MalformedEvent("", "body is nested too deeply")
-    if isinstance(value, dict):
-        for item in value.values():
+    if isinstance(value, str):
+        _check_encodable(value, "")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_encodable(key, "")
             _check_shape(item, depth + 1)
     elif isinstance(value, list):
         for item in value:
@@ -186,7 +241,7 @@ def _parse_form(body: bytes) -> dict[str, Any]:
             text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=_MAX_KEYS
         )
     except ValueError as exc:
-        raise MalformedEvent("", f"body is not form data ({exc})") from None
+        raise MalformedEvent("", f"body is not form data ({shown(str(exc))})") from None
     result: dict[str, Any] = {}
     for key, value in pairs:
         if len(value) > _MAX_VALUE:
@@ -206,13 +261,13 @@ def _split_key(key: str) -> list[str]:
         if not closed:
             raise MalformedEvent(key, "key has an unclosed bracket")
         parts.append(inner)
+        if len(parts) > _MAX_DEPTH:  # before the next slice: a long key stays linear
+            raise MalformedEvent(key, "key is nested too deeply")
         if not tail:
             break
         if not tail.startswith("["):
             raise MalformedEvent(key, "key has text after a bracket")
         rest = tail[1:]
-    if len(parts) > _MAX_DEPTH:
-        raise MalformedEvent(key, "key is nested too deeply")
     return parts
 
 

@@ -15,12 +15,22 @@ import json
 import queue
 import random
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, func, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import (
+    DataError,
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+)
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlmodel import Session, col, select
 
 from bridge.events import BitrixEvent
@@ -43,14 +53,43 @@ def record_event(engine: Engine, portal_key: str, event: BitrixEvent) -> Recorde
         return _record(connection, portal_key, event)
 
 
+class StoreUnavailable(Exception):
+    """Nothing was stored: the database failed, is locked past the bound, or the queue is full."""
+
+
+class UnstorableEvent(Exception):
+    """The database refused this delivery's content; the deliveries grouped with it are kept."""
+
+
+# Errors of the store itself (connection, lock or statement timeout): every delivery in the
+# transaction shares them. Any other error belongs to the one delivery that raised it.
+_STORE_FAULTS = (OperationalError, InterfaceError, DisconnectionError, SQLAlchemyTimeoutError)
+_CONTENT_FAULTS = (DataError, IntegrityError, UnicodeError, ValueError)
+
+
 class InboxWriter:
     """Group commit for the web process: concurrent deliveries are written by one thread, many
     to a transaction, and each request is answered once its transaction committed. One writer
-    instead of a connection per request also spares SQLite's single write lock a crowd."""
+    instead of a connection per request also spares SQLite's single write lock a crowd.
 
-    def __init__(self, engine: Engine, *, max_batch: int = 256) -> None:
+    A delivery stands alone: when a group fails on one delivery's content, the group is written
+    again with a savepoint per delivery, so only that one fails. Waits are bounded: the queue
+    (full: StoreUnavailable at once), each lock or statement (`store_timeout` on the writer's
+    connection) and, as a backstop, the request's wait for its commit (twice that: the store's
+    own timeout answers first, so a request answered 503 was normally not stored)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_batch: int = 256,
+        max_queue: int = 2048,
+        store_timeout: float = 5.0,
+    ) -> None:
         self.engine = engine
         self.max_batch = max_batch
+        self.store_timeout = store_timeout
+        self.max_queue = max_queue
         self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -58,9 +97,17 @@ class InboxWriter:
     async def record(self, portal_key: str, event: BitrixEvent) -> Recorded:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Recorded] = loop.create_future()
-        self._queue.put(_Pending(portal_key, event, loop, future))
+        if self._queue.qsize() >= self.max_queue:
+            raise StoreUnavailable("the inbox writer's queue is full")
+        wait = 2 * self.store_timeout
+        self._queue.put(_Pending(portal_key, event, loop, future, time.monotonic() + wait))
         self._ensure_thread()
-        return await future
+        late = StoreUnavailable(f"not committed within {wait:g} s")
+        timer = loop.call_later(wait, _settle, future, late)
+        try:
+            return await future
+        finally:
+            timer.cancel()
 
     def _ensure_thread(self) -> None:
         with self._lock:
@@ -71,25 +118,81 @@ class InboxWriter:
     def _run(self) -> None:
         connection: Connection | None = None  # held across batches: no checkout or ping each time
         while True:
-            batch = [self._queue.get()]
-            while len(batch) < self.max_batch:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            try:
-                connection = connection or self.engine.connect()
-                with connection.begin():
-                    results = [_record(connection, p.portal_key, p.event) for p in batch]
-            except Exception as exc:  # every waiting request learns that nothing was stored
-                if connection is not None:
-                    connection.close()  # it may be broken; the next batch opens a fresh one
-                    connection = None
-                for pending in batch:
-                    pending.loop.call_soon_threadsafe(_fail, pending.future, exc)
+            batch = self._take()
+            if not batch:
                 continue
-            for pending, result in zip(batch, results, strict=True):
-                pending.loop.call_soon_threadsafe(_resolve, pending.future, result)
+            try:
+                connection = connection or self._connect()
+                outcomes = self._write(connection, batch)
+            except Exception as exc:  # the store failed: nothing of the batch was stored
+                if connection is not None:
+                    connection.invalidate()  # maybe broken, and its waits are bounded for us
+                    connection.close()
+                    connection = None
+                outcomes = [StoreUnavailable(exc.__class__.__name__) for _ in batch]
+            for pending, outcome in zip(batch, outcomes, strict=True):
+                pending.loop.call_soon_threadsafe(_settle, pending.future, outcome)
+
+    def _take(self) -> list[_Pending]:
+        """The waiting deliveries whose requests still wait; the others were answered 503."""
+        batch = [self._queue.get()]
+        while len(batch) < self.max_batch:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        now = time.monotonic()
+        return [pending for pending in batch if pending.deadline > now]
+
+    def _connect(self) -> Connection:
+        """A connection whose lock waits end after `store_timeout` (PostgreSQL: per
+        transaction, in `_write`). It is invalidated, never pooled, when the writer drops it."""
+        connection = self.engine.connect()
+        if connection.dialect.name == "sqlite":
+            raw: Any = connection.connection.dbapi_connection
+            raw.execute(f"PRAGMA busy_timeout={int(self.store_timeout * 1000)}")
+        return connection
+
+    def _write(self, connection: Connection, batch: list[_Pending]) -> list[Recorded | Exception]:
+        try:
+            with connection.begin():
+                self._bound(connection)
+                return [_record(connection, p.portal_key, p.event) for p in batch]
+        except _STORE_FAULTS:
+            raise
+        except Exception:  # one delivery's content: write each in a savepoint of its own
+            pass
+        outcomes: list[Recorded | Exception] = []
+        with connection.begin():
+            self._bound(connection)
+            for pending in batch:
+                try:
+                    with connection.begin_nested():
+                        outcomes.append(_record(connection, pending.portal_key, pending.event))
+                except _STORE_FAULTS:
+                    raise
+                except _CONTENT_FAULTS as exc:
+                    outcomes.append(UnstorableEvent(_cause(exc)))
+                except Exception as exc:
+                    outcomes.append(StoreUnavailable(exc.__class__.__name__))
+        return outcomes
+
+    def _bound(self, connection: Connection) -> None:
+        if connection.dialect.name == "postgresql":
+            limit = f"{int(self.store_timeout * 1000)}ms"
+            connection.execute(_BOUND_WAITS, {"limit": limit})
+
+
+_BOUND_WAITS = text(
+    "SELECT set_config('lock_timeout', :limit, true), "
+    "set_config('statement_timeout', :limit, true)"
+)
+
+
+def _cause(error: Exception) -> str:
+    """What the database refused, without quoting the delivery back."""
+    original = getattr(error, "orig", None) or error
+    return original.__class__.__name__
 
 
 @dataclass(frozen=True)
@@ -98,16 +201,16 @@ class _Pending:
     event: BitrixEvent
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Recorded]
+    deadline: float  # monotonic: past it the request has been answered 503
 
 
-def _resolve(future: asyncio.Future[Recorded], result: Recorded) -> None:
-    if not future.done():
-        future.set_result(result)
-
-
-def _fail(future: asyncio.Future[Recorded], error: BaseException) -> None:
-    if not future.done():
-        future.set_exception(error)
+def _settle(future: asyncio.Future[Recorded], outcome: Recorded | Exception) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, Exception):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
 
 
 def _record(connection: Connection, portal_key: str, event: BitrixEvent) -> Recorded:

@@ -2,7 +2,12 @@
 
 Fields beyond the message come from `extra=` (portal, member_id, section_id, event, outcome,
 duration_ms). Secrets known from the configuration are replaced in every line, whatever logged
-them, as a second line of defence behind not logging them in the first place.
+them, as a second line of defence behind not logging them in the first place: in the message, the
+fields, a formatted traceback (with its chained exceptions and notes) and a stack. So is the
+secret code of any Bitrix24 incoming-webhook URL (`/rest/<user id>/<code>/`), configured or not:
+one learnt at run time (a portal's new address, a webhook replaced but still in use somewhere)
+is as secret as the configured one, and nothing else has that shape.
+Uncaught exceptions (in the main thread or any other) are logged through the same handler.
 """
 
 from __future__ import annotations
@@ -10,12 +15,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
+import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from types import TracebackType
 
 FIELDS = ("portal", "member_id", "section_id", "event", "outcome", "duration_ms")
 _NOISY = ("httpx", "httpcore", "googleapiclient.discovery_cache", "alembic", "uvicorn.access")
+# The code in an incoming webhook's path: https://<portal>/rest/<user id>/<code>/<method>
+_WEBHOOK_CODE = re.compile(r"(/rest/\d+/)[^/\s\"'<>?#&]+")
 
 
 class JsonFormatter(logging.Formatter):
@@ -30,8 +40,12 @@ class JsonFormatter(logging.Formatter):
             value = getattr(record, field, None)
             if value is not None:
                 line[field] = value
-        if record.exc_info:
-            line["error"] = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line["error"] = record.exc_text
+        if record.stack_info:
+            line["stack"] = self.formatStack(record.stack_info)
         return json.dumps(line, ensure_ascii=False)
 
 
@@ -48,26 +62,57 @@ class TextFormatter(logging.Formatter):
 
 
 class RedactSecrets(logging.Filter):
-    """Replaces each known secret in the formatted message and its arguments with ***."""
+    """Replaces each known secret, and every webhook code, with *** in all the text a record
+    carries to the output: message, fields, formatted exception and stack."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
         self.secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
-            return True
-        message = record.getMessage()
+    def redact(self, text: str) -> str:
         for secret in self.secrets:
-            message = message.replace(secret, "***")
-        record.msg, record.args = message, None
+            text = text.replace(secret, "***")
+        return _WEBHOOK_CODE.sub(r"\1***", text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # wrong arguments for the format: keep both, readable, redacted
+            message = f"{record.msg} {record.args!r}"
+        record.msg, record.args = self.redact(message), None
         for field in FIELDS:
             value = getattr(record, field, None)
-            if isinstance(value, str):
-                for secret in self.secrets:
-                    value = value.replace(secret, "***")
-                setattr(record, field, value)
+            if value is not None and not isinstance(value, int | float):
+                setattr(record, field, self.redact(str(value)))
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _PLAIN.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
         return True
+
+
+_PLAIN = logging.Formatter()
+
+
+def _log_uncaught(
+    kind: type[BaseException], value: BaseException, traceback: TracebackType | None
+) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, value, traceback)
+        return
+    logging.getLogger("bridge").critical("uncaught exception", exc_info=(kind, value, traceback))
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is None or issubclass(args.exc_type, SystemExit):
+        return
+    logging.getLogger("bridge").critical(
+        "uncaught exception in thread %s",
+        args.thread.name if args.thread else "?",
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+    )
 
 
 def configure_logging(*, verbose: bool = False, secrets: Iterable[str] = ()) -> None:
@@ -85,6 +130,8 @@ def configure_logging(*, verbose: bool = False, secrets: Iterable[str] = ()) -> 
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    sys.excepthook = _log_uncaught  # Python's own printing would bypass the redaction
+    threading.excepthook = _log_uncaught_in_thread
 
 
 def redact(secrets: Iterable[str]) -> None:

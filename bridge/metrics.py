@@ -6,12 +6,21 @@ and serves them on its own small port (`METRICS_PORT`). Queue depth and parked w
 the database when the web's `/metrics` is scraped, so they are right however many workers run.
 With several uvicorn workers in one web dyno set `PROMETHEUS_MULTIPROC_DIR` (prometheus-client's
 multiprocess mode) and the web's `/metrics` aggregates them.
+
+Label values never come from a request: events are the ones the bridge knows (others count as
+`other`), portals are configured keys (or `unknown`), outcomes and methods are the bridge's own
+words and calls, so the page stays the same size whatever callers send. With `METRICS_TOKEN` set
+both pages answer 401 without `Authorization: Bearer <token>`.
 """
 
 from __future__ import annotations
 
+import hmac
 import os
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import (
     REGISTRY,
@@ -19,21 +28,44 @@ from prometheus_client import (
     Counter,
     Histogram,
     generate_latest,
+    make_wsgi_app,
     multiprocess,
-    start_http_server,
 )
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 from sqlmodel import Session, col, func, select
 
+from bridge.events import HANDLED_EVENTS, INSTALL, OFFLINE_NOTICE, UNINSTALL
 from bridge.models import CalendarMapping, InboxEvent, InboxState, PortalAddress, utcnow
+
+KNOWN_EVENTS = frozenset({*HANDLED_EVENTS, INSTALL, UNINSTALL, OFFLINE_NOTICE})
+OTHER_EVENT = "other"
+UNKNOWN_PORTAL = "unknown"
 
 EVENTS_RECEIVED = Counter(
     "bridge_events_received_total",
     "Deliveries to /bitrix/events by portal, event and outcome (accepted, duplicate, ignored, …)",
     ["portal", "event", "outcome"],
 )
+INSTALL_VERIFICATIONS = Counter(
+    "bridge_install_verifications_total",
+    "App installs checked against the configured OAuth server (verified, refused, unavailable)",
+    ["portal", "outcome"],
+)
+
+
+def count_delivery(portal_key: str, event: str, outcome: str) -> None:
+    """Count one delivery; `portal_key` is a configured key or UNKNOWN_PORTAL and `outcome` one
+    of the web's own words, while the event name, chosen by the caller, is bounded here."""
+    EVENTS_RECEIVED.labels(portal_key, event_label(event), outcome).inc()
+
+
+def event_label(event: str) -> str:
+    return event if event in KNOWN_EVENTS else OTHER_EVENT
+
+
 EVENTS_APPLIED = Counter(
     "bridge_events_applied_total",
     "Inbox events the worker finished, by outcome",
@@ -126,6 +158,44 @@ def render(engine: Engine) -> bytes:
     return generate_latest(counters) + generate_latest(database)
 
 
-def serve_worker_metrics(port: int) -> None:
-    """The worker's counters on http://0.0.0.0:<port>/metrics (a background thread)."""
-    start_http_server(port)
+def authorized(header: str | None, token: str | None) -> bool:
+    """Whether an Authorization header carries the metrics token (always, when none is set)."""
+    if not token:
+        return True
+    scheme, _, given = (header or "").partition(" ")
+    matches = hmac.compare_digest(given.strip().encode(), token.encode())
+    return scheme.lower() == "bearer" and matches
+
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def _guarded(app: WsgiApp, token: str | None) -> WsgiApp:
+    def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if authorized(environ.get("HTTP_AUTHORIZATION"), token):
+            return app(environ, start_response)
+        start_response(
+            "401 Unauthorized",
+            [("Content-Type", "text/plain; charset=utf-8"), ("WWW-Authenticate", "Bearer")],
+        )
+        return [b"metrics need Authorization: Bearer <METRICS_TOKEN>\n"]
+
+    return guarded
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """No access log: scrapes would drown the worker's lines."""
+
+
+def serve_worker_metrics(port: int, token: str | None = None) -> None:
+    """The worker's counters on http://0.0.0.0:<port>/metrics (a background thread), behind
+    the bearer token when one is set."""
+    server = make_server(
+        "0.0.0.0",
+        port,
+        _guarded(make_wsgi_app(), token),
+        server_class=ThreadingWSGIServer,
+        handler_class=_Quiet,
+    )
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()

@@ -8,19 +8,26 @@ event and a missed one end in the same state.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import NamedTuple
 
-from bridge.config import PortalConfig
+from bridge.config import DeleteGuard, PortalConfig
 from bridge.google_calendar import CalendarListEntry
 from bridge.models import CalendarMapping, MappingState
 from bridge.selection import Section
 
 ARCHIVE_PREFIX = "[archived] "
-_MARKER = re.compile(r"\[bx24-bridge portal=(\S+) section=(\d+) nonce=([0-9a-f]+)\]")
+_MARKER = re.compile(
+    r"\[bx24-bridge portal=([a-z0-9][a-z0-9_-]*)(?: member=([0-9a-f]{16}))?"
+    r" section=(\d+) nonce=([0-9a-f]+)\]"
+)
+_MARKER_WORD = re.compile(r"bx24-bridge", re.IGNORECASE)
 _HEX_COLOUR = re.compile(r"^#?([0-9a-fA-F]{6})$")
 
 
@@ -124,14 +131,72 @@ class Action:
         )
 
 
-def marker(portal_key: str, section_id: str, nonce: str) -> str:
-    return f"[bx24-bridge portal={portal_key} section={section_id} nonce={nonce}]"
+class Marker(NamedTuple):
+    """The line the bridge writes last in a calendar's description: whose calendar it is."""
+
+    portal_key: str
+    section_id: str
+    nonce: str
+    member: str | None = None  # member_tag(member_id); None in markers of earlier versions
+
+    @property
+    def legacy(self) -> bool:
+        return self.member is None
 
 
-def read_marker(description: str) -> tuple[str, str, str] | None:
-    """(portal key, section id, nonce) of the marker in a calendar's description, if any."""
-    match = _MARKER.search(description or "")
-    return (match.group(1), match.group(2), match.group(3)) if match else None
+def member_tag(member_id: str) -> str:
+    """Names the portal in a marker without showing its member_id to whoever sees the calendar:
+    portal keys are only unique within one config, and deployments can share a Google subject."""
+    return hashlib.sha256(f"bx24-bridge member {member_id}".encode()).hexdigest()[:16]
+
+
+def marker(portal_key: str, member_id: str, section_id: str, nonce: str) -> str:
+    tag = member_tag(member_id)
+    return f"[bx24-bridge portal={portal_key} member={tag} section={section_id} nonce={nonce}]"
+
+
+def read_marker(description: str) -> Marker | None:
+    """The marker on the description's last line, the bridge's own position, if it is one.
+
+    Marker-like text anywhere else is not a marker: the section's description comes first and is
+    neutralised (`neutralise`) before it is written, so only the bridge can write that line.
+    Markers written before the member tag existed (`[bx24-bridge portal=… section=… nonce=…]`) are
+    still read, as `legacy`, because such calendars exist in the field. They name only the portal
+    key, which another deployment sharing the Google subject may use too, so they are trusted
+    less: adoption takes one only for the same key and section (and prefers a tagged one), an
+    ambiguous insert never deletes one as a duplicate, and `purge` deletes one only through its
+    mapping. The next update of a mapped calendar rewrites its marker in the current format.
+    """
+    lines = (description or "").rstrip().rsplit("\n", 1)
+    match = _MARKER.fullmatch(lines[-1].strip())
+    if match is None:
+        return None
+    portal_key, member, section_id, nonce = match.groups()
+    return Marker(portal_key, section_id, nonce, member)
+
+
+def marks_portal(found: Marker | None, portal: PortalConfig) -> bool:
+    """A current-format marker of this portal: its key and its member_id (through the tag)."""
+    return (
+        found is not None
+        and found.portal_key == portal.key
+        and found.member == member_tag(portal.member_id)
+    )
+
+
+def marks_section(found: Marker | None, portal: PortalConfig, section_id: str) -> bool:
+    """The marker names this portal's section: tagged with its member_id, or legacy."""
+    return (
+        found is not None
+        and found.section_id == section_id
+        and (marks_portal(found, portal) or (found.legacy and found.portal_key == portal.key))
+    )
+
+
+def neutralise(text: str) -> str:
+    """Section text that cannot pass for a marker: the hyphen of `bx24-bridge` becomes U+2011
+    (a non-breaking hyphen, which looks the same), wherever and in whatever case it appears."""
+    return _MARKER_WORD.sub(lambda found: found.group(0).replace("-", "\u2011"), text)
 
 
 def desired_state(portal: PortalConfig, section: Section, nonce: str) -> CalendarState:
@@ -144,8 +209,9 @@ def desired_state(portal: PortalConfig, section: Section, nonce: str) -> Calenda
             "id": section.id,
         }
     ).strip()
-    lines = [section.description.strip()] if section.description.strip() else []
-    lines.append(marker(portal.key, section.id, nonce))
+    text = neutralise(section.description).strip()
+    lines = [text] if text else []
+    lines.append(marker(portal.key, portal.member_id, section.id, nonce))  # always the last line
     background = _colour(section.color)
     foreground = _colour(section.text_color) or (_contrast(background) if background else "")
     return CalendarState(
@@ -251,10 +317,10 @@ def plan_portal(
     by_section = {m.section_id: m for m in mappings}
     by_id = {view.id: view for view in google}
     marked: dict[str, list[CalendarListEntry]] = {}
-    for view in google:
-        found = read_marker(view.description)
-        if found and found[0] == portal.key:
-            marked.setdefault(found[1], []).append(view)
+    read = [(read_marker(view.description), view) for view in google]
+    for found, view in sorted(read, key=lambda pair: pair[0] is not None and pair[0].legacy):
+        if found is not None and marks_section(found, portal, found.section_id):
+            marked.setdefault(found.section_id, []).append(view)
     actions = []
     for section_id in sorted(set(sections) | set(by_section), key=_numeric):
         mapping = by_section.get(section_id)
@@ -266,17 +332,79 @@ def plan_portal(
     return actions
 
 
-def guard_deletions(portal: PortalConfig, actions: Sequence[Action], mapped: int) -> str | None:
-    """Why the plan must not run unforced: it would remove too many of the portal's calendars."""
+def removal_limit(guard: DeleteGuard, calendars: int) -> int:
+    """How many of a portal's `calendars` may be deleted or archived within the guard's window:
+    `max_share` of them, rounded down, but at least `min_count` and at most `max_count`."""
+    return max(guard.min_count, min(guard.max_count, math.floor(guard.max_share * calendars)))
+
+
+@dataclass
+class PurgePlan:
+    delete: dict[str, str] = field(default_factory=dict)  # calendar id → summary
+    left_alone: list[str] = field(default_factory=list)  # why a candidate is kept, one per line
+
+
+def plan_purge(
+    portal: PortalConfig,
+    mappings: Iterable[CalendarMapping],
+    google: Sequence[CalendarListEntry],
+) -> PurgePlan:
+    """The calendars `bridge purge` deletes: those with this portal's current-format marker (its
+    key and member_id), and mapped ones unless their marker names another portal or section. A
+    legacy marker counts only through a mapping: its portal key may be another deployment's."""
+    plan = PurgePlan()
+    by_id = {view.id: view for view in google}
+    mapped: set[str] = set()
+    for mapping in mappings:
+        calendar_id = mapping.google_calendar_id
+        if not calendar_id:
+            continue
+        mapped.add(calendar_id)
+        view = by_id.get(calendar_id)
+        found = read_marker(view.description) if view else None
+        if found is not None and not marks_section(found, portal, mapping.section_id):
+            plan.left_alone.append(
+                f"{calendar_id}: mapped to section {mapping.section_id}, but its marker names "
+                f"portal {found.portal_key} section {found.section_id}"
+            )
+            continue
+        plan.delete[calendar_id] = view.summary if view else f"(section {mapping.section_id})"
+    for view in google:
+        found = read_marker(view.description)
+        if view.id in mapped or found is None:
+            continue
+        if marks_portal(found, portal):
+            plan.delete[view.id] = view.summary
+        elif found.legacy and found.portal_key == portal.key:
+            plan.left_alone.append(
+                f"{view.id} {view.summary!r}: an earlier version's marker names portal key "
+                f"{portal.key} but no mapping does (another deployment's?); delete it by hand"
+            )
+    return plan
+
+
+def guard_deletions(
+    portal: PortalConfig, actions: Sequence[Action], mapped: int, removed: int = 0
+) -> str | None:
+    """Why the plan's removals must not run unforced: with the `removed` calendars the portal
+    already lost within the guard's window, they would be more than its limit. The limit is
+    taken of the calendars the portal had at the start of the window (`mapped` now, plus those
+    removed since), so it does not shrink as calendars go."""
     removing = sum(1 for action in actions if action.removes_calendar)
+    if not removing:
+        return None
     guard = portal.mirror.delete_guard
-    if removing > guard.max_count and removing > guard.max_share * max(mapped, 1):
-        return (
-            f"would delete or archive {removing} of {mapped} calendars, more than "
-            f"{guard.max_count} and more than {guard.max_share:.0%}; nothing was removed "
-            f"(check the selection, then run `bridge sync --portal {portal.key} --force`)"
-        )
-    return None
+    limit = removal_limit(guard, mapped + removed)
+    if removed + removing <= limit:
+        return None
+    window = f"{guard.window_hours:g} h"
+    return (
+        f"would delete or archive {removing} of {mapped} calendars after {removed} removed in "
+        f"the last {window}, more than the {limit} allowed per {window} ({guard.max_share:.0%} "
+        f"of {mapped + removed}, at least {guard.min_count}, at most {guard.max_count}); "
+        f"no calendar was removed (check the selection, then run "
+        f"`bridge sync --portal {portal.key} --force`)"
+    )
 
 
 def _colour(value: str) -> str:

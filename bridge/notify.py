@@ -22,13 +22,15 @@ from bridge.bitrix import BitrixError
 from bridge.config import PortalConfig
 from bridge.models import Notification, utcnow
 from bridge.oauth import bitrix_client_for
+from bridge.tokens import TokenCipher
 
 log = logging.getLogger("bridge.notify")
 
 
 class Notifier:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, cipher: TokenCipher | None = None) -> None:
         self.engine = engine
+        self.cipher = cipher  # app-mode portals send alerts with their stored tokens
         self._queue: queue.Queue[tuple[PortalConfig, str, str] | None] = queue.Queue(maxsize=1000)
         self._thread = threading.Thread(target=self._run, daemon=True, name="bridge-notify")
         self._thread.start()
@@ -93,7 +95,7 @@ class Notifier:
     def _send(self, portal: PortalConfig, cause: str, message: str) -> None:
         text = f"Bitrix24 → Google bridge, portal {portal.key}: {message}"
         if portal.notify.bitrix_users:
-            with bitrix_client_for(self.engine, portal, attempts=2) as client:
+            with bitrix_client_for(self.engine, portal, cipher=self.cipher, attempts=2) as client:
                 for user in portal.notify.bitrix_users:
                     try:
                         client.call("im.notify.system.add", {"USER_ID": user, "MESSAGE": text})

@@ -20,19 +20,22 @@ from sqlmodel import Session, select
 
 from bridge.addresses import record_move
 from bridge.bitrix import BitrixClient, BitrixNotInstalled, BitrixUnavailable
-from bridge.config import PortalConfig
-from bridge.events import EventAuth
+from bridge.config import OAuthConfig, PortalConfig
 from bridge.models import PortalCredentials, utcnow
 from bridge.pacing import LeakyBucket
+from bridge.tokens import TokenCipher, TokenUnreadable, require_cipher
 
 log = logging.getLogger("bridge.oauth")
 
 
 class StoredTokens:
-    def __init__(self, engine: Engine, portal: PortalConfig, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, engine: Engine, portal: PortalConfig, cipher: TokenCipher, *, timeout: float = 10.0
+    ) -> None:
         assert portal.bitrix.oauth is not None
         self.engine = engine
         self.portal = portal
+        self.cipher = cipher
         self.oauth = portal.bitrix.oauth
         self.timeout = timeout
         self._lock = threading.Lock()
@@ -41,11 +44,17 @@ class StoredTokens:
     def current(self) -> str:
         if self._token is None:
             with Session(self.engine) as session:
-                self._token = self._usable(
-                    session.get(PortalCredentials, self.portal.key)
-                ).access_token
+                self._token = self._open(
+                    self._usable(session.get(PortalCredentials, self.portal.key)).access_token
+                )
         assert self._token is not None
         return self._token
+
+    def _open(self, stored: str | None) -> str | None:
+        try:
+            return self.cipher.open(stored)
+        except TokenUnreadable as exc:
+            raise BitrixNotInstalled("oauth", "TOKEN_KEY", str(exc)) from None
 
     def refresh(self, stale: str) -> str:
         with self._lock, Session(self.engine) as session:
@@ -55,12 +64,15 @@ class StoredTokens:
                 .with_for_update()
             ).first()
             row = self._usable(row)
-            if row.access_token != stale:  # someone else refreshed meanwhile
+            current = self._open(row.access_token)
+            if current != stale:  # someone else refreshed meanwhile
                 session.commit()
-                self._token = row.access_token
+                self._token = current
                 assert self._token is not None
                 return self._token
-            answer = self._exchange(str(row.refresh_token))
+            answer = exchange_refresh_token(
+                self.oauth, str(self._open(row.refresh_token)), self.timeout
+            )
             if "access_token" not in answer or "refresh_token" not in answer:
                 refused = answer.get("error", "no tokens returned")
                 row.problem = f"the token refresh was refused ({refused}): reinstall the app"
@@ -69,16 +81,16 @@ class StoredTokens:
                 self._token = None
                 raise BitrixNotInstalled("oauth", str(answer.get("error", "")), row.problem)
             now = utcnow()
-            row.access_token = str(answer["access_token"])
-            row.refresh_token = str(answer["refresh_token"])
-            row.expires_at = now + timedelta(seconds=int(str(answer.get("expires_in", 3600))))
+            row.access_token = self.cipher.seal(str(answer["access_token"]))
+            row.refresh_token = self.cipher.seal(str(answer["refresh_token"]))
+            row.application_token = self.cipher.seal(self._open(row.application_token))
+            row.expires_at = now + timedelta(seconds=lifetime_s(answer.get("expires_in")))
             row.refreshed_at = now
             row.refresh_count += 1
             session.add(row)
             session.commit()
-            self._token = row.access_token
+            self._token = str(answer["access_token"])
             log.info("access token refreshed", extra={"portal": self.portal.key})
-            assert self._token is not None
             return self._token
 
     def _usable(self, row: PortalCredentials | None) -> PortalCredentials:
@@ -96,32 +108,51 @@ class StoredTokens:
             raise BitrixNotInstalled("oauth", "REINSTALL_NEEDED", row.problem)
         return row
 
-    def _exchange(self, refresh_token: str) -> dict[str, object]:
-        """The refresh request goes to the configured OAuth server only, never to the portal."""
-        params = {
-            "grant_type": "refresh_token",
-            "client_id": self.oauth.client_id,
-            "client_secret": self.oauth.client_secret,
-            "refresh_token": refresh_token,
-        }
-        try:
-            response = httpx.get(self.oauth.token_url, params=params, timeout=self.timeout)
-        except httpx.HTTPError as exc:
-            raise BitrixUnavailable("oauth", "NETWORK", exc.__class__.__name__) from None
-        if response.status_code >= 500:
-            raise BitrixUnavailable("oauth", "", "the OAuth server failed", response.status_code)
-        try:
-            answer = response.json()
-        except ValueError:
-            raise BitrixUnavailable("oauth", "", "the OAuth server's answer is not JSON") from None
-        return answer if isinstance(answer, dict) else {}
+
+def exchange_refresh_token(
+    oauth: OAuthConfig, refresh_token: str, timeout: float
+) -> dict[str, object]:
+    """The refresh request goes to the configured OAuth server only, never to the portal or to
+    an address an event named (`settings/oauth/auto-renewal.md`)."""
+    params = {
+        "grant_type": "refresh_token",
+        "client_id": oauth.client_id,
+        "client_secret": oauth.client_secret,
+        "refresh_token": refresh_token,
+    }
+    try:
+        response = httpx.get(oauth.token_url, params=params, timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise BitrixUnavailable("oauth", "NETWORK", exc.__class__.__name__) from None
+    if response.status_code >= 500:
+        raise BitrixUnavailable("oauth", "", "the OAuth server failed", response.status_code)
+    try:
+        answer = response.json()
+    except ValueError:
+        raise BitrixUnavailable("oauth", "", "the OAuth server's answer is not JSON") from None
+    return answer if isinstance(answer, dict) else {}
+
+
+def lifetime_s(expires_in: object, default: int = 3600) -> int:
+    """A token lifetime in seconds from `expires_in`, whoever sent it: ASCII digits, at most a
+    day; anything else is the default."""
+    text = str(expires_in) if expires_in is not None else ""
+    if not (text.isascii() and text.isdigit() and 0 < len(text) <= 6):
+        return default
+    return min(max(int(text), 60), 86400)
 
 
 def bitrix_client_for(
-    engine: Engine, portal: PortalConfig, *, bucket: LeakyBucket | None = None, attempts: int = 5
+    engine: Engine,
+    portal: PortalConfig,
+    *,
+    cipher: TokenCipher | None = None,
+    bucket: LeakyBucket | None = None,
+    attempts: int = 5,
 ) -> BitrixClient:
-    """The portal's REST client in its auth mode: the incoming webhook, or the app's tokens.
-    Where a moved portal's REST now answers is kept for `status` and an alert."""
+    """The portal's REST client in its auth mode: the incoming webhook, or the app's tokens
+    (which need the token cipher). Where a moved portal's REST now answers is kept for `status`
+    and an alert."""
 
     def moved(rest_url: str) -> None:
         record_move(engine, portal, rest_url)
@@ -139,30 +170,11 @@ def bitrix_client_for(
         timeout=portal.bitrix.timeout_s,
         bucket=bucket,
         attempts=attempts,
-        tokens=StoredTokens(engine, portal, timeout=portal.bitrix.timeout_s),
+        tokens=StoredTokens(
+            engine, portal, require_cipher(cipher), timeout=portal.bitrix.timeout_s
+        ),
         on_moved=moved,
     )
-
-
-def record_install(engine: Engine, portal: PortalConfig, auth: EventAuth) -> None:
-    """Keep what ONAPPINSTALL (or the local app's install callback) delivered."""
-    now = utcnow()
-    expires = int(auth.expires_in) if auth.expires_in.isdigit() else 3600
-    with Session(engine) as session:
-        row = session.exec(
-            select(PortalCredentials)
-            .where(PortalCredentials.portal_key == portal.key)
-            .with_for_update()
-        ).first() or PortalCredentials(portal_key=portal.key)
-        row.access_token = auth.access_token
-        row.refresh_token = auth.refresh_token
-        row.expires_at = now + timedelta(seconds=expires)
-        row.application_token = auth.application_token
-        row.installed_at = now
-        row.uninstalled_at = None
-        row.problem = None
-        session.add(row)
-        session.commit()
 
 
 def record_uninstall(engine: Engine, portal: PortalConfig) -> None:
@@ -175,13 +187,18 @@ def record_uninstall(engine: Engine, portal: PortalConfig) -> None:
             session.commit()
 
 
-def installed_token(engine: Engine, portal: PortalConfig) -> str | None:
-    """The application token an installed app's events must carry (None: not installed)."""
+def installed_token(engine: Engine, portal: PortalConfig, cipher: TokenCipher) -> str | None:
+    """The application token a verified install's events must carry (None: not installed).
+    Installs waiting for verification (`bridge.installs`) are not consulted: they prove nothing."""
     with Session(engine) as session:
         row = session.get(PortalCredentials, portal.key)
         if row is None or row.installed_at is None:
             return None
-        return row.application_token
+        try:
+            return cipher.open(row.application_token)
+        except TokenUnreadable as exc:
+            log.error("events cannot be checked: %s", exc, extra={"portal": portal.key})
+            return None
 
 
 def app_problem(engine: Engine, portal: PortalConfig) -> str | None:

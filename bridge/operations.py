@@ -22,8 +22,9 @@ from bridge.config import PortalConfig
 from bridge.events import OFFLINE_NOTICE
 from bridge.google_calendar import GoogleError
 from bridge.inbox import replay_parked
+from bridge.installs import install_report
 from bridge.lease import Lease, claim_portal, fenced, release_portal
-from bridge.mirror import read_marker
+from bridge.mirror import plan_purge
 from bridge.models import (
     CalendarMapping,
     InboxEvent,
@@ -35,6 +36,7 @@ from bridge.models import (
 )
 from bridge.quota import owner_block
 from bridge.reconcile import reconcile_portal
+from bridge.tokens import TokenCipher
 from bridge.worker import PortalClients
 
 LEASE_TTL = timedelta(minutes=30)
@@ -72,6 +74,7 @@ def sync_portals(
     dry_run: bool,
     force: bool,
     out: TextIO | None = None,
+    cipher: TokenCipher | None = None,
 ) -> int:
     """Reconcile each portal; 0 when every portal converged (or planned cleanly), else 1."""
     out = out or sys.stdout
@@ -85,7 +88,7 @@ def sync_portals(
             )
             failed = True
             continue
-        clients = PortalClients(engine, portal)
+        clients = PortalClients(engine, portal, cipher)
         try:
             report = reconcile_portal(
                 lease,
@@ -119,15 +122,17 @@ def purge_portal(
     assume_yes: bool,
     out: TextIO | None = None,
     answer: TextIO | None = None,
+    cipher: TokenCipher | None = None,
 ) -> int:
-    """Delete the calendars the bridge made for the portal (by mapping or by marker), only those."""
+    """Delete the calendars the bridge made for the portal (by mapping or by marker), only those
+    (`mirror.plan_purge` decides which)."""
     out = out or sys.stdout
     answer = answer or sys.stdin
     lease = _claim(engine, portal)
     if lease is None:
         print(f"{portal.key}: another process kept the portal busy; try again", file=out)
         return 1
-    clients = PortalClients(engine, portal)
+    clients = PortalClients(engine, portal, cipher)
     try:
         with Session(engine) as session:
             mappings = list(
@@ -135,14 +140,10 @@ def purge_portal(
                     select(CalendarMapping).where(CalendarMapping.portal_key == portal.key)
                 ).all()
             )
-        summaries = {}
-        for entry in clients.google.owned_calendars():
-            found = read_marker(entry.description)
-            if found and found[0] == portal.key:
-                summaries[entry.id] = entry.summary
-        for mapping in mappings:
-            if mapping.google_calendar_id:
-                summaries.setdefault(mapping.google_calendar_id, f"(section {mapping.section_id})")
+        plan = plan_purge(portal, mappings, list(clients.google.owned_calendars()))
+        summaries = plan.delete
+        for reason in plan.left_alone:
+            print(f"{portal.key}: leave alone {reason}", file=out)
         for calendar_id, summary in sorted(summaries.items(), key=lambda item: item[1]):
             verb = "would delete" if dry_run else "delete"
             print(f"{portal.key}: {verb} {summary!r} {calendar_id}", file=out)
@@ -233,6 +234,12 @@ def portal_status(
                 print(f"  app: not usable: {app['problem'] or 'never installed'}", file=out)
             else:
                 print(f"  app: installed {_when(app['installed_at'])}", file=out)
+            if app["installs"]["waiting"]:
+                waiting = app["installs"]["waiting"]
+                print(f"  app: {waiting} install(s) waiting for verification", file=out)
+            for refused in app["installs"]["refused"]:
+                when = _when(refused["received_at"])
+                print(f"  app: install of {when} not verified: {refused['problem']}", file=out)
         if portal["offline"] is not None:
             print(f"  offline delivery: {_offline_line(portal['offline'])}", file=out)
             if portal["offline"]["pull_failed"]:
@@ -318,6 +325,7 @@ def collect_status(engine: Engine, portal: PortalConfig) -> dict[str, Any]:
             "uninstalled_at": install.uninstalled_at if install else None,
             "problem": install.problem if install else "never installed",
             "token_refreshes": install.refresh_count if install else 0,
+            "installs": install_report(engine, portal),
         }
     offline = None
     if portal.bitrix.delivery == "offline":
@@ -375,7 +383,12 @@ def _offline_line(offline: dict[str, Any]) -> str:
 
 
 def check_portals(
-    engine: Engine, portals: Sequence[PortalConfig], *, online: bool, out: TextIO | None = None
+    engine: Engine,
+    portals: Sequence[PortalConfig],
+    *,
+    online: bool,
+    out: TextIO | None = None,
+    cipher: TokenCipher | None = None,
 ) -> int:
     """The config is valid by now; with `online`, one read-only call per portal to each API."""
     out = out or sys.stdout
@@ -384,7 +397,7 @@ def check_portals(
         return 0
     failed = False
     for portal in portals:
-        clients = PortalClients(engine, portal)
+        clients = PortalClients(engine, portal, cipher)
         try:
             probes: tuple[tuple[str, Callable[[PortalClients], str]], ...] = (
                 ("bitrix24", partial(_probe_bitrix, portal)),

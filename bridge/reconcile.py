@@ -21,9 +21,10 @@ from bridge.config import PortalConfig
 from bridge.google_calendar import CalendarGateway, GoogleError
 from bridge.lease import Lease, fenced
 from bridge.metrics import RECONCILE_CHANGES, RECONCILIATIONS
-from bridge.mirror import Action, ActionKind, guard_deletions, plan_portal
+from bridge.mirror import Action, ActionKind, plan_portal
 from bridge.models import CalendarMapping, MappingState, PortalState, utcnow
 from bridge.quota import OwnerReadOnly, apply_within_quota
+from bridge.removals import guard_removals
 from bridge.selection import (
     Mapped,
     SectionLookupFailed,
@@ -118,8 +119,7 @@ def reconcile_portal(
         for action in plan_portal(portal, selection.sections, mappings, listed)
         if not (action.kind == ActionKind.RETIRE and action.section_id in selection.unconfirmed)
     ]
-    mapped = sum(1 for m in mappings if m.state != MappingState.ARCHIVED and m.google_calendar_id)
-    report.blocked = None if force else guard_deletions(portal, report.actions, mapped)
+    report.blocked = None if force else guard_removals(lease.engine, portal, report.actions)
     if dry_run:
         return report
     holding = report.blocked is not None

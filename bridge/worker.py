@@ -53,15 +53,17 @@ from bridge.google_calendar import (
     GoogleCalendarGateway,
     GoogleError,
 )
+from bridge.installs import InstallState, install_state, verify_waiting
 from bridge.lease import Lease, LeaseLost, claim_portal, fenced, release_portal
 from bridge.metrics import APPLY_LATENCY, EVENTS_APPLIED
-from bridge.mirror import Action, guard_deletions, plan_section
-from bridge.models import CalendarMapping, InboxEvent, InboxState, MappingState, PortalState, utcnow
+from bridge.mirror import Action, plan_section
+from bridge.models import CalendarMapping, InboxEvent, InboxState, PortalState, utcnow
 from bridge.notify import Notifier
 from bridge.oauth import app_problem, app_ready, bitrix_client_for
 from bridge.pacing import LeakyBucket
 from bridge.quota import OwnerReadOnly, apply_within_quota
 from bridge.reconcile import mapped_sections, reconcile_portal
+from bridge.removals import guard_removals
 from bridge.selection import (
     SectionLookupFailed,
     Selection,
@@ -69,6 +71,7 @@ from bridge.selection import (
     resolve_sections,
     vanished,
 )
+from bridge.tokens import TokenCipher, require_cipher
 
 log = logging.getLogger("bridge.worker")
 
@@ -79,10 +82,15 @@ LEASE_TTL = timedelta(seconds=30)
 class PortalClients:
     """The Bitrix24 client and Google gateway of one portal, built once per worker."""
 
-    def __init__(self, engine: Engine, portal: PortalConfig) -> None:
+    def __init__(
+        self, engine: Engine, portal: PortalConfig, cipher: TokenCipher | None = None
+    ) -> None:
         rate = portal.bitrix.rate_limit
         self.bitrix = bitrix_client_for(
-            engine, portal, bucket=LeakyBucket(burst=rate.burst, per_second=rate.per_second)
+            engine,
+            portal,
+            cipher=cipher,
+            bucket=LeakyBucket(burst=rate.burst, per_second=rate.per_second),
         )
         per_minute = portal.google.requests_per_minute
         burst = max(1, per_minute // 10)
@@ -99,12 +107,19 @@ class Worker:
         *,
         engine: Engine,
         portals: Sequence[PortalConfig],
-        clients: Callable[[Engine, PortalConfig], PortalClients] = PortalClients,
+        clients: Callable[[Engine, PortalConfig, TokenCipher | None], PortalClients] = (
+            PortalClients
+        ),
         name: str | None = None,
         lease_ttl: timedelta = LEASE_TTL,
         notifier: Notifier | None = None,
+        cipher: TokenCipher | None = None,
     ) -> None:
+        """`cipher` opens and seals the OAuth tokens of app-mode portals (required with one)."""
+        if any(portal.app_mode for portal in portals):
+            require_cipher(cipher)
         self.engine = engine
+        self.cipher = cipher
         self.notifier = notifier
         self.lease_ttl = lease_ttl
         self.portals = {portal.key: portal for portal in portals}
@@ -179,7 +194,7 @@ class Worker:
 
     def clients(self, portal: PortalConfig) -> PortalClients:
         if portal.key not in self._clients:
-            self._clients[portal.key] = self._make_clients(self.engine, portal)
+            self._clients[portal.key] = self._make_clients(self.engine, portal, self.cipher)
         return self._clients[portal.key]
 
     def drain_portal(self, lease: Lease, portal: PortalConfig) -> bool:
@@ -188,6 +203,10 @@ class Worker:
         if not rows:
             return False
         self._report_addresses(portal)
+        if portal.app_mode:
+            rows = self._settle_installs(lease, portal, rows)
+            if not rows:
+                return True
         problem = app_problem(self.engine, portal)
         if problem is not None:
             _finish(lease, rows, InboxState.PARKED, problem)
@@ -235,9 +254,7 @@ class Worker:
                     _why_skipped(portal, selection, section_id),
                 )
 
-        blocked = guard_deletions(
-            portal, [a for a, _ in planned], _mapped_count(self.engine, portal.key)
-        )
+        blocked = guard_removals(self.engine, portal, [a for a, _ in planned])
         for index, (action, group) in enumerate(planned):
             if self._stop.is_set():
                 inbox.put_back(
@@ -283,6 +300,40 @@ class Worker:
         self._credentials_ok(lease)
         return True
 
+    def _settle_installs(
+        self, lease: Lease, portal: PortalConfig, rows: list[InboxEvent]
+    ) -> list[InboxEvent]:
+        """Verify the portal's waiting installs first (bridge.installs). An install's row goes on
+        to bind the events only if its install was verified; it waits while the OAuth server
+        cannot be reached and ends with the reason if the install was refused."""
+        try:
+            verdicts = verify_waiting(
+                self.engine, require_cipher(self.cipher), portal, timeout=portal.bitrix.timeout_s
+            )
+        except BitrixError as exc:
+            log.warning("install verification postponed: %s", exc, extra={"portal": portal.key})
+            verdicts = []
+        if any(verdict.verified for verdict in verdicts):
+            self._clients.pop(portal.key, None)  # its client caches the previous access token
+        refused = [verdict.problem for verdict in verdicts if verdict.problem]
+        if refused:
+            self._alert(
+                portal,
+                "install_refused",
+                f"{len(refused)} install(s) could not be verified and are not trusted: "
+                f"{refused[-1]}. See `bridge status`.",
+            )
+        rest = []
+        for row in rows:
+            state, detail = install_state(self.engine, row) if row.event == INSTALL else ("", "")
+            if state == InstallState.WAITING:
+                inbox.retry_later(lease, [row.id] if row.id else [], "install not verified yet")
+            elif state in (InstallState.REFUSED, InstallState.GONE):
+                _finish(lease, [row], InboxState.IGNORED, f"install not trusted: {detail}")
+            else:
+                rest.append(row)
+        return rest
+
     def _portal_event(
         self, lease: Lease, portal: PortalConfig, clients: PortalClients, row: InboxEvent
     ) -> None:
@@ -291,7 +342,7 @@ class Worker:
         try:
             if row.event == INSTALL:
                 bound = bind_events(clients.bitrix, portal, portal.bitrix.handler_url)
-                outcome = f"installed; bound {', '.join(bound)}" if bound else "installed"
+                outcome = "install verified" + (f"; bound {', '.join(bound)}" if bound else "")
                 if portal.bitrix.delivery == "offline":
                     mode = offline_mode(lease, clients.bitrix, recheck=True)
                     outcome += f"; offline delivery: {mode}"
@@ -511,17 +562,6 @@ def _mappings(
             )
         ).all()
         return {row.section_id: row for row in rows}
-
-
-def _mapped_count(engine: Engine, portal_key: str) -> int:
-    with Session(engine) as session:
-        rows = session.exec(
-            select(CalendarMapping.id).where(
-                CalendarMapping.portal_key == portal_key,
-                CalendarMapping.state == MappingState.ACTIVE,
-            )
-        ).all()
-        return len(rows)
 
 
 def _why_skipped(portal: PortalConfig, selection: Selection, section_id: str) -> str:

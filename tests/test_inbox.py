@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -99,3 +101,56 @@ def test_a_transient_failure_backs_off_and_the_last_attempt_parks(engine: Engine
     assert inbox.replay_parked(engine, "acme") == 1
     [replayed] = inbox.take_due(lease)
     assert replayed.attempts == 0 and "replayed" in (replayed.outcome or "")
+
+
+def test_a_delivery_the_database_refuses_fails_alone_in_its_group(engine: Engine) -> None:
+    """Deliveries built past the parser's checks, as a parser gap would let through."""
+    genuine = [
+        replace(delivery(), payload={**delivery().payload, "n": n}, section_id=str(n))
+        for n in range(1, 41)
+    ]
+    surrogate = replace(delivery(), payload={**delivery().payload, "n": "\ud800"})
+    bad = [surrogate]
+    if engine.dialect.name == "postgresql":  # SQLite stores both as they are
+        bad.append(replace(delivery(), event="ON" + "X" * 100))
+        bad.append(replace(delivery(), event="ONCALENDARSECTIONADD\x00"))
+    writer = inbox.InboxWriter(engine)
+
+    mixed = [*genuine[:20], *bad, *genuine[20:]]  # the first goes alone; the rest share
+
+    async def record_all() -> list[inbox.Recorded | BaseException]:
+        return await asyncio.gather(
+            *(writer.record("acme", event) for event in mixed), return_exceptions=True
+        )
+
+    outcomes = asyncio.run(record_all())
+
+    assert [type(o) for o in outcomes[20 : 20 + len(bad)]] == [inbox.UnstorableEvent] * len(bad)
+    recorded = outcomes[:20] + outcomes[20 + len(bad) :]
+    assert all(isinstance(o, inbox.Recorded) and not o.duplicate for o in recorded), recorded
+    assert inbox.count_by_state(engine, "acme") == {"pending": 40}
+
+
+def test_a_full_writer_queue_answers_store_unavailable_at_once(engine: Engine) -> None:
+    writer = inbox.InboxWriter(engine, max_queue=1, store_timeout=1.0)
+    events = [replace(delivery(), payload={**delivery().payload, "n": n}) for n in range(3)]
+
+    async def behind_a_lock() -> list[inbox.Recorded | BaseException]:
+        first = asyncio.ensure_future(writer.record("acme", events[0]))
+        await asyncio.sleep(0.3)  # the writer took it and waits for the lock
+        second = asyncio.ensure_future(writer.record("acme", events[1]))
+        await asyncio.sleep(0)  # queued behind the first: the queue is full
+        try:
+            await writer.record("acme", events[2])
+        except inbox.StoreUnavailable as exc:
+            third: inbox.Recorded | BaseException = exc
+        return [*await asyncio.gather(first, second, return_exceptions=True), third]
+
+    with engine.connect() as holder, holder.begin():  # SQLite: BEGIN IMMEDIATE
+        if holder.dialect.name == "postgresql":
+            holder.exec_driver_sql("LOCK TABLE inbox_event IN EXCLUSIVE MODE")
+        outcomes = asyncio.run(behind_a_lock())
+
+    assert [type(o) for o in outcomes] == [inbox.StoreUnavailable] * 3
+    assert "queue is full" in str(outcomes[2])
+    assert inbox.count_by_state(engine, "acme") == {}

@@ -1,8 +1,10 @@
 """The OAuth side of the Bitrix24 emulator: `oauth.bitrix.info`'s `/oauth/token/`, and app callers.
 
-A refresh returns a new pair and forgets the refresh token it used, so a client that keeps an old
-refresh token gets `invalid_grant` on its next refresh. An `auth=<access_token>` REST call finds
-its portal and app by the token alone, as the portal's `client_endpoint` would.
+A refresh answers with the portal's `member_id` and a new pair, and forgets the refresh token
+it used, so a client that keeps an old refresh token gets `invalid_grant` on its next refresh
+(`settings/oauth/auto-renewal.md`: "Retain it instead of the previous one"). An
+`auth=<access_token>` REST call finds its portal and app by the token alone, as the portal's
+`client_endpoint` would.
 """
 
 from __future__ import annotations

@@ -15,20 +15,25 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from bridge.app import create_app
-from bridge.config import PortalConfig
+from bridge.config import PortalConfig, Settings
 from bridge.demo import Sandbox, bind_outgoing_webhook, demo_portal
+from bridge.installs import Verdict, verify_waiting
 from bridge.models import CalendarMapping, InboxEvent, InboxState
 from bridge.notify import Notifier
 from bridge.operations import portal_status, sync_portals
 from bridge.sandbox.server import ServerThread
+from bridge.tokens import TokenCipher, token_cipher
 from bridge.worker import PortalClients, Worker
 from tests.e2e.deployment import Deployment, free_port
 
 WAITING = (InboxState.PENDING, InboxState.WORKING)
+# The environment's token key for app mode (bridge.tokens), one per test run.
+TEST_ENV = {"BRIDGE_TOKEN_KEYS": Fernet.generate_key().decode()}
 
 
 @dataclass
@@ -41,9 +46,16 @@ class Bridge:
     notifier: Notifier
     start_worker: Callable[[], None]
     client_id: str = ""
+    cipher: TokenCipher | None = None
+
+    def verify_installs(self) -> list[Verdict]:
+        """What the worker does first for an app-mode portal, for tests that run no worker."""
+        assert self.cipher is not None
+        return verify_waiting(self.engine, self.cipher, self.portal)
 
     def install(self) -> dict[str, Any]:
-        """The portal installs the app: ONAPPINSTALL reaches the bridge with the tokens."""
+        """The portal installs the app: ONAPPINSTALL reaches the bridge with the tokens (which
+        the bridge trusts once the worker, or `verify_installs`, has verified them)."""
         answer = self.http.post(
             f"{self.sandbox.bitrix_url}/_control/portals/{self.portal.member_id}/install",
             json={"client_id": self.client_id, "handler": f"{self.web_url}/bitrix/events"},
@@ -155,7 +167,7 @@ class Bridge:
 
     # The bridge
     def clients(self, portal: PortalConfig | None = None) -> PortalClients:
-        return PortalClients(self.engine, portal or self.portal)
+        return PortalClients(self.engine, portal or self.portal, self.cipher)
 
     def sync(self, portal: PortalConfig | None = None, **options: Any) -> tuple[int, str]:
         out = io.StringIO()
@@ -163,7 +175,7 @@ class Bridge:
             self.engine,
             [portal or self.portal],
             out=out,
-            **{"dry_run": False, "force": False, **options},
+            **{"dry_run": False, "force": False, "cipher": self.cipher, **options},
         )
         return code, out.getvalue()
 
@@ -223,9 +235,14 @@ def make_bridge(sandbox: Sandbox, engine: Engine) -> Iterator[Callable[..., Brid
         stack.callback(clear_faults, sandbox)
 
         def make(
-            *, app: dict[str, Any] | None = None, worker: bool = True, **portal_options: Any
+            *,
+            app: dict[str, Any] | None = None,
+            worker: bool = True,
+            web: dict[str, Any] | None = None,
+            **portal_options: Any,
         ) -> Bridge:
-            """`app` switches the portal to app mode (OAuth) with these `bitrix` settings."""
+            """`app` switches the portal to app mode (OAuth) with these `bitrix` settings;
+            `web` holds keyword arguments for `create_app` (timeouts)."""
             subject = f"owner-{uuid.uuid4().hex[:8]}@acme.example"
             portal_options.setdefault("mirror", {"groups": [12], "reconcile_interval_minutes": 0})
             portal = demo_portal(sandbox, key="acme", subject=subject, **portal_options)
@@ -233,6 +250,8 @@ def make_bridge(sandbox: Sandbox, engine: Engine) -> Iterator[Callable[..., Brid
             web_url = f"http://127.0.0.1:{port}"
             http = stack.enter_context(httpx.Client(timeout=15))
             client_id = ""
+            # As `bridge serve` and `bridge worker` build it from BRIDGE_TOKEN_KEYS.
+            cipher = token_cipher(Settings.from_env(TEST_ENV).token_keys, [])
             if app is not None:
                 registered = http.post(f"{sandbox.bitrix_url}/_control/apps", json={}).json()
                 client_id = registered["client_id"]
@@ -251,11 +270,14 @@ def make_bridge(sandbox: Sandbox, engine: Engine) -> Iterator[Callable[..., Brid
                 }
                 portal = PortalConfig.model_validate(raw)
             stack.enter_context(
-                ServerThread(create_app(portals=[portal], engine=engine), port=port)
+                ServerThread(
+                    create_app(portals=[portal], engine=engine, cipher=cipher, **(web or {})),
+                    port=port,
+                )
             )
             if app is None:
                 bind_outgoing_webhook(sandbox, portal, f"{web_url}/bitrix/events")
-            notifier = Notifier(engine)
+            notifier = Notifier(engine, cipher)
             stack.callback(notifier.close)
 
             def start_worker() -> None:
@@ -264,6 +286,7 @@ def make_bridge(sandbox: Sandbox, engine: Engine) -> Iterator[Callable[..., Brid
                     portals=[portal],
                     name=f"test-{uuid.uuid4().hex[:6]}",
                     notifier=notifier,
+                    cipher=cipher,
                 )
                 thread = threading.Thread(target=runner.run, daemon=True)
                 thread.start()
@@ -279,6 +302,7 @@ def make_bridge(sandbox: Sandbox, engine: Engine) -> Iterator[Callable[..., Brid
                 notifier=notifier,
                 start_worker=start_worker,
                 client_id=client_id,
+                cipher=cipher,
             )
             if worker:
                 start_worker()

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import yaml
+from cryptography.fernet import Fernet
 from sqlmodel import Session, select
 
 from bridge.db import create_db_engine
@@ -98,6 +99,7 @@ class Deployment:
             "ACME_APPLICATION_TOKEN": self.portal.application_token,
             "ACME_BITRIX_WEBHOOK": self.portal.bitrix.webhook_url,
             "GOOGLE_SERVICE_ACCOUNT": self.portal.google.service_account,
+            "BRIDGE_TOKEN_KEYS": Fernet.generate_key().decode(),  # app mode's tokens at rest
         }
         self.processes: list[subprocess.Popen[str]] = []
         self.engine = create_db_engine(database_url)

@@ -77,7 +77,7 @@ def test_binding_twice_leaves_one_binding_of_each_event(make_bridge: App) -> Non
     bridge.install()
     wait_for(lambda: "ONAPPUNINSTALL" in bound_events(bridge), 20, "the worker to bind")
 
-    with bitrix_client_for(bridge.engine, bridge.portal) as client:
+    with bitrix_client_for(bridge.engine, bridge.portal, cipher=bridge.cipher) as client:
         again = bind_events(client, bridge.portal, bridge.portal.bitrix.handler_url)
 
     assert again == []
@@ -135,8 +135,9 @@ def test_a_read_lost_in_basic_mode_is_repaired_by_the_next_worker(make_bridge: A
     bridge = make_bridge(app=OFFLINE, worker=False)
     set_plan(bridge, [])
     bridge.install()
-    wait_for(lambda: _installed(bridge), 20, "the install")
-    with bitrix_client_for(bridge.engine, bridge.portal) as client:
+    assert [verdict.problem for verdict in bridge.verify_installs()] == [None]
+    assert _installed(bridge)
+    with bitrix_client_for(bridge.engine, bridge.portal, cipher=bridge.cipher) as client:
         bind_events(client, bridge.portal, None)
         bridge.add_section("company_calendar", 0, "Read, then lost")
         # A worker marks its read, reads (Bitrix24 deletes the record) and dies before storing.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -22,7 +23,7 @@ from bridge.models import InboxState, PortalCredentials
 from bridge.oauth import bitrix_client_for
 from bridge.sandbox.bitrix import http_build_query
 from bridge.sandbox.server import ServerThread
-from tests.e2e.conftest import Bridge
+from tests.e2e.conftest import TEST_ENV, Bridge
 from tests.e2e.deployment import ROOT, wait_for
 
 App = Callable[..., Bridge]
@@ -32,6 +33,19 @@ def installed(bridge: Bridge) -> PortalCredentials:
     with Session(bridge.engine) as session:
         row = session.exec(select(PortalCredentials)).one()
         return row
+
+
+def tokens(bridge: Bridge) -> dict[str, str | None]:
+    """The live install's tokens as the bridge reads them (they are stored encrypted)."""
+    row = installed(bridge)
+    assert bridge.cipher is not None
+    names = ("access_token", "refresh_token", "application_token")
+    return {name: bridge.cipher.open(getattr(row, name)) for name in names}
+
+
+def verified(bridge: Bridge) -> None:
+    """What the worker does first; for tests that start their worker later, or never."""
+    assert [verdict.problem for verdict in bridge.verify_installs()] == [None]
 
 
 def summaries(bridge: Bridge) -> list[str]:
@@ -45,10 +59,15 @@ def test_install_stores_tokens_and_sections_are_mirrored_over_oauth(make_bridge:
         lambda: len(bridge.app_state()["apps"][0]["bindings"]) == 4, 20, "the worker to bind events"
     )
 
-    row = installed(bridge)
-    assert row.access_token == answer["access_token"]
-    assert row.refresh_token == answer["refresh_token"]
-    assert row.application_token == answer["application_token"]
+    # Verified by a refresh: the bridge holds the refreshed pair and the install's app token.
+    current = bridge.app_state()["apps"][0]
+    live = tokens(bridge)
+    assert live == {
+        "access_token": current["access_token"],
+        "refresh_token": current["refresh_token"],
+        "application_token": answer["application_token"],
+    }
+    assert current["refresh_token"] != answer["refresh_token"]
     bridge.add_section("company_calendar", 0, "Over OAuth")
     wait_for(lambda: summaries(bridge) == ["Over OAuth"], 20, "the calendar")
     calls = [
@@ -56,7 +75,8 @@ def test_install_stores_tokens_and_sections_are_mirrored_over_oauth(make_bridge:
     ]
     assert calls and all(r.get("client_id") == bridge.client_id for r in calls)
     stored = "".join(row.payload for row in bridge.inbox())
-    assert row.access_token is not None and row.access_token not in stored
+    assert live["access_token"] is not None and live["access_token"] not in stored
+    assert answer["access_token"] not in stored and answer["refresh_token"] not in stored
 
 
 def test_an_install_for_a_portal_that_is_not_configured_as_an_app_is_refused(
@@ -90,18 +110,21 @@ def test_an_install_for_a_portal_that_is_not_configured_as_an_app_is_refused(
 def test_an_expired_token_is_refreshed_once_for_8_threads_and_2_processes(make_bridge: App) -> None:
     bridge = make_bridge(app={}, worker=False)
     bridge.install()
-    wait_for(lambda: installed(bridge).access_token is not None, 20, "the install")
+    verified(bridge)
+    refreshes_before = bridge.app_state()["refresh_count"]  # the verification's refresh
     control = f"{bridge.sandbox.bitrix_url}/_control/portals/{bridge.portal.member_id}"
     bridge.http.post(f"{control}/expire-tokens").raise_for_status()
     script = (
         "import sys, json, threading\n"
-        "from bridge.config import PortalConfig\n"
+        "from bridge.config import PortalConfig, Settings\n"
         "from bridge.db import create_db_engine\n"
         "from bridge.oauth import bitrix_client_for\n"
+        "from bridge.tokens import token_cipher\n"
         "portal = PortalConfig.model_validate(json.loads(sys.argv[2]))\n"
+        "cipher = token_cipher(Settings.from_env().token_keys, [portal])\n"
         "engine = create_db_engine(sys.argv[1])\n"
         "def call():\n"
-        "    with bitrix_client_for(engine, portal) as client:\n"
+        "    with bitrix_client_for(engine, portal, cipher=cipher) as client:\n"
         "        client.call('calendar.resource.list')\n"
         "threads = [threading.Thread(target=call) for _ in range(4)]\n"
         "[t.start() for t in threads]; [t.join() for t in threads]\n"
@@ -110,7 +133,11 @@ def test_an_expired_token_is_refreshed_once_for_8_threads_and_2_processes(make_b
     config = json.dumps(bridge.portal.model_dump(mode="json"))
     processes = [
         subprocess.Popen(
-            [sys.executable, "-c", script, url, config], cwd=ROOT, stderr=subprocess.PIPE, text=True
+            [sys.executable, "-c", script, url, config],
+            cwd=ROOT,
+            env={**os.environ, **TEST_ENV},
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for _ in range(2)
     ]
@@ -118,8 +145,8 @@ def test_an_expired_token_is_refreshed_once_for_8_threads_and_2_processes(make_b
 
     assert [p.returncode for p in processes] == [0, 0], errors
     state = bridge.app_state()
-    assert state["refresh_count"] == 1
-    assert installed(bridge).refresh_token == state["apps"][0]["refresh_token"]
+    assert state["refresh_count"] == refreshes_before + 1
+    assert tokens(bridge)["refresh_token"] == state["apps"][0]["refresh_token"]
     assert installed(bridge).refresh_count == 1
     assert not [
         r
@@ -134,7 +161,8 @@ def test_a_refused_refresh_parks_the_work_with_the_reason(make_bridge: App) -> N
     wait_for(lambda: len(bridge.app_state()["apps"][0]["bindings"]) == 4, 20, "the binding")
     with Session(bridge.engine) as session:
         row = session.exec(select(PortalCredentials)).one()
-        row.refresh_token = "revoked-refresh-token"
+        assert bridge.cipher is not None
+        row.refresh_token = bridge.cipher.seal("revoked-refresh-token")
         session.add(row)
         session.commit()
     control = f"{bridge.sandbox.bitrix_url}/_control/portals/{bridge.portal.member_id}"
@@ -155,9 +183,9 @@ def test_a_refused_refresh_parks_the_work_with_the_reason(make_bridge: App) -> N
 def test_bind_twice_makes_one_set_and_unbind_removes_it(make_bridge: App) -> None:
     bridge = make_bridge(app={}, worker=False)
     bridge.install()
-    wait_for(lambda: installed(bridge).access_token is not None, 20, "the install")
+    verified(bridge)
     handler = f"{bridge.web_url}/bitrix/events"
-    with bitrix_client_for(bridge.engine, bridge.portal) as client:
+    with bitrix_client_for(bridge.engine, bridge.portal, cipher=bridge.cipher) as client:
         first = bind_events(client, bridge.portal, handler)
         second = bind_events(client, bridge.portal, handler)
         bindings = bridge.app_state()["apps"][0]["bindings"]
@@ -181,8 +209,8 @@ def test_offline_changes_made_while_the_bridge_is_down_are_all_applied(make_brid
         google={"creation_pace": {"calendars": 1000, "minutes": 60}},
     )
     bridge.install()
-    wait_for(lambda: installed(bridge).access_token is not None, 20, "the install")
-    with bitrix_client_for(bridge.engine, bridge.portal) as client:
+    verified(bridge)
+    with bitrix_client_for(bridge.engine, bridge.portal, cipher=bridge.cipher) as client:
         bind_events(client, bridge.portal, None)
     # 100 changes: 50 sections made, then each renamed (Google's emulator allows 60 new calendars
     # per owner and hour, as Google does).
@@ -214,8 +242,8 @@ def test_a_crash_between_pull_and_clear_loses_nothing_and_duplicates_nothing(
 ) -> None:
     bridge = make_bridge(app={"delivery": "offline", "offline_poll_seconds": 0.2}, worker=False)
     bridge.install()
-    wait_for(lambda: installed(bridge).access_token is not None, 20, "the install")
-    with bitrix_client_for(bridge.engine, bridge.portal) as client:
+    verified(bridge)
+    with bitrix_client_for(bridge.engine, bridge.portal, cipher=bridge.cipher) as client:
         bind_events(client, bridge.portal, None)
     for name in ("A", "B", "C"):
         bridge.add_section("company_calendar", 0, name)
@@ -295,7 +323,8 @@ def test_uninstall_stops_the_portals_work(make_bridge: App) -> None:
     bridge = make_bridge(app={})
     bridge.install()
     wait_for(lambda: len(bridge.app_state()["apps"][0]["bindings"]) == 4, 20, "the binding")
-    token = installed(bridge).application_token
+    token = tokens(bridge)["application_token"]
+    assert token is not None
 
     bridge.http.post(
         f"{bridge.sandbox.bitrix_url}/_control/portals/{bridge.portal.member_id}/uninstall",
