@@ -129,4 +129,3 @@ def fenced(lease: Lease) -> Iterator[Session]:
             raise LeaseLost(f"the lease on portal {lease.portal_key} passed to another worker")
         yield session
         session.commit()
-
