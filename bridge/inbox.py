@@ -1,11 +1,10 @@
 """The inbox: every accepted delivery, persisted before Bitrix24 hears 200.
 
-Guarantee: at-least-once. A row is committed before the web process answers, and it leaves the
-`pending` state only when the worker has applied it (`done`), found it outside the selection
-(`skipped`) or given up on it (`parked`, with the reason, replayable). Identical re-deliveries
-collapse onto one row through the unique (portal, dedup key). Rescheduling writes the next attempt
-time to the row, so a wait survives restarts and never holds a worker. A portal is drained by one
-worker at a time, under a lease row with an expiry.
+Guarantee: at-least-once. A row is committed before the web process answers (one delivery, one
+row), and it leaves the `pending` state only when the worker has applied it (`done`), found it
+outside the selection (`skipped`) or given up on it (`parked`, with the reason, replayable).
+Identical re-deliveries collapse onto one row through the unique (portal, dedup key). Every later
+state change of a row, and the retry policy, is `bridge.queue`'s.
 """
 
 from __future__ import annotations
@@ -13,15 +12,12 @@ from __future__ import annotations
 import asyncio
 import json
 import queue
-import random
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, func, text, update
+from sqlalchemy import Connection, Engine, bindparam, func, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import (
     DataError,
@@ -34,11 +30,7 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlmodel import Session, col, select
 
 from bridge.events import BitrixEvent
-from bridge.lease import Lease, fenced, requeue
 from bridge.models import InboxEvent, InboxState, utcnow
-
-MAX_ATTEMPTS = 8
-MAX_BACKOFF = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -258,111 +250,6 @@ _STATEMENTS = {
     )
     for postgres in (False, True)
 }
-
-
-def due_portals(engine: Engine, now: datetime | None = None) -> list[str]:
-    with Session(engine) as session:
-        rows = session.exec(
-            select(InboxEvent.portal_key)
-            .where(
-                InboxEvent.state == InboxState.PENDING,
-                InboxEvent.next_attempt_at <= (now or utcnow()),
-            )
-            .distinct()
-        ).all()
-        return list(rows)
-
-
-def take_due(lease: Lease, limit: int = 500) -> list[InboxEvent]:
-    """Mark the due rows as taken, so a newer copy of the same delivery gets a row of its own."""
-    with fenced(lease) as session:
-        rows = list(
-            session.exec(
-                select(InboxEvent)
-                .where(
-                    InboxEvent.portal_key == lease.portal_key,
-                    InboxEvent.state == InboxState.PENDING,
-                    InboxEvent.next_attempt_at <= utcnow(),
-                )
-                .order_by(col(InboxEvent.id))
-                .limit(limit)
-            ).all()
-        )
-        for row in rows:
-            row.state = InboxState.WORKING
-            session.add(row)
-        return rows
-
-
-def finish(lease: Lease, ids: Sequence[int], state: InboxState, outcome: str) -> None:
-    with fenced(lease) as session:
-        session.execute(
-            update(InboxEvent)
-            .where(col(InboxEvent.id).in_(ids))
-            .values(state=state, outcome=outcome, finished_at=utcnow())
-        )
-
-
-def put_back(lease: Lease, ids: Sequence[int]) -> None:
-    """Return taken rows untouched (the worker is stopping): no attempt is counted."""
-    with fenced(lease) as session:
-        for row in session.exec(select(InboxEvent).where(col(InboxEvent.id).in_(ids))).all():
-            requeue(session, row)
-
-
-def retry_later(
-    lease: Lease,
-    ids: Sequence[int],
-    reason: str,
-    delay: timedelta | None = None,
-    *,
-    count_attempt: bool = True,
-) -> int:
-    """Back off durably; rows out of attempts are parked with the reason instead. A wait that
-    is no failure (our own pacing) does not count as an attempt. Returns how many were parked."""
-    now = utcnow()
-    parked = 0
-    with fenced(lease) as session:
-        for row in session.exec(select(InboxEvent).where(col(InboxEvent.id).in_(ids))).all():
-            row.attempts += 1 if count_attempt else 0
-            row.outcome = reason
-            if row.attempts >= MAX_ATTEMPTS:
-                row.state = InboxState.PARKED
-                row.outcome = f"gave up after {row.attempts} attempts: {reason}"
-                row.finished_at = now
-                session.add(row)
-                parked += 1
-            else:
-                row.next_attempt_at = now + (delay or backoff(row.attempts))
-                requeue(session, row)
-    return parked
-
-
-def backoff(attempt: int) -> timedelta:
-    """Exponential with full jitter, from about a second up to an hour."""
-    ceiling = min(MAX_BACKOFF.total_seconds(), 2.0**attempt)
-    return timedelta(seconds=max(0.5, random.uniform(0, ceiling)))
-
-
-def replay_parked(
-    engine: Engine, portal_key: str | None = None, section_id: str | None = None
-) -> int:
-    """Put parked rows back in the queue with fresh attempts; returns how many."""
-    query = select(InboxEvent).where(InboxEvent.state == InboxState.PARKED)
-    if portal_key is not None:
-        query = query.where(InboxEvent.portal_key == portal_key)
-    if section_id is not None:
-        query = query.where(InboxEvent.section_id == section_id)
-    with Session(engine) as session:
-        rows = session.exec(query).all()
-        for row in rows:
-            row.attempts = 0
-            row.next_attempt_at = utcnow()
-            row.finished_at = None
-            row.outcome = f"replayed; before: {row.outcome}"
-            requeue(session, row)
-        session.commit()
-        return len(rows)
 
 
 def count_by_state(engine: Engine, portal_key: str | None = None) -> dict[str, int]:

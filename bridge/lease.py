@@ -4,7 +4,8 @@ A lease row per portal names its holder, an expiry and a version. Claiming takes
 or own lease; a lease that changes hands gets a new version. Every write a holder makes about the
 portal's work (inbox outcomes, mappings) runs inside `fenced`, which re-reads the lease row in the
 same transaction (locked on PostgreSQL) and refuses when holder or version changed: a worker that
-stalled past its expiry while another took over cannot record a stale result.
+stalled past its expiry while another took over cannot record a stale result. What a new holder
+does with the rows the previous one left taken is `bridge.queue`'s business.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from sqlalchemy import Engine, case, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, or_, select
 
-from bridge.models import InboxEvent, InboxState, PortalState, utcnow
+from bridge.models import PortalState, utcnow
 
 
 class LeaseLost(Exception):
@@ -92,7 +93,6 @@ def claim_portal(engine: Engine, portal_key: str, holder: str, ttl: timedelta) -
             return None
         state = session.get(PortalState, portal_key)
         assert state is not None
-        _requeue_abandoned(session, portal_key)
         session.commit()
         return Lease(
             engine=engine,
@@ -129,32 +129,3 @@ def fenced(lease: Lease) -> Iterator[Session]:
             raise LeaseLost(f"the lease on portal {lease.portal_key} passed to another worker")
         yield session
         session.commit()
-
-
-def requeue(session: Session, row: InboxEvent) -> None:
-    """Back to pending, unless a newer copy already waits: that one carries the work."""
-    twin = session.exec(
-        select(InboxEvent.id).where(
-            InboxEvent.portal_key == row.portal_key,
-            InboxEvent.dedup_key == row.dedup_key,
-            InboxEvent.state == InboxState.PENDING,
-        )
-    ).first()
-    if twin is None:
-        row.state = InboxState.PENDING
-    else:
-        row.state = InboxState.DONE
-        row.outcome = f"superseded by row {twin}, the same delivery again"
-        row.finished_at = utcnow()
-    session.add(row)
-
-
-def _requeue_abandoned(session: Session, portal_key: str) -> None:
-    """Rows a previous holder took and never finished go back to the queue."""
-    abandoned = session.exec(
-        select(InboxEvent).where(
-            InboxEvent.portal_key == portal_key, InboxEvent.state == InboxState.WORKING
-        )
-    ).all()
-    for row in abandoned:
-        requeue(session, row)

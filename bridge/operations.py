@@ -18,10 +18,10 @@ from sqlmodel import Session, col, func, select
 
 from bridge.addresses import current as current_addresses
 from bridge.bitrix import BitrixAccessDenied, BitrixError
+from bridge.clients import PortalClients
 from bridge.config import PortalConfig
 from bridge.events import OFFLINE_NOTICE
 from bridge.google_calendar import GoogleError
-from bridge.inbox import replay_parked
 from bridge.installs import install_report
 from bridge.lease import Lease, claim_portal, fenced, release_portal
 from bridge.mirror import plan_purge
@@ -34,10 +34,10 @@ from bridge.models import (
     PortalState,
     utcnow,
 )
+from bridge.queue import replay_parked
 from bridge.quota import owner_block
-from bridge.reconcile import reconcile_portal
+from bridge.sync import Everything, sync
 from bridge.tokens import TokenCipher
-from bridge.worker import PortalClients
 
 LEASE_TTL = timedelta(minutes=30)
 LEASE_WAIT_S = 60.0
@@ -90,15 +90,9 @@ def sync_portals(
             continue
         clients = PortalClients(engine, portal, cipher)
         try:
-            report = reconcile_portal(
-                lease,
-                portal,
-                clients.bitrix,
-                clients.google,
-                dry_run=dry_run,
-                force=force,
-                progress=ProgressBar(f"{portal.key}: applying"),
-            )
+            progress = ProgressBar(f"{portal.key}: applying")
+            scope = Everything(dry_run=dry_run, force=force, progress=progress)
+            report = sync(lease, portal, scope, clients)
         finally:
             clients.close()
             release_portal(lease)

@@ -1,11 +1,12 @@
-"""The worker: drains each portal's pending inbox rows and converges Google to Bitrix24.
+"""The worker schedules work: it claims a portal with due work, runs it, then sleeps or wakes.
 
-Guarantee: every pending row is eventually applied, skipped, or parked with its reason. A pass
-over a portal holds the portal's lease, reads the whole selection once (`batch` requests), and
-handles each section once however many events named it, because the sync is state-based. Short
-transient failures are retried inside the clients; longer ones reschedule the rows in the
-database. New work is noticed within 50 ms by a cheap indexed poll. Each portal is also
-reconciled in full on its configured interval, which repairs events Bitrix24 never delivered.
+The work of a claim is one of: a sync of the sections the taken inbox rows name
+(`bridge.sync`, settling each row through `bridge.queue`), a portal event (bind the events after
+a verified install, pull the offline queue), a scheduled offline pull, or a periodic full
+reconciliation. Guarantee: every pending row is eventually applied, skipped, or parked with its
+reason; each section is synced once per pass however many events named it, because the sync is
+state-based. New work is noticed within 50 ms by a cheap indexed poll; alerts and the portal's
+credential state are kept here, from what the sync and the queue report.
 """
 
 from __future__ import annotations
@@ -21,12 +22,11 @@ from datetime import timedelta
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
-from bridge import inbox
+from bridge import inbox, queue
 from bridge.addresses import alert as address_alert
 from bridge.addresses import claim_unreported
-from bridge.apply import CreationPaced
 from bridge.bindings import (
     OfflineMode,
     Pulled,
@@ -37,68 +37,25 @@ from bridge.bindings import (
     read_unconfirmed,
     scheduled_pull,
 )
-from bridge.bitrix import TRANSIENT_ERRORS as BITRIX_TRANSIENT
-from bridge.bitrix import (
-    BitrixAuthFailed,
-    BitrixBlocked,
-    BitrixError,
-    BitrixTimeBudgetExceeded,
-)
+from bridge.bitrix import BitrixAuthFailed, BitrixBlocked, BitrixError
+from bridge.clients import PortalClients
 from bridge.config import PortalConfig
 from bridge.events import INSTALL, PORTAL_EVENTS
-from bridge.google_calendar import TRANSIENT_ERRORS as GOOGLE_TRANSIENT
-from bridge.google_calendar import (
-    CalendarGateway,
-    GoogleAuthFailed,
-    GoogleCalendarGateway,
-    GoogleError,
-)
+from bridge.google_calendar import GoogleAuthFailed
 from bridge.installs import InstallState, install_state, verify_waiting
 from bridge.lease import Lease, LeaseLost, claim_portal, fenced, release_portal
 from bridge.metrics import APPLY_LATENCY, EVENTS_APPLIED
-from bridge.mirror import Action, plan_section
-from bridge.models import CalendarMapping, InboxEvent, InboxState, PortalState, utcnow
+from bridge.models import InboxEvent, InboxState, PortalState, utcnow
 from bridge.notify import Notifier
-from bridge.oauth import app_problem, app_ready, bitrix_client_for
-from bridge.pacing import LeakyBucket
-from bridge.quota import OwnerReadOnly, apply_within_quota
-from bridge.reconcile import mapped_sections, reconcile_portal
-from bridge.removals import guard_removals
-from bridge.selection import (
-    SectionLookupFailed,
-    Selection,
-    confirm_gone,
-    resolve_sections,
-    vanished,
-)
+from bridge.oauth import app_problem, app_ready
+from bridge.queue import TryLater
+from bridge.sync import Everything, Sections, Settled, sync
 from bridge.tokens import TokenCipher, require_cipher
 
 log = logging.getLogger("bridge.worker")
 
 POLL_INTERVAL = 0.05
 LEASE_TTL = timedelta(seconds=30)
-
-
-class PortalClients:
-    """The Bitrix24 client and Google gateway of one portal, built once per worker."""
-
-    def __init__(
-        self, engine: Engine, portal: PortalConfig, cipher: TokenCipher | None = None
-    ) -> None:
-        rate = portal.bitrix.rate_limit
-        self.bitrix = bitrix_client_for(
-            engine,
-            portal,
-            cipher=cipher,
-            bucket=LeakyBucket(burst=rate.burst, per_second=rate.per_second),
-        )
-        per_minute = portal.google.requests_per_minute
-        burst = max(1, per_minute // 10)
-        pacer = LeakyBucket(burst=burst, per_second=max(per_minute - burst, 1) / 60)
-        self.google: CalendarGateway = GoogleCalendarGateway(portal.google, pacer=pacer)
-
-    def close(self) -> None:
-        self.bitrix.close()
 
 
 class Worker:
@@ -160,7 +117,7 @@ class Worker:
     def run_once(self) -> bool:
         """One pass: drain every portal with due work, then reconcile those that are due."""
         try:
-            due = inbox.due_portals(self.engine)
+            due = queue.due_portals(self.engine)
             stale = self._portals_to_reconcile()
         except SQLAlchemyError as exc:
             log.error("database unavailable: %s", exc.__class__.__name__)
@@ -185,6 +142,7 @@ class Worker:
         if lease is None:
             return False
         try:
+            queue.requeue_abandoned(lease)
             return work(lease, portal)
         except LeaseLost as exc:
             log.warning("portal %s: %s; stopped without recording", portal.key, exc)
@@ -199,7 +157,7 @@ class Worker:
 
     def drain_portal(self, lease: Lease, portal: PortalConfig) -> bool:
         self.clients(portal).bitrix.wait_ready()
-        rows = inbox.take_due(lease)
+        rows = queue.take_due(lease)
         if not rows:
             return False
         self._report_addresses(portal)
@@ -220,85 +178,72 @@ class Worker:
                 self._portal_event(lease, portal, clients, row)
             else:
                 by_section[row.section_id or ""].append(row)
-        if not by_section:
-            return True
-        mappings = _mappings(self.engine, portal.key, list(by_section))
-        try:
-            selection = resolve_sections(clients.bitrix, portal.mirror)
-            # A mapped section missing only because its owner left a listing: read it directly.
-            candidates = vanished(selection, portal.mirror, mapped_sections(mappings.values()))
-            confirm_gone(clients.bitrix, portal.mirror, selection, candidates)
-        except (BitrixError, SectionLookupFailed) as exc:
-            section_rows = [row for group in by_section.values() for row in group]
-            error = exc.error if isinstance(exc, SectionLookupFailed) else exc
-            self._fail(lease, section_rows, error)
-            return True
+        if by_section:
+            self._sync_sections(lease, portal, clients, by_section)
+        return True
 
-        planned: list[tuple[Action, list[InboxEvent]]] = []
-        for section_id, group in by_section.items():
-            if section_id in selection.unconfirmed:
-                reason = f"section {section_id}: {selection.unconfirmed[section_id]}"
-                _finish(lease, group, InboxState.SKIPPED, reason)
-                continue
-            section = selection.sections.get(section_id)
-            action = plan_section(portal, section_id, section, mappings.get(section_id))
-            if action is not None:
-                planned.append((action, group))
-            elif section is not None:
-                _finish(lease, group, InboxState.DONE, "calendar is up to date")
-            else:
-                _finish(
-                    lease,
-                    group,
-                    InboxState.SKIPPED,
-                    _why_skipped(portal, selection, section_id),
-                )
+    def _sync_sections(
+        self,
+        lease: Lease,
+        portal: PortalConfig,
+        clients: PortalClients,
+        by_section: dict[str, list[InboxEvent]],
+    ) -> None:
+        """The event path: one sync of the named sections; each settles its rows as it ends."""
 
-        blocked = guard_removals(self.engine, portal, [a for a, _ in planned])
-        for index, (action, group) in enumerate(planned):
-            if self._stop.is_set():
-                inbox.put_back(
-                    lease, [row.id for _, rest in planned[index:] for row in rest if row.id]
-                )
-                log.info(
-                    "portal %s: stopping; %d section(s) left for later",
-                    portal.key,
-                    len(planned) - index,
-                )
-                break
-            lease.renew_if_due()
-            if blocked and action.removes_calendar:
-                _finish(lease, group, InboxState.PARKED, f"mass-delete guard: {blocked}")
-                log.warning("mass-delete guard tripped: %s", blocked, extra={"portal": portal.key})
-                self._alert(
-                    portal,
-                    "delete_guard",
-                    f"the mass-delete guard held back removals (parked; everything else was "
-                    f"applied): {blocked}",
-                )
-                continue
-            started = time.monotonic()
-            try:
-                outcome = apply_within_quota(lease, portal, action, clients.google)
-            except (GoogleError, BitrixError) as exc:
-                self._fail(lease, group, exc)
-                continue
-            _finish(lease, group, InboxState.DONE, outcome)
+        def settle(section_id: str, settled: Settled) -> None:
+            group = by_section[section_id]
+            if settled.error is not None:
+                self._fail(lease, group, settled.error)
+            elif settled.state is not None:
+                _finish(lease, group, settled.state, settled.outcome)
+                self._log_settled(portal, section_id, group, settled)
+
+        report = sync(
+            lease,
+            portal,
+            Sections(tuple(by_section)),
+            clients,
+            stop=self._stop,
+            on_settled=settle,
+        )
+        if report.read_error is not None:
+            self._fail(
+                lease, [row for group in by_section.values() for row in group], report.read_error
+            )
+            return
+        left = [key for key in by_section if key not in report.settled]
+        if left:
+            queue.put_back(lease, [row.id for key in left for row in by_section[key] if row.id])
+            log.info("portal %s: stopping; %d section(s) left for later", portal.key, len(left))
+        self._credentials_ok(lease)
+
+    def _log_settled(
+        self, portal: PortalConfig, section_id: str, group: list[InboxEvent], settled: Settled
+    ) -> None:
+        if settled.state == InboxState.PARKED:  # only the delete guard parks without an error
+            blocked = settled.outcome.removeprefix("mass-delete guard: ")
+            log.warning("mass-delete guard tripped: %s", blocked, extra={"portal": portal.key})
+            self._alert(
+                portal,
+                "delete_guard",
+                f"the mass-delete guard held back removals (parked; everything else was "
+                f"applied): {blocked}",
+            )
+        elif settled.action is not None:
             log.info(
                 "section %s: %s",
-                action.section_id,
-                outcome,
+                section_id,
+                settled.outcome,
                 extra={
                     "portal": portal.key,
                     "member_id": portal.member_id,
-                    "section_id": action.section_id,
+                    "section_id": section_id,
                     "event": ",".join(sorted({row.event for row in group})),
-                    "outcome": action.kind.value,
-                    "duration_ms": round((time.monotonic() - started) * 1000, 1),
+                    "outcome": settled.action.kind.value,
+                    "duration_ms": settled.duration_ms,
                 },
             )
-        self._credentials_ok(lease)
-        return True
 
     def _settle_installs(
         self, lease: Lease, portal: PortalConfig, rows: list[InboxEvent]
@@ -327,7 +272,9 @@ class Worker:
         for row in rows:
             state, detail = install_state(self.engine, row) if row.event == INSTALL else ("", "")
             if state == InstallState.WAITING:
-                inbox.retry_later(lease, [row.id] if row.id else [], "install not verified yet")
+                queue.reschedule(
+                    lease, [row.id] if row.id else [], TryLater("install not verified yet")
+                )
             elif state in (InstallState.REFUSED, InstallState.GONE):
                 _finish(lease, [row], InboxState.IGNORED, f"install not trusted: {detail}")
             else:
@@ -360,7 +307,7 @@ class Worker:
         try:
             pulled = self._pull(lease, portal, self.clients(portal))
         except BitrixError as exc:
-            if isinstance(exc, (*BITRIX_TRANSIENT, BitrixTimeBudgetExceeded)):
+            if not isinstance(queue.decide(exc, attempts=1), queue.Park):
                 log.warning("offline pull failed: %s", exc, extra={"portal": portal.key})
                 return False
             recorded = inbox.record_event(self.engine, portal.key, scheduled_pull(portal))
@@ -403,7 +350,7 @@ class Worker:
             "an offline read in basic mode was not confirmed; reconciling the portal",
             extra={"portal": portal.key},
         )
-        report = reconcile_portal(lease, portal, clients.bitrix, clients.google)
+        report = sync(lease, portal, Everything(), clients)
         log.info("after a lost read: %s", report.summary(), extra={"portal": portal.key})
         if report.failed:
             return False
@@ -423,8 +370,7 @@ class Worker:
         ]
 
     def reconcile(self, lease: Lease, portal: PortalConfig) -> bool:
-        clients = self.clients(portal)
-        report = reconcile_portal(lease, portal, clients.bitrix, clients.google)
+        report = sync(lease, portal, Everything(), self.clients(portal))
         log.info("periodic reconciliation: %s", report.summary(), extra={"portal": portal.key})
         self._report_addresses(portal)
         for line in report.failed:
@@ -458,24 +404,10 @@ class Worker:
         return due
 
     def _fail(self, lease: Lease, rows: Sequence[InboxEvent], error: Exception) -> None:
+        """The queue's policy decides the rows' fate; alerts and credentials are kept here."""
         ids = [row.id for row in rows if row.id is not None]
         reason = str(error)
-        parked = 0
-        if isinstance(error, CreationPaced):
-            delay = max(error.retry_at - utcnow(), timedelta(seconds=1))
-            inbox.retry_later(lease, ids, reason, delay, count_attempt=False)
-        elif isinstance(error, OwnerReadOnly):  # waits for the owner's probe (bridge.quota)
-            delay = max(error.probe_at - utcnow(), timedelta(seconds=1))
-            inbox.retry_later(lease, ids, reason, delay, count_attempt=False)
-        elif isinstance(error, BitrixTimeBudgetExceeded):  # the client dated the reset
-            wait = (error.reset_at - time.time()) if error.reset_at else 60.0
-            delay = timedelta(seconds=max(1.0, wait))
-            inbox.retry_later(lease, ids, reason, delay, count_attempt=False)
-        elif isinstance(error, GOOGLE_TRANSIENT + BITRIX_TRANSIENT):
-            parked = inbox.retry_later(lease, ids, reason)
-        else:
-            inbox.finish(lease, ids, InboxState.PARKED, reason)
-            parked = len(ids)
+        parked = queue.reschedule(lease, ids, error)
         portal = self.portals[lease.portal_key]
         log.warning("%d event(s) not applied: %s", len(ids), reason, extra={"portal": portal.key})
         if isinstance(error, BitrixAuthFailed | GoogleAuthFailed):
@@ -530,7 +462,7 @@ class Worker:
 
 
 def _finish(lease: Lease, rows: Sequence[InboxEvent], state: InboxState, outcome: str) -> None:
-    inbox.finish(lease, [row.id for row in rows if row.id is not None], state, outcome)
+    queue.finish(lease, [row.id for row in rows if row.id is not None], state, outcome)
     now = utcnow()
     for row in rows:
         EVENTS_APPLIED.labels(lease.portal_key, state.value).inc()
@@ -549,36 +481,3 @@ def _has_credential_error(engine: Engine, portal_key: str) -> bool:
     with Session(engine) as session:
         state = session.get(PortalState, portal_key)
         return state is not None and state.credential_error is not None
-
-
-def _mappings(
-    engine: Engine, portal_key: str, section_ids: list[str]
-) -> dict[str, CalendarMapping]:
-    with Session(engine) as session:
-        rows = session.exec(
-            select(CalendarMapping).where(
-                CalendarMapping.portal_key == portal_key,
-                col(CalendarMapping.section_id).in_(section_ids),
-            )
-        ).all()
-        return {row.section_id: row for row in rows}
-
-
-def _why_skipped(portal: PortalConfig, selection: Selection, section_id: str) -> str:
-    if section_id in selection.excluded:
-        return f"section {section_id} is not mirrored: {selection.excluded[section_id]}"
-    mirror = portal.mirror
-    chosen = [
-        *(["company calendar"] if mirror.company else []),
-        *(["meeting rooms"] if mirror.locations else []),
-        *(["resources"] if mirror.resources else []),
-        f"groups {_ids(mirror.groups)}",
-        f"users {_ids(mirror.users)}",
-    ]
-    return f"section {section_id} is not in the portal's selection ({', '.join(chosen)}) or is gone"
-
-
-def _ids(selection: object) -> str:
-    if isinstance(selection, list):
-        return ", ".join(str(i) for i in selection) or "none"
-    return str(selection)

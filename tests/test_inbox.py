@@ -1,4 +1,4 @@
-"""The inbox and leases on both databases: dedup while waiting, take-over, fencing, backoff."""
+"""The inbox writer on both databases: dedup while waiting, one delivery one row, bounded waits."""
 
 from __future__ import annotations
 
@@ -6,12 +6,11 @@ import asyncio
 from dataclasses import replace
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import Engine
 
-from bridge import inbox
+from bridge import inbox, queue
 from bridge.events import BitrixEvent, parse_body, read_event
-from bridge.lease import LeaseLost, claim_portal
+from bridge.lease import claim_portal
 from bridge.models import InboxState
 
 BODY = (
@@ -19,7 +18,6 @@ BODY = (
     b"&auth%5Bdomain%5D=acme.bitrix24.com&auth%5Bmember_id%5D=m1&auth%5Bapplication_token%5D=t0ken123"
 )
 MINUTE = timedelta(minutes=1)
-EXPIRED = timedelta(seconds=-1)
 
 
 def delivery() -> BitrixEvent:
@@ -33,74 +31,11 @@ def test_a_waiting_copy_absorbs_re_deliveries_but_a_taken_one_does_not(engine: E
     lease = claim_portal(engine, "acme", "worker-a", MINUTE)
     assert lease is not None
 
-    [taken] = inbox.take_due(lease)
+    [taken] = queue.take_due(lease)
     later = inbox.record_event(engine, "acme", delivery())
 
     assert taken.id == first.id and taken.state == InboxState.WORKING
     assert later.duplicate is False and later.id != first.id
-
-
-def test_rows_of_a_dead_worker_return_to_the_queue_when_its_lease_expires(engine: Engine) -> None:
-    recorded = inbox.record_event(engine, "acme", delivery())
-    dead = claim_portal(engine, "acme", "worker-a", EXPIRED)
-    assert dead is not None
-    inbox.take_due(dead)
-
-    heir = claim_portal(engine, "acme", "worker-b", MINUTE)
-    assert heir is not None
-    assert claim_portal(engine, "acme", "worker-c", MINUTE) is None
-    [again] = inbox.take_due(heir)
-
-    assert again.id == recorded.id
-    assert heir.version == dead.version + 1
-
-
-def test_a_worker_that_lost_its_lease_cannot_record_a_result(engine: Engine) -> None:
-    recorded = inbox.record_event(engine, "acme", delivery())
-    stale = claim_portal(engine, "acme", "worker-a", EXPIRED)
-    assert stale is not None
-    inbox.take_due(stale)
-    heir = claim_portal(engine, "acme", "worker-b", MINUTE)
-    assert heir is not None
-
-    with pytest.raises(LeaseLost):
-        inbox.finish(stale, [recorded.id], InboxState.DONE, "stale result")
-    with pytest.raises(LeaseLost):
-        stale.renew()
-
-    assert inbox.count_by_state(engine, "acme") == {"pending": 1}
-
-
-def test_an_abandoned_row_with_a_newer_copy_waiting_yields_to_it(engine: Engine) -> None:
-    recorded = inbox.record_event(engine, "acme", delivery())
-    dead = claim_portal(engine, "acme", "worker-a", EXPIRED)
-    assert dead is not None
-    inbox.take_due(dead)
-    copy = inbox.record_event(engine, "acme", delivery())
-
-    heir = claim_portal(engine, "acme", "worker-b", MINUTE)
-    assert heir is not None
-
-    assert inbox.count_by_state(engine, "acme") == {"done": 1, "pending": 1}
-    [due] = inbox.take_due(heir)
-    assert due.id == copy.id != recorded.id
-
-
-def test_a_transient_failure_backs_off_and_the_last_attempt_parks(engine: Engine) -> None:
-    recorded = inbox.record_event(engine, "acme", delivery())
-    lease = claim_portal(engine, "acme", "worker-a", MINUTE)
-    assert lease is not None
-    inbox.take_due(lease)
-    inbox.retry_later(lease, [recorded.id], "Google 500", timedelta(hours=1))
-    assert inbox.take_due(lease) == []  # not due for an hour
-
-    for attempt in range(2, inbox.MAX_ATTEMPTS + 1):
-        inbox.retry_later(lease, [recorded.id], f"try {attempt}", timedelta(0))
-
-    assert inbox.count_by_state(engine, "acme") == {"parked": 1}
-    assert inbox.replay_parked(engine, "acme") == 1
-    [replayed] = inbox.take_due(lease)
-    assert replayed.attempts == 0 and "replayed" in (replayed.outcome or "")
 
 
 def test_a_delivery_the_database_refuses_fails_alone_in_its_group(engine: Engine) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from bridge.app import create_app
+from bridge.clients import PortalClients
 from bridge.config import PortalConfig, Settings
 from bridge.demo import Sandbox, bind_outgoing_webhook, demo_portal
 from bridge.installs import Verdict, verify_waiting
@@ -28,7 +29,7 @@ from bridge.notify import Notifier
 from bridge.operations import portal_status, sync_portals
 from bridge.sandbox.server import ServerThread
 from bridge.tokens import TokenCipher, token_cipher
-from bridge.worker import PortalClients, Worker
+from bridge.worker import Worker
 from tests.e2e.deployment import Deployment, free_port
 
 WAITING = (InboxState.PENDING, InboxState.WORKING)

@@ -11,9 +11,9 @@ from typing import Any
 from sqlmodel import Session, select
 
 from bridge.bindings import bind_events
-from bridge.inbox import replay_parked
 from bridge.models import InboxState, PortalCredentials, PortalState, utcnow
 from bridge.oauth import bitrix_client_for
+from bridge.queue import replay_parked
 from tests.e2e.conftest import Bridge
 from tests.e2e.deployment import wait_for
 

@@ -1,0 +1,314 @@
+"""The one sync step: read a portal's selection, plan, guard and apply, for some sections or all.
+
+`sync` is the only place that does this. Its scope is either `Sections` (the event path: the
+sections that inbox rows named, each settled with an outcome for its rows) or `Everything` (a
+reconciliation: the worker's periodic one and `bridge sync`, which also repairs deliveries
+Bitrix24 never made, calendars renamed or deleted by hand in Google, sections that left the
+selection and calendars that carry our marker but lost their mapping; its report is recorded in
+the portal's state). A mapped section missing only because its owner dropped out of a listing is
+read directly before it may be retired, and an unconfirmed one is never retired. When the plan
+would remove more calendars than the delete guard allows, the removals are held back and
+everything else is applied.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from sqlmodel import Session, col, select
+
+from bridge.bitrix import BitrixError
+from bridge.clients import PortalClients
+from bridge.config import PortalConfig
+from bridge.google_calendar import CalendarListEntry, GoogleError
+from bridge.lease import Lease, fenced
+from bridge.metrics import RECONCILE_CHANGES, RECONCILIATIONS
+from bridge.mirror import Action, ActionKind, plan_portal, plan_section
+from bridge.models import CalendarMapping, InboxState, MappingState, PortalState, utcnow
+from bridge.quota import OwnerReadOnly, apply_within_quota
+from bridge.removals import guard_removals
+from bridge.selection import (
+    Mapped,
+    SectionLookupFailed,
+    Selection,
+    confirm_gone,
+    resolve_sections,
+    vanished,
+)
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Sections:
+    """The event path: these sections (in the order their rows came)."""
+
+    ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Everything:
+    """A reconciliation: `dry_run` plans only, `force` overrides the delete guard."""
+
+    dry_run: bool = False
+    force: bool = False
+    progress: Progress | None = None
+
+
+Scope = Sections | Everything
+
+
+@dataclass(frozen=True)
+class Settled:
+    """How one section of a `Sections` sync ended for its inbox rows: a final `state` with its
+    `outcome`, or an `error` for the queue's retry policy, or neither (stopped before it)."""
+
+    state: InboxState | None
+    outcome: str = ""
+    error: Exception | None = None
+    action: Action | None = None
+    duration_ms: float = 0.0
+
+
+@dataclass
+class SyncReport:
+    portal_key: str
+    actions: list[Action] = field(default_factory=list)
+    done: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    blocked: str | None = None  # why the mass-delete guard tripped
+    held: list[Action] = field(default_factory=list)  # removals it held back
+    kept: list[str] = field(default_factory=list)  # unconfirmed sections kept, with the reason
+    read_only: str | None = None  # the owner is in Google's read-only mode (bridge.quota)
+    waiting: int = 0  # actions left for after the owner's probe
+    dry_run: bool = False
+    read_error: Exception | None = None  # the selection could not be read: nothing was planned
+    settled: dict[str, Settled] = field(default_factory=dict)  # per section (`Sections` only)
+    on_settled: Callable[[str, Settled], None] | None = field(default=None, repr=False)
+
+    def settle(self, section_id: str, settled: Settled) -> None:
+        self.settled[section_id] = settled
+        if self.on_settled is not None:
+            self.on_settled(section_id, settled)
+
+    def summary(self) -> str:
+        counts = Counter(action.kind for action in self.actions)
+        removing = sum(1 for action in self.actions if action.removes_calendar)
+        parts = [
+            f"{counts[ActionKind.CREATE] + counts[ActionKind.RECREATE]} to create",
+            f"{counts[ActionKind.ADOPT]} to adopt",
+            f"{counts[ActionKind.UPDATE]} to update",
+            f"{removing} to delete or archive",
+            f"{counts[ActionKind.RETIRE] - removing} to forget",
+        ]
+        head = f"{self.portal_key}: {', '.join(parts)}"
+        if self.dry_run:
+            guard = f"; the removals would be held back: {self.blocked}" if self.blocked else ""
+            return f"{head} (dry run: nothing changed){guard}"
+        head = f"{head}; {len(self.done)} done, {len(self.failed)} failed"
+        if self.kept:
+            head = f"{head}, {len(self.kept)} kept unconfirmed"
+        if self.held:
+            head = f"{head}; {len(self.held)} removal(s) held back: {self.blocked}"
+        if self.read_only:
+            head = f"{head}; {self.waiting} left, no Google writes: {self.read_only}"
+        return head
+
+    def details(self, portal_key: str) -> list[str]:
+        """One line per failure, held-back removal and unconfirmed section kept."""
+        return [
+            *self.failed,
+            *(f"{a.describe(portal_key)}: held back by the mass-delete guard" for a in self.held),
+            *self.kept,
+        ]
+
+
+def sync(
+    lease: Lease,
+    portal: PortalConfig,
+    scope: Scope,
+    clients: PortalClients,
+    *,
+    stop: threading.Event | None = None,
+    on_settled: Callable[[str, Settled], None] | None = None,
+) -> SyncReport:
+    """Read, plan, guard and apply `scope`. For `Sections`, `on_settled` hears each section as it
+    settles and `stop` ends the apply between sections (the rest are left unsettled, for the
+    caller to put back). The lease is renewed between sections."""
+    dry_run = isinstance(scope, Everything) and scope.dry_run
+    report = SyncReport(portal_key=portal.key, dry_run=dry_run, on_settled=on_settled)
+    try:
+        selection, mappings, listed = _read(lease, portal, scope, clients)
+    except (SectionLookupFailed, BitrixError, GoogleError) as exc:
+        report.failed.append(f"reading the selection: {exc}")
+        report.read_error = exc.error if isinstance(exc, SectionLookupFailed) else exc
+        return _record(lease, scope, report)
+    if isinstance(scope, Sections):
+        report.actions = _plan_sections(portal, scope, selection, mappings, report)
+    else:
+        report.kept = [f"section {k}: {why}" for k, why in sorted(selection.unconfirmed.items())]
+        report.actions = [
+            action
+            for action in plan_portal(portal, selection.sections, mappings, listed or [])
+            if not (action.kind == ActionKind.RETIRE and action.section_id in selection.unconfirmed)
+        ]
+    forced = isinstance(scope, Everything) and scope.force
+    report.blocked = None if forced else guard_removals(lease.engine, portal, report.actions)
+    if dry_run:
+        return report
+    _apply(lease, portal, scope, clients, report, listed, stop)
+    return _record(lease, scope, report)
+
+
+def _read(
+    lease: Lease, portal: PortalConfig, scope: Scope, clients: PortalClients
+) -> tuple[Selection, list[CalendarMapping], list[CalendarListEntry] | None]:
+    """The selection (with vanished mapped sections read directly), the scope's mappings, and
+    for `Everything` the calendars listed in Google."""
+    selection = resolve_sections(clients.bitrix, portal.mirror)
+    listed = list(clients.google.owned_calendars()) if isinstance(scope, Everything) else None
+    query = select(CalendarMapping).where(CalendarMapping.portal_key == portal.key)
+    if isinstance(scope, Sections):
+        query = query.where(col(CalendarMapping.section_id).in_(scope.ids))
+    with Session(lease.engine) as session:
+        mappings = list(session.exec(query).all())
+    candidates = vanished(selection, portal.mirror, mapped_sections(mappings))
+    confirm_gone(clients.bitrix, portal.mirror, selection, candidates)
+    return selection, mappings, listed
+
+
+def _plan_sections(
+    portal: PortalConfig,
+    scope: Sections,
+    selection: Selection,
+    mappings: list[CalendarMapping],
+    report: SyncReport,
+) -> list[Action]:
+    """One action per named section that needs one; the others are settled at once."""
+    by_section = {mapping.section_id: mapping for mapping in mappings}
+    actions = []
+    for section_id in scope.ids:
+        if section_id in selection.unconfirmed:
+            reason = f"section {section_id}: {selection.unconfirmed[section_id]}"
+            report.settle(section_id, Settled(InboxState.SKIPPED, reason))
+            continue
+        section = selection.sections.get(section_id)
+        action = plan_section(portal, section_id, section, by_section.get(section_id))
+        if action is not None:
+            actions.append(action)
+        elif section is not None:
+            report.settle(section_id, Settled(InboxState.DONE, "calendar is up to date"))
+        else:
+            why = _why_skipped(portal, selection, section_id)
+            report.settle(section_id, Settled(InboxState.SKIPPED, why))
+    return actions
+
+
+def _apply(
+    lease: Lease,
+    portal: PortalConfig,
+    scope: Scope,
+    clients: PortalClients,
+    report: SyncReport,
+    listed: list[CalendarListEntry] | None,
+    stop: threading.Event | None,
+) -> None:
+    holding = report.blocked is not None
+    report.held = [action for action in report.actions if holding and action.removes_calendar]
+    applying = [action for action in report.actions if not (holding and action.removes_calendar)]
+    reconciling = isinstance(scope, Everything)
+    progress = scope.progress if isinstance(scope, Everything) else None
+    by_id = {entry.id: entry for entry in listed or []}
+    applied = 0
+    for action in report.actions:
+        if stop is not None and stop.is_set():
+            break  # the unsettled sections are the caller's to put back
+        lease.renew_if_due()
+        if holding and action.removes_calendar:
+            reason = f"mass-delete guard: {report.blocked}"
+            report.settle(action.section_id, Settled(InboxState.PARKED, reason, action=action))
+            continue
+        observed = by_id.get(action.calendar_id or "")
+        _apply_one(lease, portal, clients, report, action, observed, counted=reconciling)
+        applied += 1
+        if progress is not None:
+            progress(applied, len(applying))
+
+
+def _apply_one(
+    lease: Lease,
+    portal: PortalConfig,
+    clients: PortalClients,
+    report: SyncReport,
+    action: Action,
+    observed: CalendarListEntry | None,
+    *,
+    counted: bool,
+) -> None:
+    started = time.monotonic()
+    try:
+        outcome = apply_within_quota(lease, portal, action, clients.google, observed)
+    except OwnerReadOnly as exc:  # no Google call was made for it, or the probe was refused
+        report.read_only = str(exc)
+        report.waiting += 1
+        report.settle(action.section_id, Settled(None, str(exc), exc, action))
+        return
+    except (GoogleError, BitrixError) as exc:
+        report.failed.append(f"{action.describe(portal.key)}: {exc}")
+        report.settle(action.section_id, Settled(None, str(exc), exc, action))
+        return
+    report.done.append(f"{action.describe(portal.key)}: {outcome}")
+    if counted:
+        RECONCILE_CHANGES.labels(portal.key, action.kind.value).inc()
+    duration_ms = round((time.monotonic() - started) * 1000, 1)
+    settled = Settled(InboxState.DONE, str(outcome), action=action, duration_ms=duration_ms)
+    report.settle(action.section_id, settled)
+
+
+def mapped_sections(mappings: Iterable[CalendarMapping]) -> list[Mapped]:
+    """The mapped sections that could still be retired (an archived one already was)."""
+    return [
+        Mapped(m.section_id, m.section_type, m.owner_id)
+        for m in mappings
+        if m.state != MappingState.ARCHIVED
+    ]
+
+
+def _record(lease: Lease, scope: Scope, report: SyncReport) -> SyncReport:
+    """A reconciliation's outcome, kept in the portal's state for `bridge status`."""
+    if report.dry_run or isinstance(scope, Sections):
+        return report
+    result = "blocked" if report.blocked else "failed" if report.failed else "ok"
+    RECONCILIATIONS.labels(lease.portal_key, result).inc()
+    with fenced(lease) as session:
+        state = session.get(PortalState, lease.portal_key)
+        assert state is not None  # the lease lives in this row
+        state.reconciled_at = utcnow()
+        lines = report.details(lease.portal_key)
+        state.reconcile_outcome = report.summary() + "".join(f"\n{line}" for line in lines)
+        session.add(state)
+    return report
+
+
+def _why_skipped(portal: PortalConfig, selection: Selection, section_id: str) -> str:
+    if section_id in selection.excluded:
+        return f"section {section_id} is not mirrored: {selection.excluded[section_id]}"
+    mirror = portal.mirror
+    chosen = [
+        *(["company calendar"] if mirror.company else []),
+        *(["meeting rooms"] if mirror.locations else []),
+        *(["resources"] if mirror.resources else []),
+        f"groups {_ids(mirror.groups)}",
+        f"users {_ids(mirror.users)}",
+    ]
+    return f"section {section_id} is not in the portal's selection ({', '.join(chosen)}) or is gone"
+
+
+def _ids(selection: object) -> str:
+    if isinstance(selection, list):
+        return ", ".join(str(i) for i in selection) or "none"
+    return str(selection)
