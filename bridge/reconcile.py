@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from sqlmodel import Session, select
 
+from bridge.apply import mapped_calendar
 from bridge.bitrix import BitrixClient, BitrixError
 from bridge.config import PortalConfig
 from bridge.google_calendar import CalendarGateway, GoogleError
@@ -114,9 +115,10 @@ def reconcile_portal(
         report.failed.append(f"reading the selection: {exc}")
         return _record(lease, report)
     report.kept = [f"section {key}: {why}" for key, why in sorted(selection.unconfirmed.items())]
+    known = [mapped_calendar(mapping) for mapping in mappings]
     report.actions = [
         action
-        for action in plan_portal(portal, selection.sections, mappings, listed)
+        for action in plan_portal(portal, selection.sections, known, listed)
         if not (action.kind == ActionKind.RETIRE and action.section_id in selection.unconfirmed)
     ]
     report.blocked = None if force else guard_removals(lease.engine, portal, report.actions)

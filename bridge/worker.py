@@ -26,7 +26,7 @@ from sqlmodel import Session, col, select
 from bridge import inbox
 from bridge.addresses import alert as address_alert
 from bridge.addresses import claim_unreported
-from bridge.apply import CreationPaced
+from bridge.apply import CreationPaced, mapped_calendar
 from bridge.bindings import (
     OfflineMode,
     Pulled,
@@ -241,7 +241,9 @@ class Worker:
                 _finish(lease, group, InboxState.SKIPPED, reason)
                 continue
             section = selection.sections.get(section_id)
-            action = plan_section(portal, section_id, section, mappings.get(section_id))
+            mapping = mappings.get(section_id)
+            known = mapped_calendar(mapping) if mapping else None
+            action = plan_section(portal, section_id, section, known)
             if action is not None:
                 planned.append((action, group))
             elif section is not None:
@@ -283,7 +285,7 @@ class Worker:
             except (GoogleError, BitrixError) as exc:
                 self._fail(lease, group, exc)
                 continue
-            _finish(lease, group, InboxState.DONE, outcome)
+            _finish(lease, group, InboxState.DONE, str(outcome))
             log.info(
                 "section %s: %s",
                 action.section_id,
