@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bridge.config import PortalConfig
 from bridge.calendars import CalendarListEntry, MappingState
+from bridge.config import PortalConfig
 from bridge.mirror import (
     ActionKind,
     MappedCalendar,
