@@ -11,18 +11,25 @@ unique constraint on (portal, section) stops two rows from ever existing. Every 
 what it applied, so a retried action only does what is still missing. Creations are paced per
 owner, counted in the database so every worker shares the count: more than about 60 new
 calendars in a short period puts the owner in read-only mode for hours.
+
+`apply_action` runs one action as explicit steps (re-list or replace a calendar gone from the
+list, adopt or insert, then update) and returns an `Outcome`: the steps taken, which renders as
+the one-line account the logs, the inbox and `bridge sync` show. `mapped_calendar` turns a mapping
+row into the plain value the planner reads.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, func, select
 
-from bridge.config import PortalConfig
+from bridge.config import OnDelete, PortalConfig
 from bridge.google_calendar import (
     TRANSIENT_ERRORS,
     CalendarGateway,
@@ -36,6 +43,8 @@ from bridge.mirror import (
     Action,
     ActionKind,
     CalendarState,
+    Change,
+    MappedCalendar,
     archived_state,
     desired_state,
     marks_section,
@@ -46,6 +55,96 @@ from bridge.models import CalendarCreation, CalendarMapping, MappingState, utcno
 from bridge.removals import record_removal
 from bridge.selection import Section
 
+# An update that finds its calendar gone replaces it and updates again; a calendar that keeps
+# vanishing (never in practice) ends the action with the last GoogleNotFound after this many.
+_MAX_PASSES = 3
+
+
+class StepKind(StrEnum):
+    CREATED = "created"
+    ADOPTED = "adopted"  # found by its marker (an earlier attempt made it), twins deleted
+    RELISTED = "relisted"  # gone from the owner's list only: put back
+    REPLACED = "replaced"  # deleted in Google: the mapping starts over with a fresh nonce
+    UPDATED = "updated"
+    UP_TO_DATE = "up_to_date"
+    ARCHIVED = "archived"
+    DELETED = "deleted"
+    UNMAPPED = "unmapped"  # kept in Google, no longer mapped
+    FORGOTTEN = "forgotten"  # an unfinished mapping without a calendar, dropped
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: StepKind
+    calendar_id: str | None = None
+    changes: tuple[Change, ...] = ()
+    duplicates: int = 0  # ADOPTED: twins deleted
+
+    def __str__(self) -> str:
+        calendar = f"calendar {self.calendar_id}"
+        match self.kind:
+            case StepKind.CREATED:
+                return f"created {calendar}"
+            case StepKind.ADOPTED:
+                removed = f" and removed {self.duplicates} duplicate(s)" if self.duplicates else ""
+                return f"adopted {calendar}{removed}"
+            case StepKind.RELISTED:
+                return f"re-listed {calendar}"
+            case StepKind.REPLACED:
+                return f"{calendar} was deleted in Google"
+            case StepKind.UPDATED:
+                return f"updated {calendar}: {self.changed}"
+            case StepKind.UP_TO_DATE:
+                return f"{calendar} is up to date"
+            case StepKind.ARCHIVED:
+                return f"archived {calendar}"
+            case StepKind.DELETED:
+                return f"deleted {calendar}"
+            case StepKind.UNMAPPED:
+                return f"kept {calendar}, unmapped"
+            case StepKind.FORGOTTEN:
+                return "forgot an unfinished mapping"
+
+    @property
+    def changed(self) -> str:
+        return ", ".join(self.changes) or "unarchived"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one action did in Google: its steps, in order, and the calendar it left mapped."""
+
+    kind: ActionKind
+    calendar_id: str | None
+    steps: tuple[Step, ...]
+
+    def __str__(self) -> str:
+        """One line: the steps joined by "; ", with the update that follows a creation told as
+        "…, then set its colour, sharing" (insert takes no colour or sharing) or not at all."""
+        parts: list[str] = []
+        previous: Step | None = None
+        for step in self.steps:
+            created = previous is not None and previous.kind in (StepKind.CREATED, StepKind.ADOPTED)
+            if created and step.kind == StepKind.UPDATED:
+                parts[-1] += f", then set its {step.changed}"
+            elif not (created and step.kind == StepKind.UP_TO_DATE):
+                parts.append(str(step))
+            previous = step
+        return "; ".join(parts)
+
+
+def mapped_calendar(row: CalendarMapping) -> MappedCalendar:
+    """The plain value the planner reads for a mapping row."""
+    return MappedCalendar(
+        section_id=row.section_id,
+        state=row.state,
+        nonce=row.nonce,
+        calendar_id=row.google_calendar_id,
+        applied=CalendarState.from_json(row.applied),
+        section_type=row.section_type,
+        owner_id=row.owner_id,
+    )
+
 
 def apply_action(
     lease: Lease,
@@ -53,114 +152,108 @@ def apply_action(
     action: Action,
     google: CalendarGateway,
     observed: CalendarListEntry | None = None,
-) -> str:
-    """Do what the action says; returns a one-line account of what changed in Google."""
-    section = action.section
+) -> Outcome:
+    """Do what the action says. `observed` is the calendar as a reconciliation read it."""
     if action.kind == ActionKind.RETIRE:
-        assert action.mapping is not None
-        return retire_calendar(lease, portal, action.mapping, google)
+        step = _retire(lease, portal, action, google)
+        return Outcome(action.kind, step.calendar_id, (step,))
+    section = action.section
     assert section is not None
-    if action.kind in (ActionKind.CREATE, ActionKind.ADOPT):
-        return create_calendar(
-            lease, portal, section, google, look_first=action.kind == ActionKind.ADOPT
-        )
-    assert action.mapping is not None
-    if action.kind == ActionKind.RECREATE:
-        return recreate_calendar(lease, portal, action.mapping, section, google)
-    current = (
-        observed_state(observed, CalendarState.from_json(action.mapping.applied))
-        if observed
-        else None
-    )
-    return update_calendar(lease, portal, action.mapping, section, google, current)
-
-
-def create_calendar(
-    lease: Lease,
-    portal: PortalConfig,
-    section: Section,
-    google: CalendarGateway,
-    *,
-    look_first: bool = False,
-) -> str:
-    mapping, fresh = _mapping_for(lease, section)
-    if mapping.state != MappingState.CREATING and mapping.google_calendar_id:
-        return update_calendar(lease, portal, mapping, section, google)
-    desired = desired_state(portal, section, mapping.nonce)
-    outcome = None
-    if look_first or not fresh:
-        # An earlier attempt may have created it and died before recording the id.
-        outcome = _adopt_marked(lease, portal, mapping, google)
-    if outcome is None:
-        pace = portal.google.creation_pace
-        reserve_creation(
-            lease.engine, portal.google.subject, pace.calendars, timedelta(minutes=pace.minutes)
-        )
+    row, fresh = _mapping_for(lease, section)
+    current = None
+    if action.kind == ActionKind.UPDATE and observed is not None:
+        current = observed_state(observed, CalendarState.from_json(row.applied))
+    gone = action.kind == ActionKind.RECREATE
+    look_first = action.kind == ActionKind.ADOPT or not fresh
+    steps: list[Step] = []
+    for attempt in range(_MAX_PASSES):
+        if gone:
+            steps.append(_relist_or_replace(lease, row, google))
+            current, look_first = None, True
+        if row.state == MappingState.CREATING or not row.google_calendar_id:
+            steps.append(_create(lease, portal, row, section, google, look_first=look_first))
+            current = None
         try:
-            calendar_id = google.insert_calendar(
-                desired.summary, desired.description, desired.time_zone
-            )
-        except TRANSIENT_ERRORS:
-            outcome = _adopt_marked(lease, portal, mapping, google)
-            if outcome is None:
+            steps.append(_converge(lease, portal, row, section, google, current))
+        except GoogleNotFound:
+            if attempt == _MAX_PASSES - 1:
                 raise
-        else:
-            inserted = CalendarState(desired.summary, desired.description, desired.time_zone)
-            _save(
-                lease,
-                mapping,
-                state=MappingState.ACTIVE,
-                google_calendar_id=calendar_id,
-                applied=inserted.to_json(),
-            )
-            outcome = f"created calendar {calendar_id}"
-    rest = update_calendar(lease, portal, mapping, section, google)
-    if rest.startswith("updated calendar"):
-        return f"{outcome}, then set its {rest.split(': ', 1)[1]}"  # colour, sharing: not in insert
-    return outcome if rest.endswith("up to date") else f"{outcome}; {rest}"
+            gone = True
+            continue
+        break
+    return Outcome(action.kind, row.google_calendar_id, tuple(steps))
 
 
-def update_calendar(
+def _create(
     lease: Lease,
     portal: PortalConfig,
     mapping: CalendarMapping,
     section: Section,
     google: CalendarGateway,
-    current: CalendarState | None = None,
-) -> str:
-    """Converge the calendar to the section; `current` is what Google shows, when it was read."""
+    *,
+    look_first: bool,
+) -> Step:
+    """Adopt the section's marked calendar (when an earlier attempt may have made it and died
+    before recording the id), else insert one; an insert with an unknown outcome looks again."""
+    if look_first:
+        adopted = _adopt_marked(lease, portal, mapping, google)
+        if adopted is not None:
+            return adopted
+    desired = desired_state(portal, section, mapping.nonce)
+    pace = portal.google.creation_pace
+    reserve_creation(
+        lease.engine, portal.google.subject, pace.calendars, timedelta(minutes=pace.minutes)
+    )
+    try:
+        calendar_id = google.insert_calendar(
+            desired.summary, desired.description, desired.time_zone
+        )
+    except TRANSIENT_ERRORS:
+        adopted = _adopt_marked(lease, portal, mapping, google)
+        if adopted is None:
+            raise
+        return adopted
+    inserted = CalendarState(desired.summary, desired.description, desired.time_zone)
+    _save(
+        lease,
+        mapping,
+        state=MappingState.ACTIVE,
+        google_calendar_id=calendar_id,
+        applied=inserted.to_json(),
+    )
+    return Step(StepKind.CREATED, calendar_id)
+
+
+def _converge(
+    lease: Lease,
+    portal: PortalConfig,
+    mapping: CalendarMapping,
+    section: Section,
+    google: CalendarGateway,
+    current: CalendarState | None,
+) -> Step:
+    """Converge the calendar to the section; `current` is what Google shows, when it was read.
+    Raises GoogleNotFound when the calendar is gone."""
     assert mapping.google_calendar_id is not None
     calendar_id = mapping.google_calendar_id
     desired = desired_state(portal, section, mapping.nonce)
     before = current or CalendarState.from_json(mapping.applied) or NOTHING_APPLIED
     changes = desired.differences(before)
     if not changes and mapping.state == MappingState.ACTIVE:
-        return f"calendar {calendar_id} is up to date"
-    try:
-        _push(
-            google, calendar_id, desired, before, changes, notify=portal.mirror.share_notifications
-        )
-    except GoogleNotFound:
-        return recreate_calendar(lease, portal, mapping, section, google)
+        return Step(StepKind.UP_TO_DATE, calendar_id)
+    _push(google, calendar_id, desired, before, changes, notify=portal.mirror.share_notifications)
     _save(lease, mapping, state=MappingState.ACTIVE, applied=desired.to_json())
-    return f"updated calendar {calendar_id}: {', '.join(changes) or 'unarchived'}"
+    return Step(StepKind.UPDATED, calendar_id, tuple(changes))
 
 
-def recreate_calendar(
-    lease: Lease,
-    portal: PortalConfig,
-    mapping: CalendarMapping,
-    section: Section,
-    google: CalendarGateway,
-) -> str:
-    """The mapped calendar left the owner's list: re-list it if it exists, else make a new one."""
+def _relist_or_replace(lease: Lease, mapping: CalendarMapping, google: CalendarGateway) -> Step:
+    """The mapped calendar left the owner's list: re-list it if it exists, else start the mapping
+    over (state `creating`, a fresh nonce) so that a new calendar is made."""
     old_id = mapping.google_calendar_id
     if old_id and google.calendar_exists(old_id):
         google.add_to_list(old_id)
         _save(lease, mapping, applied=None)
-        return f"re-listed calendar {old_id}; " + update_calendar(
-            lease, portal, mapping, section, google
-        )
+        return Step(StepKind.RELISTED, old_id)
     _save(
         lease,
         mapping,
@@ -169,46 +262,42 @@ def recreate_calendar(
         google_calendar_id=None,
         applied=None,
     )
-    return f"calendar {old_id} was deleted in Google; " + create_calendar(
-        lease, portal, section, google
-    )
+    return Step(StepKind.REPLACED, old_id)
 
 
-def retire_calendar(
-    lease: Lease, portal: PortalConfig, mapping: CalendarMapping, google: CalendarGateway
-) -> str:
-    """Apply the portal's `on_delete` to a section that is gone or no longer selected."""
-    calendar_id = mapping.google_calendar_id
-    policy = portal.mirror.on_delete
-    if calendar_id and policy == "archive":
-        applied = CalendarState.from_json(mapping.applied) or NOTHING_APPLIED
+def _retire(lease: Lease, portal: PortalConfig, action: Action, google: CalendarGateway) -> Step:
+    """Apply the action's `on_delete` to a section that is gone or no longer selected."""
+    mapping = action.mapping
+    assert mapping is not None and action.on_delete is not None
+    calendar_id = mapping.calendar_id
+    policy = action.on_delete
+    if calendar_id and policy == OnDelete.ARCHIVE:
+        applied = mapping.applied or NOTHING_APPLIED
         archived = archived_state(applied)
         try:
             _push(
                 google, calendar_id, archived, applied, archived.differences(applied), notify=False
             )
         except GoogleNotFound:
-            pass  # nothing left to archive
+            pass  # nothing left to archive: forget it below, as `keep` would
         else:
             with fenced(lease) as session:
-                _update(session, mapping, state=MappingState.ARCHIVED, applied=archived.to_json())
+                row = _row(session, lease.portal_key, mapping.section_id)
+                assert row is not None
+                _update(session, row, state=MappingState.ARCHIVED, applied=archived.to_json())
                 record_removal(session, portal, mapping.section_id)
-            return f"archived calendar {calendar_id}"
-    elif calendar_id and policy == "delete":
+            return Step(StepKind.ARCHIVED, calendar_id)
+    elif calendar_id and policy == OnDelete.DELETE:
         google.delete_calendar(calendar_id)
     with fenced(lease) as session:
-        row = session.get(CalendarMapping, mapping.id)
+        row = _row(session, lease.portal_key, mapping.section_id)
         if row is not None:
             session.delete(row)
-        if calendar_id and policy == "delete":
+        if calendar_id and policy == OnDelete.DELETE:
             record_removal(session, portal, mapping.section_id)
     if not calendar_id:
-        return "forgot an unfinished mapping"
-    return (
-        f"deleted calendar {calendar_id}"
-        if policy == "delete"
-        else f"kept calendar {calendar_id}, unmapped"
-    )
+        return Step(StepKind.FORGOTTEN)
+    return Step(StepKind.DELETED if policy == OnDelete.DELETE else StepKind.UNMAPPED, calendar_id)
 
 
 def _push(
@@ -216,29 +305,29 @@ def _push(
     calendar_id: str,
     desired: CalendarState,
     before: CalendarState,
-    changes: list[str],
+    changes: list[Change],
     *,
     notify: bool,
 ) -> None:
     fields = {
         key: value
-        for name, key, value in (
-            ("summary", "summary", desired.summary),
-            ("description", "description", desired.description),
-            ("time_zone", "timeZone", desired.time_zone),
+        for change, key, value in (
+            (Change.SUMMARY, "summary", desired.summary),
+            (Change.DESCRIPTION, "description", desired.description),
+            (Change.TIME_ZONE, "timeZone", desired.time_zone),
         )
-        if name in changes
+        if change in changes
     }
     if fields:
         google.patch_calendar(calendar_id, fields)
     entry: dict[str, object] = {}
-    if "colour" in changes:
+    if Change.COLOUR in changes:
         entry.update(backgroundColor=desired.background, foregroundColor=desired.foreground)
-    if "hidden" in changes:
+    if Change.HIDDEN in changes:
         entry["hidden"] = desired.hidden
     if entry:
         google.patch_list_entry(calendar_id, entry)
-    if "sharing" in changes:
+    if Change.SHARING in changes:
         _share(google, calendar_id, desired.acl, before.acl, notify=notify)
 
 
@@ -262,7 +351,7 @@ def _share(
 
 def _adopt_marked(
     lease: Lease, portal: PortalConfig, mapping: CalendarMapping, google: CalendarGateway
-) -> str | None:
+) -> Step | None:
     found = []
     for entry in google.owned_calendars():
         marker = read_marker(entry.description)
@@ -286,8 +375,7 @@ def _adopt_marked(
         google_calendar_id=keep.id,
         applied=observed.to_json(),
     )
-    removed = f" and removed {len(twins)} duplicate(s)" if twins else ""
-    return f"adopted calendar {keep.id}{removed}"
+    return Step(StepKind.ADOPTED, keep.id, duplicates=len(twins))
 
 
 def _mapping_for(lease: Lease, section: Section) -> tuple[CalendarMapping, bool]:
@@ -308,6 +396,13 @@ def _mapping_for(lease: Lease, section: Section) -> tuple[CalendarMapping, bool]
         )
         session.add(mapping)
     return mapping, True
+
+
+def _row(session: Session, portal_key: str, section_id: str) -> CalendarMapping | None:
+    query = select(CalendarMapping).where(
+        CalendarMapping.portal_key == portal_key, CalendarMapping.section_id == section_id
+    )
+    return session.exec(query).first()
 
 
 def _save(lease: Lease, mapping: CalendarMapping, **values: object) -> None:

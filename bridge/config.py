@@ -10,6 +10,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -25,6 +26,16 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 # Section fields a `mirror.name` template may use.
 NAME_FIELDS = ("name", "type", "owner_id", "owner_name", "id")
+
+
+class OnDelete(StrEnum):
+    """What becomes of a calendar whose section is gone or left the selection."""
+
+    DELETE = "delete"
+    ARCHIVE = "archive"  # renamed, hidden and unshared, kept in Google
+    KEEP = "keep"  # left as it is, no longer mapped
+
+
 SectionType = Literal["company_calendar", "location", "resource", "group", "user"]
 
 
@@ -235,7 +246,7 @@ class MirrorConfig(_Strict):
     groups: OwnerSelection = Field(default_factory=list)
     users: OwnerSelection = Field(default_factory=list)
     name: str = "{name}"
-    on_delete: Literal["delete", "archive", "keep"] = "delete"
+    on_delete: OnDelete = OnDelete.DELETE
     share: list[ShareRule] = Field(default_factory=list)
     share_by_type: dict[SectionType, list[ShareRule]] = Field(default_factory=dict)
     share_notifications: bool = False

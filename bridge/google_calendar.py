@@ -13,7 +13,6 @@ import ssl
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import suppress
-from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import google_auth_httplib2
@@ -24,6 +23,7 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
+from bridge.calendars import CalendarListEntry as CalendarListEntry
 from bridge.config import GoogleConfig
 from bridge.metrics import UPSTREAM_REQUESTS, UPSTREAM_RETRIES
 from bridge.pacing import LeakyBucket
@@ -64,19 +64,6 @@ class GoogleNotFound(GoogleRequestRejected):
 
 
 TRANSIENT_ERRORS = (GoogleUnavailable, GoogleRateLimited)
-
-
-@dataclass(frozen=True)
-class CalendarListEntry:
-    """A calendar as its owner's calendar list shows it."""
-
-    id: str
-    summary: str
-    description: str
-    time_zone: str
-    background: str
-    foreground: str
-    hidden: bool
 
 
 class CalendarGateway(Protocol):

@@ -1,7 +1,9 @@
 """What Google should look like for a portal's sections, and the plan that gets it there.
 
-This is the decide step, with no I/O: from the selected sections, our mappings and (when a
-reconciliation has read it) what Google shows, it plans one action per section that needs one.
+This is the decide step, with no I/O: from the selected sections, our mappings (`MappedCalendar`,
+read from the table by `apply.mapped_calendar`) and (when a reconciliation has read it) what Google
+shows (`calendars.CalendarListEntry`), it plans one action per section that needs one; an action's
+changes and its removal policy are enums, not text. It imports no database row and no gateway.
 `apply.py` carries the plan out. Both the worker's event path and `bridge sync` use it, so a lost
 event and a missed one end in the same state.
 """
@@ -17,9 +19,8 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import NamedTuple
 
-from bridge.config import DeleteGuard, PortalConfig
-from bridge.google_calendar import CalendarListEntry
-from bridge.models import CalendarMapping, MappingState
+from bridge.calendars import CalendarListEntry, MappingState
+from bridge.config import DeleteGuard, OnDelete, PortalConfig
 from bridge.selection import Section
 
 ARCHIVE_PREFIX = "[archived] "
@@ -29,6 +30,21 @@ _MARKER = re.compile(
 )
 _MARKER_WORD = re.compile(r"bx24-bridge", re.IGNORECASE)
 _HEX_COLOUR = re.compile(r"^#?([0-9a-fA-F]{6})$")
+
+
+class Change(StrEnum):
+    """A managed part of a calendar that an update sets (or, first, taking it out of archive)."""
+
+    UNARCHIVE = "unarchive"
+    SUMMARY = "summary"
+    DESCRIPTION = "description"
+    TIME_ZONE = "time_zone"
+    HIDDEN = "hidden"
+    COLOUR = "colour"
+    SHARING = "sharing"
+
+
+_PLAIN_FIELDS = (Change.SUMMARY, Change.DESCRIPTION, Change.TIME_ZONE, Change.HIDDEN)
 
 
 @dataclass(frozen=True)
@@ -72,25 +88,38 @@ class CalendarState:
             hidden=bool(raw.get("hidden", False)),
         )
 
-    def differences(self, current: CalendarState) -> list[str]:
-        """Names of what differs from `current` (what Google has, or what was last applied)."""
+    def differences(self, current: CalendarState) -> list[Change]:
+        """What differs from `current` (what Google has, or what was last applied)."""
         changed = [
-            name
-            for name in ("summary", "description", "time_zone", "hidden")
-            if getattr(self, name) != getattr(current, name)
+            change
+            for change in _PLAIN_FIELDS
+            if getattr(self, change.value) != getattr(current, change.value)
         ]
         if self.background and (self.background, self.foreground) != (
             current.background,
             current.foreground,
         ):
-            changed.append("colour")
+            changed.append(Change.COLOUR)
         if dict(self.acl) != dict(current.acl):
-            changed.append("sharing")
+            changed.append(Change.SHARING)
         return changed
 
 
 # What a calendar is taken to have when nothing is known: every field then differs.
 NOTHING_APPLIED = CalendarState(summary="", description="", time_zone="")
+
+
+@dataclass(frozen=True)
+class MappedCalendar:
+    """What the mapping table knows of a section's calendar."""
+
+    section_id: str
+    state: MappingState
+    nonce: str
+    calendar_id: str | None = None
+    applied: CalendarState | None = None  # what was last applied to Google, if known
+    section_type: str = ""
+    owner_id: str = ""
 
 
 class ActionKind(StrEnum):
@@ -106,10 +135,10 @@ class Action:
     kind: ActionKind
     section_id: str
     section: Section | None = None
-    mapping: CalendarMapping | None = None
+    mapping: MappedCalendar | None = None
     calendar_id: str | None = None
-    changes: tuple[str, ...] = ()
-    detail: str = ""
+    changes: tuple[Change, ...] = ()
+    on_delete: OnDelete | None = None  # RETIRE: the policy it carries out
 
     def describe(self, portal_key: str) -> str:
         what = {
@@ -117,18 +146,24 @@ class Action:
             ActionKind.ADOPT: f"adopt calendar {self.calendar_id}",
             ActionKind.UPDATE: f"update {', '.join(self.changes)}",
             ActionKind.RECREATE: "recreate calendar (gone from Google)",
-            ActionKind.RETIRE: self.detail,
+            ActionKind.RETIRE: _RETIRE_VERBS[self.on_delete or OnDelete.KEEP],
         }[self.kind]
         name = f" {self.section.name!r}" if self.section else ""
-        extra = f" ({self.detail})" if self.detail and self.kind != ActionKind.RETIRE else ""
-        return f"{portal_key}: section {self.section_id}{name}: {what}{extra}"
+        return f"{portal_key}: section {self.section_id}{name}: {what}"
 
     @property
     def removes_calendar(self) -> bool:
-        return self.kind == ActionKind.RETIRE and self.detail.split(" ", 1)[0] in (
-            "delete",
-            "archive",
+        return self.kind == ActionKind.RETIRE and self.on_delete in (
+            OnDelete.DELETE,
+            OnDelete.ARCHIVE,
         )
+
+
+_RETIRE_VERBS = {
+    OnDelete.DELETE: "delete calendar",
+    OnDelete.ARCHIVE: "archive calendar",
+    OnDelete.KEEP: "keep calendar, forget it",
+}
 
 
 class Marker(NamedTuple):
@@ -246,7 +281,7 @@ def plan_section(
     portal: PortalConfig,
     section_id: str,
     section: Section | None,
-    mapping: CalendarMapping | None,
+    mapping: MappedCalendar | None,
     google: Mapping[str, CalendarListEntry] | None = None,
     marked: Sequence[CalendarListEntry] = (),
 ) -> Action | None:
@@ -256,45 +291,39 @@ def plan_section(
     if section is None:
         if mapping is None or mapping.state == MappingState.ARCHIVED:
             return None
-        policy = portal.mirror.on_delete
-        verb = {
-            "delete": "delete calendar",
-            "archive": "archive calendar",
-            "keep": "keep calendar, forget it",
-        }
         return Action(
             ActionKind.RETIRE,
             section_id,
             mapping=mapping,
-            calendar_id=mapping.google_calendar_id,
-            detail=verb[policy],
+            calendar_id=mapping.calendar_id,
+            on_delete=portal.mirror.on_delete,
         )
     if mapping is None:
         if marked:
             return Action(ActionKind.ADOPT, section_id, section=section, calendar_id=marked[0].id)
         return Action(ActionKind.CREATE, section_id, section=section)
-    if mapping.state == MappingState.CREATING or not mapping.google_calendar_id:
+    if mapping.state == MappingState.CREATING or not mapping.calendar_id:
         return Action(ActionKind.CREATE, section_id, section=section, mapping=mapping)
     desired = desired_state(portal, section, mapping.nonce)
-    applied = CalendarState.from_json(mapping.applied)
+    applied = mapping.applied
     if section.owner_unnamed and applied is not None:  # no listing named the owner this time
         desired = replace(desired, summary=applied.summary.removeprefix(ARCHIVE_PREFIX))
     if google is not None:
-        view = google.get(mapping.google_calendar_id)
+        view = google.get(mapping.calendar_id)
         if view is None:
             return Action(
                 ActionKind.RECREATE,
                 section_id,
                 section=section,
                 mapping=mapping,
-                calendar_id=mapping.google_calendar_id,
+                calendar_id=mapping.calendar_id,
             )
         current = observed_state(view, applied)
     else:
         current = applied or NOTHING_APPLIED
     changes = desired.differences(current)
     if mapping.state == MappingState.ARCHIVED:
-        changes.insert(0, "unarchive")
+        changes.insert(0, Change.UNARCHIVE)
     if not changes:
         return None
     return Action(
@@ -302,7 +331,7 @@ def plan_section(
         section_id,
         section=section,
         mapping=mapping,
-        calendar_id=mapping.google_calendar_id,
+        calendar_id=mapping.calendar_id,
         changes=tuple(changes),
     )
 
@@ -310,7 +339,7 @@ def plan_section(
 def plan_portal(
     portal: PortalConfig,
     sections: Mapping[str, Section],
-    mappings: Iterable[CalendarMapping],
+    mappings: Iterable[MappedCalendar],
     google: Sequence[CalendarListEntry],
 ) -> list[Action]:
     """Everything a full reconciliation would do, in section-id order."""
@@ -346,7 +375,7 @@ class PurgePlan:
 
 def plan_purge(
     portal: PortalConfig,
-    mappings: Iterable[CalendarMapping],
+    mappings: Iterable[MappedCalendar],
     google: Sequence[CalendarListEntry],
 ) -> PurgePlan:
     """The calendars `bridge purge` deletes: those with this portal's current-format marker (its
@@ -356,7 +385,7 @@ def plan_purge(
     by_id = {view.id: view for view in google}
     mapped: set[str] = set()
     for mapping in mappings:
-        calendar_id = mapping.google_calendar_id
+        calendar_id = mapping.calendar_id
         if not calendar_id:
             continue
         mapped.add(calendar_id)

@@ -20,6 +20,8 @@ from sqlalchemy import (
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
+from bridge.calendars import MappingState as MappingState
+
 # Stable constraint names on SQLite and PostgreSQL alike.
 SQLModel.metadata.naming_convention = {
     "ix": "ix_%(column_0_label)s",
@@ -75,12 +77,6 @@ class InboxState(StrEnum):
     SKIPPED = "skipped"  # the section is outside the portal's selection
     IGNORED = "ignored"  # an event the bridge does not handle
     PARKED = "parked"  # failed for good, or out of attempts; replayable
-
-
-class MappingState(StrEnum):
-    CREATING = "creating"  # committed before calendars.insert; the marker carries `nonce`
-    ACTIVE = "active"
-    ARCHIVED = "archived"  # the section is gone; the calendar stays, renamed (on_delete: archive)
 
 
 class InboxEvent(SQLModel, table=True):

@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, func, select
 
 from bridge.addresses import current as current_addresses
+from bridge.apply import mapped_calendar
 from bridge.bitrix import BitrixAccessDenied, BitrixError
 from bridge.clients import PortalClients
 from bridge.config import PortalConfig
@@ -134,7 +135,8 @@ def purge_portal(
                     select(CalendarMapping).where(CalendarMapping.portal_key == portal.key)
                 ).all()
             )
-        plan = plan_purge(portal, mappings, list(clients.google.owned_calendars()))
+        listed = list(clients.google.owned_calendars())
+        plan = plan_purge(portal, map(mapped_calendar, mappings), listed)
         summaries = plan.delete
         for reason in plan.left_alone:
             print(f"{portal.key}: leave alone {reason}", file=out)

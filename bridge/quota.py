@@ -20,7 +20,7 @@ from sqlalchemy import Engine, delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from bridge.apply import apply_action
+from bridge.apply import Outcome, apply_action
 from bridge.config import PortalConfig, ReadOnlyProbe
 from bridge.google_calendar import (
     CalendarGateway,
@@ -55,7 +55,7 @@ def apply_within_quota(
     action: Action,
     google: CalendarGateway,
     observed: CalendarListEntry | None = None,
-) -> str:
+) -> Outcome:
     """`apply_action`, unless the owner is read-only; raises OwnerReadOnly when it must wait."""
     subject = portal.google.subject
     probing = _claim_write(lease.engine, subject)

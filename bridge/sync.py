@@ -21,13 +21,14 @@ from dataclasses import dataclass, field
 
 from sqlmodel import Session, col, select
 
+from bridge.apply import mapped_calendar
 from bridge.bitrix import BitrixError
 from bridge.clients import PortalClients
 from bridge.config import PortalConfig
 from bridge.google_calendar import CalendarListEntry, GoogleError
 from bridge.lease import Lease, fenced
 from bridge.metrics import RECONCILE_CHANGES, RECONCILIATIONS
-from bridge.mirror import Action, ActionKind, plan_portal, plan_section
+from bridge.mirror import Action, ActionKind, MappedCalendar, plan_portal, plan_section
 from bridge.models import CalendarMapping, InboxState, MappingState, PortalState, utcnow
 from bridge.quota import OwnerReadOnly, apply_within_quota
 from bridge.removals import guard_removals
@@ -166,7 +167,7 @@ def sync(
 
 def _read(
     lease: Lease, portal: PortalConfig, scope: Scope, clients: PortalClients
-) -> tuple[Selection, list[CalendarMapping], list[CalendarListEntry] | None]:
+) -> tuple[Selection, list[MappedCalendar], list[CalendarListEntry] | None]:
     """The selection (with vanished mapped sections read directly), the scope's mappings, and
     for `Everything` the calendars listed in Google."""
     selection = resolve_sections(clients.bitrix, portal.mirror)
@@ -178,14 +179,14 @@ def _read(
         mappings = list(session.exec(query).all())
     candidates = vanished(selection, portal.mirror, mapped_sections(mappings))
     confirm_gone(clients.bitrix, portal.mirror, selection, candidates)
-    return selection, mappings, listed
+    return selection, [mapped_calendar(row) for row in mappings], listed
 
 
 def _plan_sections(
     portal: PortalConfig,
     scope: Sections,
     selection: Selection,
-    mappings: list[CalendarMapping],
+    mappings: list[MappedCalendar],
     report: SyncReport,
 ) -> list[Action]:
     """One action per named section that needs one; the others are settled at once."""

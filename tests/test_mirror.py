@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from bridge.calendars import CalendarListEntry, MappingState
 from bridge.config import PortalConfig
-from bridge.google_calendar import CalendarListEntry
 from bridge.mirror import (
     ActionKind,
+    MappedCalendar,
     Marker,
     desired_state,
     marker,
@@ -19,7 +20,6 @@ from bridge.mirror import (
     plan_purge,
     read_marker,
 )
-from bridge.models import CalendarMapping, MappingState
 from bridge.selection import Section
 
 ACME_MEMBER = "a223c6b3710f85df22e9377d6c4f7553"
@@ -65,16 +65,8 @@ def written(target: PortalConfig, section_id: str, text: str = "", nonce: str = 
     return desired_state(target, section(section_id, text), nonce).description
 
 
-def mapping(section_id: str, calendar_id: str | None, key: str = "acme") -> CalendarMapping:
-    return CalendarMapping(
-        portal_key=key,
-        section_id=section_id,
-        section_type="company_calendar",
-        owner_id="0",
-        nonce=NONCE,
-        state=MappingState.ACTIVE,
-        google_calendar_id=calendar_id,
-    )
+def mapping(section_id: str, calendar_id: str | None) -> MappedCalendar:
+    return MappedCalendar(section_id, MappingState.ACTIVE, NONCE, calendar_id)
 
 
 def test_the_bridge_writes_the_marker_last_and_reads_it_back() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bridge.config import ConfigError, DeleteGuard, PortalConfig, load_portals
+from bridge.config import ConfigError, DeleteGuard, OnDelete, PortalConfig, load_portals
 from bridge.mirror import Action, ActionKind, guard_deletions, removal_limit
 from tests.test_config import ENV, portal, write
 
@@ -19,8 +19,8 @@ def acme(tmp_path: Path, **guard: Any) -> PortalConfig:
     return config
 
 
-def removals(count: int, verb: str = "delete calendar") -> list[Action]:
-    return [Action(ActionKind.RETIRE, str(100 + i), detail=verb) for i in range(count)]
+def removals(count: int, policy: OnDelete = OnDelete.DELETE) -> list[Action]:
+    return [Action(ActionKind.RETIRE, str(100 + i), on_delete=policy) for i in range(count)]
 
 
 @pytest.mark.parametrize(
@@ -69,11 +69,11 @@ def test_the_share_is_of_the_calendars_at_the_start_of_the_window(tmp_path: Path
 
 def test_only_removals_count(tmp_path: Path) -> None:
     config = acme(tmp_path)
-    forget = removals(20, verb="keep calendar, forget it")
+    forget = removals(20, OnDelete.KEEP)
     update = [Action(ActionKind.UPDATE, "7", changes=("summary",))]
 
     assert guard_deletions(config, forget + update, mapped=5, removed=3) is None
-    assert guard_deletions(config, removals(1, verb="archive calendar"), mapped=5, removed=3)
+    assert guard_deletions(config, removals(1, OnDelete.ARCHIVE), mapped=5, removed=3)
 
 
 def test_the_window_and_limits_are_configurable(tmp_path: Path) -> None:
