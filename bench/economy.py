@@ -21,11 +21,11 @@ from bench.harness import (
     company_sections_ready,
     count_rows,
     google_inserts,
-    wait_until,
 )
 from bench.load import run_load
 from bench.progress import Progress
 from bench.report import Figure, say
+from bridge.harness import wait_for
 
 NAME = "economy"
 MAX_BITRIX_REQUESTS = 30
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> list[Figure]:
             progress.update(count_rows(url, done))
             return progress.done >= len(ids) and count_rows(url, waiting) == 0
 
-        wait_until(settled, 900, "the burst to be applied", every=0.25)
+        wait_for(settled, 900, "the burst to be applied", every=0.25)
         progress.close()
         bitrix = emulators.bitrix_requests(portal.member_id)
         google = emulators.google_requests(portal.subject)

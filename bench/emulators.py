@@ -13,7 +13,7 @@ import sys
 import threading
 
 from bridge.sandbox.bitrix import BitrixEmulator
-from bridge.sandbox.google_calendar import GoogleEmulator
+from bridge.sandbox.google import GoogleEmulator
 from bridge.sandbox.server import ServerThread
 
 

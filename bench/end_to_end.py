@@ -21,11 +21,11 @@ from bench.harness import (
     company_sections_ready,
     count_rows,
     google_inserts,
-    wait_until,
 )
 from bench.load import Connection, percentile
 from bench.progress import Progress
 from bench.report import Figure, say
+from bridge.harness import wait_for
 from bridge.mirror import read_marker
 
 NAME = "end-to-end"
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> list[Figure]:
             progress.update(count_rows(url, sql))
             return progress.done >= len(ids)
 
-        wait_until(created, 600, "every calendar", every=0.25)
+        wait_for(created, 600, "every calendar", every=0.25)
         progress.close()
         wall = time.monotonic() - started
         return _figures(emulators, portal, acked, wall, args)

@@ -1,5 +1,6 @@
-"""What every benchmark needs: a fresh database, the emulators, a portal, and the bridge's own
-processes (`python -m bridge serve|worker|sync`) configured by YAML, as in production."""
+"""What every benchmark needs beyond `bridge.harness` (fresh databases, ports, waits, the control
+clients): the emulators in a process of their own, a portal at Bitrix24's real pace, and the
+bridge's own processes (`python -m bridge serve|worker|sync`), their peak memory and profiles."""
 
 from __future__ import annotations
 
@@ -14,24 +15,20 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import httpx
 import sqlalchemy
 import yaml
 
-from bridge.db import migrate
-from bridge.sandbox.google_calendar import generate_service_account
-from bridge.sandbox.php_query import http_build_query
+from bridge.harness import ROOT, free_port, wait_for
+from bridge.harness import fresh_database as fresh_test_database
+from bridge.sandbox.bitrix import BitrixControl, http_build_query
+from bridge.sandbox.google import GoogleControl, generate_service_account
 
-ROOT = Path(__file__).resolve().parent.parent
-POSTGRES_URL = os.environ.get(
-    "BRIDGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 DATABASES = ("sqlite", "postgresql")
 
 
@@ -99,46 +96,26 @@ def detach(spy: subprocess.Popen[bytes] | None) -> None:
 @contextmanager
 def fresh_database(kind: str) -> Iterator[str]:
     """A migrated, empty database: a SQLite file, or a new PostgreSQL schema dropped after."""
-    if kind == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="bench-db-") as folder:
-            url = f"sqlite:///{Path(folder) / 'bridge.db'}"
-            migrate(url)
-            yield url
-        return
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = sqlalchemy.create_engine(POSTGRES_URL)
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-        migrate(url)
+    with fresh_test_database(kind, prefix="bench") as url:
         yield url
-    finally:
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
 
 
 @dataclass
 class Emulators:
     bitrix_url: str
     google_url: str
-    http: httpx.Client
+    bitrix: BitrixControl
+    google: GoogleControl
 
     def bitrix_requests(self, member_id: str) -> list[dict[str, Any]]:
-        answer = self.http.get(
-            f"{self.bitrix_url}/_control/requests", params={"member_id": member_id}
-        )
-        rows: list[dict[str, Any]] = answer.json()["requests"]
-        return rows
+        return self.bitrix.requests(member_id)
 
     def google_requests(self, user: str | None = None) -> list[dict[str, Any]]:
-        rows = self.http.get(f"{self.google_url}/_control/requests").json()["requests"]
-        return [r for r in rows if user is None or r.get("user") == user]
+        return self.google.requests(user)
 
     def clear_logs(self) -> None:
-        self.http.delete(f"{self.bitrix_url}/_control/requests").raise_for_status()
-        self.http.delete(f"{self.google_url}/_control/requests").raise_for_status()
+        self.bitrix.clear_requests()
+        self.google.clear_requests()
 
 
 @contextmanager
@@ -163,8 +140,13 @@ def running_emulators(
         assert process.stdout is not None
         urls = json.loads(process.stdout.readline())
         spy = PROFILING.attach(process.pid, "emulators")
-        with httpx.Client(timeout=120) as http:
-            yield Emulators(bitrix_url=urls["bitrix"], google_url=urls["google"], http=http)
+        bitrix = BitrixControl(urls["bitrix"], timeout=120)
+        google = GoogleControl(urls["google"], timeout=120)
+        try:
+            yield Emulators(urls["bitrix"], urls["google"], bitrix, google)
+        finally:
+            bitrix.close()
+            google.close()
     finally:
         detach(spy)
         process.send_signal(signal.SIGTERM)
@@ -218,24 +200,18 @@ def register_portal(
     """A portal at Bitrix24's real leaky bucket (50, then 2/s) and a service account."""
     member_id, token = secrets.token_hex(16), secrets.token_hex(16)
     domain = f"{key}.bitrix24.com"
-    answer = emulators.http.post(
-        f"{emulators.bitrix_url}/_control/portals",
-        json={"member_id": member_id, "domain": domain, "webhook_code": secrets.token_hex(8)},
-    )
-    answer.raise_for_status()
+    added = emulators.bitrix.add_portal(member_id, domain, secrets.token_hex(8))
     account = generate_service_account(
         f"{emulators.google_url}/token", f"bridge-{key}@sandbox.iam.gserviceaccount.com"
     )
-    emulators.http.post(
-        f"{emulators.google_url}/_control/service-accounts", json=account
-    ).raise_for_status()
+    emulators.google.add_service_account(account)
     subject = f"owner-{uuid.uuid4().hex[:6]}@{key}.example"
     config = {
         "key": key,
         "member_id": member_id,
         "domain": domain,
         "application_token": token,
-        "bitrix": {"webhook_url": answer.json()["webhook_url"], **(bitrix or {})},
+        "bitrix": {"webhook_url": added["webhook_url"], **(bitrix or {})},
         "google": {
             "service_account": json.dumps(account),
             "subject": subject,
@@ -253,12 +229,6 @@ def register_portal(
         bitrix_url=emulators.bitrix_url,
         config=config,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class BridgeProcess:
@@ -399,14 +369,6 @@ def _wait_listening(port: int, process: BridgeProcess, timeout: float = 30) -> N
         time.sleep(0.05)
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str, every: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(every)
-
-
 async def add_sections(
     emulators: Emulators, portal: Portal, bodies: list[dict[str, Any]], label: str
 ) -> list[str]:
@@ -515,7 +477,7 @@ def company_sections_ready(database: str, run: str, count: int, name: str) -> It
             ids = asyncio.run(add_sections(emulators, portal, bodies, f"{run} setup"))
             web_url = deployed.start_web()[1]
             worker = deployed.start_worker()
-            wait_until(lambda: worker_started(worker), 30, "the worker")
+            wait_for(lambda: worker_started(worker), 30, "the worker")
             emulators.clear_logs()
             yield Prepared(emulators, portal, url, ids, web_url)
 

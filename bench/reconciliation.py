@@ -97,15 +97,15 @@ def _populate(emulators: Emulators, portal: Portal, scale: float) -> str:
     """Users, groups and their sections in the Bitrix24 emulator; returns a description."""
     users, groups = max(1, round(USERS * scale)), max(1, round(GROUPS * scale))
     sections = max(2, round(SECTIONS * scale))
-    http = emulators.http
-    http.post(
-        portal.control(emulators, "users"),
-        json=[{"ID": i, "NAME": f"User{i}", "LAST_NAME": "Bench"} for i in range(1, users + 1)],
-    ).raise_for_status()
-    http.post(
-        portal.control(emulators, "groups"),
-        json=[{"ID": i, "NAME": f"Group {i}"} for i in range(1, groups + 1)],
-    ).raise_for_status()
+    bitrix = emulators.bitrix
+    bitrix.add_owners(
+        portal.member_id,
+        "users",
+        [{"ID": i, "NAME": f"User{i}", "LAST_NAME": "Bench"} for i in range(1, users + 1)],
+    )
+    bitrix.add_owners(
+        portal.member_id, "groups", [{"ID": i, "NAME": f"Group {i}"} for i in range(1, groups + 1)]
+    )
     user_sections = round(sections * users / (users + groups))
     bodies: list[dict[str, Any]] = [
         {"type": "user", "owner_id": 1 + i % users, "name": f"User section {i}"}

@@ -2,117 +2,30 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import secrets
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from contextlib import suppress
 from pathlib import Path
-from typing import Any
 
-import httpx
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from bridge.app import create_app
-from bridge.config import PortalConfig, parse_portals
 from bridge.db import create_db_engine, migrate
-from bridge.models import CalendarMapping, InboxEvent, InboxState
-from bridge.sandbox.bitrix import BitrixEmulator
-from bridge.sandbox.google_calendar import GoogleEmulator, generate_service_account
+from bridge.harness import (
+    Sandbox,
+    bind_outgoing_webhook,
+    demo_portal,
+    inbox_settled,
+    running_sandbox,
+    wait_for,
+)
+from bridge.models import CalendarMapping, InboxEvent
 from bridge.sandbox.server import ServerThread
 from bridge.worker import Worker
-
-DEMO_SUBJECT = "calendars@demo.example"
-SECTION_EVENTS = ["ONCALENDARSECTIONADD", "ONCALENDARSECTIONUPDATE", "ONCALENDARSECTIONDELETE"]
-
-
-@dataclass
-class Sandbox:
-    bitrix_url: str
-    google_url: str
-
-
-@contextmanager
-def running_sandbox(
-    host: str = "127.0.0.1", bitrix_port: int = 0, google_port: int = 0
-) -> Iterator[Sandbox]:
-    bitrix = ServerThread(BitrixEmulator().app, host=host, port=bitrix_port)
-    google = ServerThread(GoogleEmulator().app, host=host, port=google_port)
-    with bitrix, google:
-        yield Sandbox(bitrix_url=bitrix.url, google_url=google.url)
-
-
-def demo_portal(
-    sandbox: Sandbox,
-    *,
-    key: str = "demo",
-    subject: str = DEMO_SUBJECT,
-    mirror: dict[str, Any] | None = None,
-    google: dict[str, Any] | None = None,
-    notify: dict[str, Any] | None = None,
-    domain: str | None = None,
-) -> PortalConfig:
-    """Register a portal and a service account with the emulators; return its validated config."""
-    member_id = secrets.token_hex(16)
-    domain = domain or f"{key}.bitrix24.com"
-    code = secrets.token_hex(8)
-    with httpx.Client(timeout=10) as client:
-        answer = client.post(
-            f"{sandbox.bitrix_url}/_control/portals",
-            json={
-                "member_id": member_id,
-                "domain": domain,
-                "webhook_user_id": 1,
-                "webhook_code": code,
-            },
-        )
-        answer.raise_for_status()
-        webhook_url = answer.json()["webhook_url"]
-        account = generate_service_account(f"{sandbox.google_url}/token")
-        client.post(
-            f"{sandbox.google_url}/_control/service-accounts", json=account
-        ).raise_for_status()
-
-    raw = {
-        "portals": [
-            {
-                "key": key,
-                "member_id": member_id,
-                "domain": domain,
-                "application_token": secrets.token_hex(16),
-                "bitrix": {"webhook_url": webhook_url},
-                "google": {
-                    "service_account": json.dumps(account),
-                    "subject": subject,
-                    "api_endpoint": f"{sandbox.google_url}/calendar/v3/",
-                    "time_zone": "Europe/Berlin",
-                    **(google or {}),
-                },
-                "notify": notify or {},
-                "mirror": mirror
-                or {"company": True, "resources": True, "groups": [12], "users": []},
-            }
-        ]
-    }
-    return parse_portals(raw, {}, source="demo")[0]
-
-
-def bind_outgoing_webhook(sandbox: Sandbox, portal: PortalConfig, handler_url: str) -> None:
-    with httpx.Client(timeout=10) as client:
-        client.post(
-            f"{sandbox.bitrix_url}/_control/portals/{portal.member_id}/outgoing-webhooks",
-            json={
-                "handler": handler_url,
-                "events": SECTION_EVENTS,
-                "application_token": portal.application_token,
-            },
-        ).raise_for_status()
 
 
 def run_demo(*, keep_serving: bool = False) -> int:
@@ -134,25 +47,14 @@ def run_demo(*, keep_serving: bool = False) -> int:
                 _say(f"3. bridge: web {web.url}/bitrix/events, worker running")
                 bind_outgoing_webhook(sandbox, portal, f"{web.url}/bitrix/events")
                 _say("4. the portal creates three sections; Bitrix24 delivers an event for each")
-                with httpx.Client(timeout=10) as client:
-                    control = f"{sandbox.bitrix_url}/_control/portals/{portal.member_id}"
-                    client.post(
-                        f"{control}/groups", json={"ID": "12", "NAME": "Sales"}
-                    ).raise_for_status()
-                    for body in (
-                        {
-                            "type": "company_calendar",
-                            "owner_id": 0,
-                            "name": "Company holidays",
-                            "color": "#9cbeee",
-                        },
-                        {"type": "resource", "owner_id": 0, "name": "Meeting room Everest"},
-                        {"type": "group", "owner_id": 12, "name": "Sales team", "color": "#f4c542"},
-                    ):
-                        client.post(f"{control}/sections", json=body).raise_for_status()
-                    client.post(
-                        f"{sandbox.bitrix_url}/_control/deliveries/flush", json={"timeout": 10}
-                    )
+                bitrix, member_id = sandbox.bitrix, portal.member_id
+                bitrix.add_owners(member_id, "groups", [{"ID": "12", "NAME": "Sales"}])
+                bitrix.add_section(
+                    member_id, "company_calendar", 0, "Company holidays", color="#9cbeee"
+                )
+                bitrix.add_section(member_id, "resource", 0, "Meeting room Everest")
+                bitrix.add_section(member_id, "group", 12, "Sales team", color="#f4c542")
+                bitrix.flush_deliveries()
                 ok = _wait_until_applied(engine, timeout=30)
                 _print_results(sandbox, engine)
                 elapsed = time.monotonic() - started
@@ -179,20 +81,15 @@ def run_sandbox(*, host: str, bitrix_port: int, google_port: int) -> int:
 
 
 def _wait_until_applied(engine: Engine, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with Session(engine) as session:
-            rows = session.exec(select(InboxEvent)).all()
-        if rows and not any(row.state in (InboxState.PENDING, InboxState.WORKING) for row in rows):
-            return True
-        time.sleep(0.05)
-    return False
+    try:
+        wait_for(lambda: inbox_settled(engine), timeout, "the events to be applied", every=0.05)
+    except TimeoutError:
+        return False
+    return True
 
 
 def _print_results(sandbox: Sandbox, engine: Engine) -> None:
-    calendars: list[dict[str, Any]] = httpx.get(
-        f"{sandbox.google_url}/_control/calendars", timeout=10
-    ).json()["calendars"]
+    calendars = sandbox.google.calendars()
     _say(f"\nGoogle calendars ({len(calendars)}):")
     _table(
         ["summary", "time zone", "owner", "id"],

@@ -2,39 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 import sqlalchemy
 
 from bridge.db import create_db_engine, migrate
-from bridge.demo import Sandbox, running_sandbox
-
-POSTGRES_URL = os.environ.get(
-    "BRIDGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+from bridge.harness import (
+    POSTGRES_URL,
+    Sandbox,
+    fresh_schema,
+    running_sandbox,
+    schema_url,
 )
 
-
-@contextmanager
-def fresh_schema(prefix: str = "t") -> Iterator[str]:
-    """A new, empty PostgreSQL schema, dropped afterwards; yields its name."""
-    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    admin = sqlalchemy.create_engine(POSTGRES_URL)
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield schema
-    finally:
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
-
-
-def schema_url(schema: str, base: str = POSTGRES_URL) -> str:
-    return f"{base}?options=-csearch_path%3D{schema}"
+__all__ = ["POSTGRES_URL", "fresh_schema", "schema_url"]  # tests import them from here too
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from bridge.bitrix import BitrixBlocked, BitrixClient, BitrixRateLimited, BitrixTimeBudgetExceeded
-from bridge.demo import Sandbox
+from bridge.harness import Sandbox
 from bridge.pacing import LeakyBucket
 
 

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bridge.bitrix import BitrixClient, BitrixError
-from bridge.demo import Sandbox
+from bridge.harness import Sandbox
 from bridge.sandbox.server import ServerThread
 
 

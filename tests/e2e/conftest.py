@@ -22,15 +22,16 @@ from sqlmodel import Session, col, select
 from bridge.app import create_app
 from bridge.clients import PortalClients
 from bridge.config import PortalConfig, Settings
-from bridge.demo import Sandbox, bind_outgoing_webhook, demo_portal
+from bridge.harness import Deployment, Sandbox, bind_outgoing_webhook, demo_portal, free_port
 from bridge.installs import Verdict, verify_waiting
 from bridge.models import CalendarMapping, InboxEvent, InboxState
 from bridge.notify import Notifier
 from bridge.operations import portal_status, sync_portals
+from bridge.sandbox.bitrix import BitrixControl
+from bridge.sandbox.google import GoogleControl
 from bridge.sandbox.server import ServerThread
 from bridge.tokens import TokenCipher, token_cipher
 from bridge.worker import Worker
-from tests.e2e.deployment import Deployment, free_port
 
 WAITING = (InboxState.PENDING, InboxState.WORKING)
 # The environment's token key for app mode (bridge.tokens), one per test run.
@@ -57,113 +58,75 @@ class Bridge:
     def install(self) -> dict[str, Any]:
         """The portal installs the app: ONAPPINSTALL reaches the bridge with the tokens (which
         the bridge trusts once the worker, or `verify_installs`, has verified them)."""
-        answer = self.http.post(
-            f"{self.sandbox.bitrix_url}/_control/portals/{self.portal.member_id}/install",
-            json={"client_id": self.client_id, "handler": f"{self.web_url}/bitrix/events"},
-        )
-        answer.raise_for_status()
+        handler = f"{self.web_url}/bitrix/events"
+        installed: dict[str, Any] = self.bitrix.install(self.member_id, self.client_id, handler)
         self.flush_deliveries()
-        installed: dict[str, Any] = answer.json()
         return installed
 
     def app_state(self) -> dict[str, Any]:
-        answer = self.http.get(
-            f"{self.sandbox.bitrix_url}/_control/portals/{self.portal.member_id}/app"
-        )
-        state: dict[str, Any] = answer.json()
-        return state
+        return self.bitrix.app(self.member_id)
 
     @property
     def subject(self) -> str:
         return self.portal.google.subject
 
+    @property
+    def member_id(self) -> str:
+        return self.portal.member_id
+
+    @property
+    def bitrix(self) -> BitrixControl:
+        return self.sandbox.bitrix
+
+    @property
+    def google(self) -> GoogleControl:
+        return self.sandbox.google
+
     # Bitrix24 side
     def add_section(self, kind: str, owner: int, name: str, **fields: Any) -> dict[str, Any]:
-        answer = self.http.post(
-            f"{self.sandbox.bitrix_url}/_control/portals/{self.portal.member_id}/sections",
-            json={"type": kind, "owner_id": owner, "name": name, **fields},
-        )
-        answer.raise_for_status()
-        section: dict[str, Any] = answer.json()
-        return section
+        return self.bitrix.add_section(self.member_id, kind, owner, name, **fields)
 
     def update_section(self, section_id: str, **fields: Any) -> None:
-        self.http.patch(
-            f"{self.sandbox.bitrix_url}/_control/portals/{self.portal.member_id}/sections/{section_id}",
-            json=fields,
-        ).raise_for_status()
+        self.bitrix.update_section(self.member_id, section_id, **fields)
 
     def delete_section(self, section_id: str, *, deliver: bool = True) -> None:
-        self.http.delete(
-            f"{self.sandbox.bitrix_url}/_control/portals/{self.portal.member_id}/sections/{section_id}",
-            params={"deliver": int(deliver)},
-        ).raise_for_status()
+        self.bitrix.delete_section(self.member_id, section_id, deliver=deliver)
 
     def patch_portal(self, **knobs: Any) -> dict[str, Any]:
         """Change the emulated portal (address, plan, rights, budget…) via the control API."""
-        answer = self.http.patch(
-            f"{self.sandbox.bitrix_url}/_control/portals/{self.portal.member_id}", json=knobs
-        )
-        answer.raise_for_status()
-        view: dict[str, Any] = answer.json()
-        return view
+        return self.bitrix.patch_portal(self.member_id, **knobs)
 
     def add_group(self, group_id: int, name: str) -> None:
         self.add_owners("groups", [{"ID": str(group_id), "NAME": name}])
 
     def add_owners(self, kind: str, rows: list[dict[str, Any]]) -> None:
-        self.http.post(
-            f"{self.sandbox.bitrix_url}/_control/portals/{self.portal.member_id}/{kind}", json=rows
-        ).raise_for_status()
+        self.bitrix.add_owners(self.member_id, kind, rows)
 
     def flush_deliveries(self) -> list[dict[str, Any]]:
-        answer = self.http.post(
-            f"{self.sandbox.bitrix_url}/_control/deliveries/flush", json={"timeout": 10}
-        )
-        answer.raise_for_status()
-        deliveries: list[dict[str, Any]] = answer.json()["deliveries"]
-        return deliveries
+        return self.bitrix.flush_deliveries()
 
     def bitrix_requests(self) -> list[dict[str, Any]]:
-        answer = self.http.get(
-            f"{self.sandbox.bitrix_url}/_control/requests",
-            params={"member_id": self.portal.member_id},
-        )
-        requests: list[dict[str, Any]] = answer.json()["requests"]
-        return requests
+        return self.bitrix.requests(self.member_id)
 
     def bitrix_fault(self, **fault: Any) -> None:
-        answer = self.http.post(
-            f"{self.sandbox.bitrix_url}/_control/faults",
-            json={"member_id": self.portal.member_id, **fault},
-        )
-        answer.raise_for_status()
+        self.bitrix.fault(member_id=self.member_id, **fault)
 
     # Google side
     def google_fault(self, **fault: Any) -> None:
-        answer = self.http.post(f"{self.sandbox.google_url}/_control/faults", json=fault)
-        answer.raise_for_status()
+        self.google.fault(**fault)
 
     def calendars(self) -> list[dict[str, Any]]:
-        answer = self.http.get(
-            f"{self.sandbox.google_url}/_control/calendars", params={"owner": self.subject}
-        )
-        calendars: list[dict[str, Any]] = answer.json()["calendars"]
-        return calendars
+        return self.google.calendars(owner=self.subject)
 
     def google_requests(self) -> list[dict[str, Any]]:
-        answer = self.http.get(f"{self.sandbox.google_url}/_control/requests")
-        return [r for r in answer.json()["requests"] if r.get("user") == self.subject]
+        return self.google.requests(user=self.subject)
 
     def acl(self, calendar_id: str) -> dict[str, str]:
         [calendar] = [c for c in self.calendars() if c["id"] == calendar_id]
         return {rule["id"]: rule["role"] for rule in calendar["acl"]}
 
     def list_entry(self, calendar_id: str) -> dict[str, Any]:
-        answer = self.http.get(
-            f"{self.sandbox.google_url}/_control/calendar-list", params={"user": self.subject}
-        )
-        [entry] = [e for e in answer.json()["items"] if e["id"] == calendar_id]
+        [entry] = [e for e in self.google.calendar_list(self.subject) if e["id"] == calendar_id]
         return dict(entry)
 
     # The bridge
@@ -225,8 +188,8 @@ class Bridge:
 
 
 def clear_faults(sandbox: Sandbox) -> None:
-    for base in (sandbox.bitrix_url, sandbox.google_url):
-        httpx.delete(f"{base}/_control/faults", timeout=10).raise_for_status()
+    sandbox.bitrix.clear_faults()
+    sandbox.google.clear_faults()
 
 
 @pytest.fixture
@@ -254,7 +217,7 @@ def make_bridge(sandbox: Sandbox, engine: Engine) -> Iterator[Callable[..., Brid
             # As `bridge serve` and `bridge worker` build it from BRIDGE_TOKEN_KEYS.
             cipher = token_cipher(Settings.from_env(TEST_ENV).token_keys, [])
             if app is not None:
-                registered = http.post(f"{sandbox.bitrix_url}/_control/apps", json={}).json()
+                registered = sandbox.bitrix.add_app()
                 client_id = registered["client_id"]
                 raw = portal.model_dump()
                 raw["application_token"] = None

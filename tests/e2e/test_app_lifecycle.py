@@ -11,11 +11,11 @@ from typing import Any
 from sqlmodel import Session, select
 
 from bridge.bindings import bind_events
+from bridge.harness import wait_for
 from bridge.models import InboxState, PortalCredentials, PortalState, utcnow
 from bridge.oauth import bitrix_client_for
 from bridge.queue import replay_parked
 from tests.e2e.conftest import Bridge
-from tests.e2e.deployment import wait_for
 
 App = Callable[..., Bridge]
 OFFLINE = {"delivery": "offline", "offline_poll_seconds": 0.2}

@@ -19,12 +19,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bridge.bindings import bind_events, unbind_events
+from bridge.harness import ROOT, wait_for
 from bridge.models import InboxState, PortalCredentials
 from bridge.oauth import bitrix_client_for
 from bridge.sandbox.bitrix import http_build_query
 from bridge.sandbox.server import ServerThread
 from tests.e2e.conftest import TEST_ENV, Bridge
-from tests.e2e.deployment import ROOT, wait_for
 
 App = Callable[..., Bridge]
 

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, delete
 from sqlmodel import col
 
 from bridge.db import create_db_engine, migrate
-from bridge.demo import demo_portal
+from bridge.harness import demo_portal
 from bridge.mirror import marks_portal, read_marker
 from bridge.models import CalendarMapping, InboxState
 from bridge.operations import purge_portal

@@ -13,12 +13,12 @@ from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlmodel import Session, select
 
+from bridge.harness import wait_for
 from bridge.installs import KEEP_FINISHED, MAX_WAITING
 from bridge.models import InboxState, PendingInstall, PortalCredentials
 from bridge.sandbox.bitrix import http_build_query
 from bridge.tokens import reencrypt
 from tests.e2e.conftest import Bridge, Deploy
-from tests.e2e.deployment import wait_for
 
 App = Callable[..., Bridge]
 TOKENS = ("access_token", "refresh_token", "application_token")

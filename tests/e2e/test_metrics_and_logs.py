@@ -16,8 +16,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bridge.harness import ROOT, free_port, wait_for
 from tests.e2e.conftest import Bridge, Deploy
-from tests.e2e.deployment import ROOT, free_port, wait_for
 
 TOKEN = "scrape-me-" + "x7Kq2" * 4
 

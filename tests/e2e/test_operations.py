@@ -20,12 +20,11 @@ from starlette.routing import Route
 
 from bridge.app import create_app
 from bridge.db import create_db_engine, migrate
-from bridge.demo import Sandbox, demo_portal
-from bridge.sandbox.google_calendar import generate_service_account
+from bridge.harness import Deployment, Sandbox, demo_portal, settled, wait_for
+from bridge.sandbox.google import generate_service_account
 from bridge.sandbox.server import ServerThread
 from tests.conftest import POSTGRES_URL, fresh_schema, schema_url
 from tests.e2e.conftest import Bridge, Deploy
-from tests.e2e.deployment import Deployment, settled, wait_for
 
 NO_AUTH = {
     "method": "batch",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+from bridge.harness import settled, wait_for
 from bridge.models import InboxState
 from tests.e2e.conftest import Deploy
-from tests.e2e.deployment import settled, wait_for
 
 CALENDARS = "/calendar/v3/calendars"
 

@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session, select
 
+from bridge.harness import settled, wait_for
 from bridge.models import InboxState, PortalAddress
 from bridge.sandbox.bitrix import http_build_query
 from tests.e2e.conftest import Bridge, Deploy
-from tests.e2e.deployment import settled, wait_for
 from tests.e2e.test_operations import Receiver, samples
 
 App = Callable[..., Bridge]

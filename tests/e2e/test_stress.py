@@ -22,12 +22,12 @@ import yaml
 from sqlmodel import Session, select
 
 from bridge.db import create_db_engine, migrate
+from bridge.harness import ROOT, free_port, wait_for
 from bridge.models import CalendarMapping, InboxEvent, InboxState
 from bridge.sandbox.bitrix import BitrixEmulator, http_build_query
-from bridge.sandbox.google_calendar import GoogleEmulator, generate_service_account
+from bridge.sandbox.google import GoogleEmulator, generate_service_account
 from bridge.sandbox.server import ServerThread
 from tests.conftest import fresh_schema, schema_url
-from tests.e2e.deployment import ROOT, free_port, wait_for
 
 PORTALS = 4
 SECTIONS_PER_PORTAL = 125

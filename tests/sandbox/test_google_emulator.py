@@ -17,7 +17,7 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 from googleapiclient.http import BatchHttpRequest, HttpRequest
 
-from bridge.sandbox.google_calendar import GoogleEmulator, generate_service_account
+from bridge.sandbox.google import GoogleEmulator, generate_service_account
 from bridge.sandbox.server import ServerThread
 
 SCOPES = ["https://www.googleapis.com/auth/calendar"]

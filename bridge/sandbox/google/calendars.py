@@ -10,22 +10,22 @@ import copy
 import secrets
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bridge.sandbox.google_calendar_list import _subscribe
-from bridge.sandbox.google_state import _AclRule, _Store
-from bridge.sandbox.google_wire import (
+from bridge.sandbox.google.calendar_list import subscribe
+from bridge.sandbox.google.state import AclRule, Store
+from bridge.sandbox.google.wire import (
     JSON,
-    _ApiError,
-    _ApiRequest,
-    _ApiResponse,
-    _json_body,
-    _non_empty_str,
+    ApiError,
+    ApiRequest,
+    ApiResponse,
+    json_body,
+    non_empty_str,
 )
 
 
-def _calendars_insert(store: _Store, request: _ApiRequest, user: str) -> _ApiResponse:
-    body = _json_body(request)
-    if not _non_empty_str(body.get("summary")):
-        raise _ApiError(400, "required", "Missing title.")
+def calendars_insert(store: Store, request: ApiRequest, user: str) -> ApiResponse:
+    body = json_body(request)
+    if not non_empty_str(body.get("summary")):
+        raise ApiError(400, "required", "Missing title.")
     store.spend_creation_budget(user)
     calendar_id = f"c_{secrets.token_hex(32)}@group.calendar.google.com"
     calendar: JSON = {
@@ -38,7 +38,7 @@ def _calendars_insert(store: _Store, request: _ApiRequest, user: str) -> _ApiRes
     calendar["etag"] = store.next_etag()
     calendar["dataOwner"] = user
     store.state.calendars[calendar_id] = calendar
-    owner_rule = _AclRule(
+    owner_rule = AclRule(
         f"user:{user.lower()}",
         "user",
         user.lower(),
@@ -47,51 +47,43 @@ def _calendars_insert(store: _Store, request: _ApiRequest, user: str) -> _ApiRes
         send_notifications=False,
     )
     store.state.acl[calendar_id] = {owner_rule.id: owner_rule}
-    _subscribe(store, user, calendar_id)
-    return _ApiResponse(200, _render_calendar(calendar))
+    subscribe(store, user, calendar_id)
+    return ApiResponse(200, render_calendar(calendar))
 
 
-def _calendars_get(
-    store: _Store, request: _ApiRequest, user: str, calendar_id: str
-) -> _ApiResponse:
-    return _ApiResponse(200, _render_calendar(store.calendar_for(user, calendar_id)))
+def calendars_get(store: Store, request: ApiRequest, user: str, calendar_id: str) -> ApiResponse:
+    return ApiResponse(200, render_calendar(store.calendar_for(user, calendar_id)))
 
 
-def _calendars_patch(
-    store: _Store, request: _ApiRequest, user: str, calendar_id: str
-) -> _ApiResponse:
+def calendars_patch(store: Store, request: ApiRequest, user: str, calendar_id: str) -> ApiResponse:
     calendar = store.calendar_for(user, calendar_id, need="owner")
-    body = _json_body(request)
-    if "summary" in body and not _non_empty_str(body["summary"]):
-        raise _ApiError(400, "required", "Missing title.")
+    body = json_body(request)
+    if "summary" in body and not non_empty_str(body["summary"]):
+        raise ApiError(400, "required", "Missing title.")
     _apply_calendar_fields(calendar, body)
     calendar["etag"] = store.next_etag()
-    return _ApiResponse(200, _render_calendar(calendar))
+    return ApiResponse(200, render_calendar(calendar))
 
 
-def _calendars_update(
-    store: _Store, request: _ApiRequest, user: str, calendar_id: str
-) -> _ApiResponse:
+def calendars_update(store: Store, request: ApiRequest, user: str, calendar_id: str) -> ApiResponse:
     calendar = store.calendar_for(user, calendar_id, need="owner")
-    body = _json_body(request)
-    if not _non_empty_str(body.get("summary")):
-        raise _ApiError(400, "required", "Missing title.")
+    body = json_body(request)
+    if not non_empty_str(body.get("summary")):
+        raise ApiError(400, "required", "Missing title.")
     for name in ("description", "location", "conferenceProperties", "labelProperties"):
         calendar.pop(name, None)
     _apply_calendar_fields(calendar, body)
     calendar["etag"] = store.next_etag()
-    return _ApiResponse(200, _render_calendar(calendar))
+    return ApiResponse(200, render_calendar(calendar))
 
 
-def _calendars_delete(
-    store: _Store, request: _ApiRequest, user: str, calendar_id: str
-) -> _ApiResponse:
+def calendars_delete(store: Store, request: ApiRequest, user: str, calendar_id: str) -> ApiResponse:
     calendar = store.calendar_for(user, calendar_id, need="owner")
-    _delete_calendar(store, calendar["id"])
-    return _ApiResponse(204)
+    delete_calendar(store, calendar["id"])
+    return ApiResponse(204)
 
 
-def _delete_calendar(store: _Store, calendar_id: str) -> None:
+def delete_calendar(store: Store, calendar_id: str) -> None:
     del store.state.calendars[calendar_id]
     store.state.acl.pop(calendar_id, None)
     for entries in store.state.lists.values():
@@ -108,11 +100,11 @@ def _apply_calendar_fields(calendar: JSON, body: JSON) -> None:
         if value is None:
             calendar.pop(name, None)
         elif not isinstance(value, str):
-            raise _ApiError(400, "invalid", f"Invalid value for: {name}")
+            raise ApiError(400, "invalid", f"Invalid value for: {name}")
         else:
             calendar[name] = value
     if "timeZone" in body and body["timeZone"] is not None and not _known_zone(body["timeZone"]):
-        raise _ApiError(
+        raise ApiError(
             400, "timeZoneInvalid", "Invalid time zone definition for calendar.", "calendar"
         )
     for name in ("conferenceProperties", "labelProperties"):
@@ -120,7 +112,7 @@ def _apply_calendar_fields(calendar: JSON, body: JSON) -> None:
             calendar[name] = copy.deepcopy(body[name])
 
 
-def _render_calendar(calendar: JSON) -> JSON:
+def render_calendar(calendar: JSON) -> JSON:
     order = (
         "kind",
         "etag",

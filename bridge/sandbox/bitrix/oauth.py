@@ -18,21 +18,21 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from bridge.sandbox.bitrix_apps import _Install, _mint_pair, _server_endpoint
-from bridge.sandbox.bitrix_methods import _RestError
-from bridge.sandbox.bitrix_state import _Portal, _State
-from bridge.sandbox.bitrix_values import _text
+from bridge.sandbox.bitrix.apps import Install, mint_pair, oauth_server_endpoint
+from bridge.sandbox.bitrix.methods import RestError
+from bridge.sandbox.bitrix.state import Portal, State
+from bridge.sandbox.bitrix.values import as_text
 
 
 @dataclass(frozen=True)
 class _AppCaller:
-    portal: _Portal
-    install: _Install
+    portal: Portal
+    install: Install
     user_id: int
 
 
-class _TokenServer:
-    def __init__(self, state: _State) -> None:
+class TokenServer:
+    def __init__(self, state: State) -> None:
         self._state = state
 
     async def token(self, request: Request) -> Response:
@@ -59,7 +59,7 @@ class _TokenServer:
                 return _oauth_error(400, "invalid_grant", "Invalid refresh token")
             portal, install = found
             user_id = install.refresh.pop(refresh_token)
-            pair = _mint_pair(install, user_id, time.time())
+            pair = mint_pair(install, user_id, time.time())
             install.refresh_count += 1
             portal.apps.refresh_count += 1
             body: dict[str, Any] = {
@@ -71,7 +71,7 @@ class _TokenServer:
                 "member_id": portal.member_id,
                 "refresh_token": pair.refresh_token,
                 "scope": install.scope,
-                "server_endpoint": _server_endpoint(base_url),
+                "server_endpoint": oauth_server_endpoint(base_url),
                 "status": install.status,
                 "user_id": user_id,
             }
@@ -83,8 +83,8 @@ def _oauth_error(status: int, code: str, description: str) -> Response:
 
 
 def _find_refresh(
-    state: _State, client_id: str, refresh_token: str
-) -> tuple[_Portal, _Install] | None:
+    state: State, client_id: str, refresh_token: str
+) -> tuple[Portal, Install] | None:
     for portal in state.portals.values():
         install = portal.apps.installs.get(client_id)
         if install is not None and refresh_token in install.refresh:
@@ -92,15 +92,15 @@ def _find_refresh(
     return None
 
 
-def _find_app_caller(state: _State, params: dict[str, Any]) -> _AppCaller:
+def find_app_caller(state: State, params: dict[str, Any]) -> _AppCaller:
     """Who an `auth=<access_token>` call is; the caller holds the lock."""
-    token = _text(params.pop("auth", None))
+    token = as_text(params.pop("auth", None))
     for portal in state.portals.values():
         for install in portal.apps.installs.values():
             access = install.access.get(token) if token else None
             if access is None:
                 continue
             if access.expires_at <= time.time():
-                raise _RestError(401, "expired_token", "The access token provided has expired")
+                raise RestError(401, "expired_token", "The access token provided has expired")
             return _AppCaller(portal, install, access.user_id)
-    raise _RestError(401, "NO_AUTH_FOUND", "Wrong authorization data")
+    raise RestError(401, "NO_AUTH_FOUND", "Wrong authorization data")

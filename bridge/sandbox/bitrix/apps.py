@@ -1,7 +1,7 @@
 """Apps installed on an emulated Bitrix24 portal: OAuth grants, bindings and the offline queue.
 
-An install holds the tokens minted for it, its bindings and its offline queue. `_app_events` says
-which deliveries and queue writes a section change causes; like `_section_events` it never
+An install holds the tokens minted for it, its bindings and its offline queue. `app_events` says
+which deliveries and queue writes a section change causes; like `section_events` it never
 delivers anything itself. Every function here expects the caller to hold the state lock.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bridge.sandbox.bitrix_delivery import DeliveryJob
+from bridge.sandbox.bitrix.delivery import DeliveryJob
 
 OFFLINE_NOTICE = "ONOFFLINEEVENT"
 _ALPHABET = string.ascii_lowercase + string.digits
@@ -41,7 +41,7 @@ class _Pair:
 
 
 @dataclass
-class _Binding:
+class Binding:
     id: str
     event: str
     handler: str  # "" for an offline binding
@@ -53,7 +53,7 @@ class _Binding:
 
 
 @dataclass
-class _OfflineRecord:
+class OfflineRecord:
     id: int
     event: str
     message_id: str
@@ -77,7 +77,7 @@ class _OfflineRecord:
 
 
 @dataclass
-class _Install:
+class Install:
     client_id: str
     application_token: str
     handler: str
@@ -90,15 +90,15 @@ class _Install:
     version: str
     access: dict[str, _Access] = field(default_factory=dict)
     refresh: dict[str, int] = field(default_factory=dict)  # refresh token -> user id
-    bindings: list[_Binding] = field(default_factory=list)
-    offline: list[_OfflineRecord] = field(default_factory=list)
+    bindings: list[Binding] = field(default_factory=list)
+    offline: list[OfflineRecord] = field(default_factory=list)
     refresh_count: int = 0
     latest: _Pair | None = None
 
 
 @dataclass
-class _PortalApps:
-    installs: dict[str, _Install] = field(default_factory=dict)
+class PortalApps:
+    installs: dict[str, Install] = field(default_factory=dict)
     automation: bool = False  # changes count as made by an automation rule: no tokens in events
     refresh_count: int = 0  # kept across reinstalls
     # Binding ids start apart from outgoing-webhook ids so `event_handler_id` stays unambiguous.
@@ -106,7 +106,7 @@ class _PortalApps:
     next_record: int = 1
 
 
-def _mint_pair(install: _Install, user_id: int, now: float) -> _Pair:
+def mint_pair(install: Install, user_id: int, now: float) -> _Pair:
     pair = _Pair(
         access_token=_new_token(),
         refresh_token=_new_token(),
@@ -120,12 +120,12 @@ def _mint_pair(install: _Install, user_id: int, now: float) -> _Pair:
     return pair
 
 
-def _server_endpoint(base_url: str) -> str:
+def oauth_server_endpoint(base_url: str) -> str:
     return f"{base_url}/oauth/rest/"
 
 
-def _app_auth(
-    install: _Install, pair: _Pair | None, *, member_id: str, domain: str, base_url: str
+def app_auth(
+    install: Install, pair: _Pair | None, *, member_id: str, domain: str, base_url: str
 ) -> dict[str, str]:
     """The `auth` block of an app event, in the documented key order; no pair, no tokens."""
     auth: dict[str, str] = {}
@@ -133,7 +133,9 @@ def _app_auth(
         auth.update(
             access_token=pair.access_token, expires_in=str(pair.lifetime_s), scope=install.scope
         )
-    auth.update(domain=domain, server_endpoint=_server_endpoint(base_url), status=install.status)
+    auth.update(
+        domain=domain, server_endpoint=oauth_server_endpoint(base_url), status=install.status
+    )
     auth.update(client_endpoint=f"{base_url}/rest/", member_id=member_id)
     if pair is not None:
         auth["refresh_token"] = pair.refresh_token
@@ -141,26 +143,26 @@ def _app_auth(
     return auth
 
 
-def _install_event(
-    install: _Install, pair: _Pair, *, member_id: str, domain: str, base_url: str
+def install_event(
+    install: Install, pair: _Pair, *, member_id: str, domain: str, base_url: str
 ) -> list[DeliveryJob]:
     if not install.handler:
         return []
     data = {"VERSION": install.version, "ACTIVE": "Y", "INSTALLED": "Y"}
     data["LANGUAGE_ID"] = install.language_id
-    auth = _app_auth(install, pair, member_id=member_id, domain=domain, base_url=base_url)
+    auth = app_auth(install, pair, member_id=member_id, domain=domain, base_url=base_url)
     return [DeliveryJob(member_id, "", install.handler, "ONAPPINSTALL", None, auth, data)]
 
 
-def _uninstall_events(
-    install: _Install, *, member_id: str, domain: str, base_url: str, clean: bool
+def uninstall_events(
+    install: Install, *, member_id: str, domain: str, base_url: str, clean: bool
 ) -> list[DeliveryJob]:
     """ONAPPUNINSTALL to the handlers bound for it, and to nobody else: "If such a handler
     exists, Bitrix24 will call this handler" (settings/app-uninstallation.md); the install
     handler is not one (api-reference/common/events/on-app-uninstall.md)."""
     auth = {
         "domain": domain,
-        "server_endpoint": _server_endpoint(base_url),
+        "server_endpoint": oauth_server_endpoint(base_url),
         "client_endpoint": f"{base_url}/rest/",
         "member_id": member_id,
         "application_token": install.application_token,
@@ -180,7 +182,7 @@ class _EventAuth:
     """The `auth` blocks of one change's app events: one fresh pair per (app, user), minted when
     first needed, and none at all when an automation made the change."""
 
-    apps: _PortalApps
+    apps: PortalApps
     member_id: str
     domain: str
     base_url: str
@@ -188,21 +190,21 @@ class _EventAuth:
     now: float
     pairs: dict[tuple[str, int], _Pair] = field(default_factory=dict)
 
-    def block(self, install: _Install, binding: _Binding) -> dict[str, str]:
+    def block(self, install: Install, binding: Binding) -> dict[str, str]:
         pair: _Pair | None = None
         if not self.apps.automation:
             owner = binding.auth_type or self.user_id or install.user_id
             key = (install.client_id, owner)
             if key not in self.pairs:
-                self.pairs[key] = _mint_pair(install, owner, self.now)
+                self.pairs[key] = mint_pair(install, owner, self.now)
             pair = self.pairs[key]
-        return _app_auth(
+        return app_auth(
             install, pair, member_id=self.member_id, domain=self.domain, base_url=self.base_url
         )
 
 
-def _app_events(
-    apps: _PortalApps,
+def app_events(
+    apps: PortalApps,
     *,
     member_id: str,
     domain: str,
@@ -239,8 +241,8 @@ def _app_events(
 
 
 def _enqueue(
-    apps: _PortalApps,
-    install: _Install,
+    apps: PortalApps,
+    install: Install,
     event: str,
     section_id: int,
     connector: str,
@@ -257,12 +259,12 @@ def _enqueue(
         if same and record.connector == connector and not record.process_id:
             record.timestamp, record.data, record.error = now, data, False
             return
-    record = _OfflineRecord(apps.next_record, event, message_id, data, connector, now)
+    record = OfflineRecord(apps.next_record, event, message_id, data, connector, now)
     apps.next_record += 1
     install.offline.append(record)
 
 
-def _offline_notices(install: _Install, auth: _EventAuth) -> list[DeliveryJob]:
+def _offline_notices(install: Install, auth: _EventAuth) -> list[DeliveryJob]:
     # minTimeout > 0: one notice, then silence for that many seconds. minTimeout 0 means one per
     # Bitrix24 hit; the emulator approximates a hit by one section change.
     jobs: list[DeliveryJob] = []

@@ -15,12 +15,12 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl
 
-from bridge.sandbox.bitrix_budget import OVER_BUDGET, WEBHOOK
-from bridge.sandbox.bitrix_events import _run_method
-from bridge.sandbox.bitrix_methods import _Call, _Outcome, _RestError, _time_block
-from bridge.sandbox.bitrix_state import _State
-from bridge.sandbox.bitrix_values import _as_bool, _method_name, _php_text, _text
-from bridge.sandbox.php_query import parse_php_query, php_string
+from bridge.sandbox.bitrix.budget import OVER_BUDGET, WEBHOOK
+from bridge.sandbox.bitrix.events import run_method
+from bridge.sandbox.bitrix.methods import Call, Outcome, RestError, time_block
+from bridge.sandbox.bitrix.php_query import parse_php_query, php_string
+from bridge.sandbox.bitrix.state import State
+from bridge.sandbox.bitrix.values import as_bool, as_text, method_name, php_text
 
 BATCH_MAX_LENGTH = 50
 _BATCH_MAPS = ("result", "result_error", "result_total", "result_next", "result_time")
@@ -30,8 +30,8 @@ _REF = re.compile(
 )
 
 
-async def _run_batch(state: _State, call: _Call, entry: dict[str, Any], started: float) -> Any:
-    halt = _as_bool(call.params.get("halt"))
+async def run_batch(state: State, call: Call, entry: dict[str, Any], started: float) -> Any:
+    halt = as_bool(call.params.get("halt"))
     maps: dict[str, dict[str, Any]] = {name: {} for name in _BATCH_MAPS}
     log: list[dict[str, Any]] = []
     for index, (key, raw) in enumerate(_batch_commands(call.params.get("cmd"))):
@@ -39,10 +39,10 @@ async def _run_batch(state: _State, call: _Call, entry: dict[str, Any], started:
         method, params = "", dict[str, Any]()
         try:
             if index >= BATCH_MAX_LENGTH:
-                raise _RestError(400, "ERROR_BATCH_LENGTH_EXCEEDED", "Max batch length exceeded")
+                raise RestError(400, "ERROR_BATCH_LENGTH_EXCEEDED", "Max batch length exceeded")
             method, params = _parse_command(raw, maps)
             outcome = await _run_command(state, call, method, params)
-        except _RestError as exc:
+        except RestError as exc:
             maps["result_error"][key] = exc.body()
             log.append(
                 {
@@ -64,30 +64,30 @@ async def _run_batch(state: _State, call: _Call, entry: dict[str, Any], started:
         finished = time.time()
         with state.lock:  # each nested call counts against its own method (limits.md)
             spent = call.portal.budget.spend(call.client_id or WEBHOOK, method, began, finished)
-        maps["result_time"][key] = _time_block(began, finished, spent)
+        maps["result_time"][key] = time_block(began, finished, spent)
         log.append({"key": key, "method": method, "params": params, "status": 200, "error": None})
     entry["commands"] = log
     return {
         "result": {name: _php_array(values) for name, values in maps.items()},
-        "time": _time_block(started, time.time()),
+        "time": time_block(started, time.time()),
     }
 
 
-async def _run_command(state: _State, call: _Call, method: str, params: dict[str, Any]) -> _Outcome:
+async def _run_command(state: State, call: Call, method: str, params: dict[str, Any]) -> Outcome:
     if method == "batch":
-        raise _RestError(
+        raise RestError(
             405, "ERROR_BATCH_METHOD_NOT_ALLOWED", "Method is not allowed for batch usage"
         )
     with state.lock:
         fault = state.take_fault(call.portal.member_id, method)
     if fault is not None:
         if fault.kind != "delay":  # html and drop cannot hit one sub-command: report an error
-            raise _RestError(fault.status, fault.error, fault.description)
+            raise RestError(fault.status, fault.error, fault.description)
         await asyncio.sleep(fault.seconds)
     with state.lock:
         if call.portal.budget.exhausted(call.client_id or WEBHOOK, method, time.time()):
-            raise _RestError(*OVER_BUDGET)
-        return _run_method(method, replace(call, params=params))
+            raise RestError(*OVER_BUDGET)
+        return run_method(method, replace(call, params=params))
 
 
 def _batch_commands(cmd: Any) -> list[tuple[str, Any]]:
@@ -100,14 +100,14 @@ def _batch_commands(cmd: Any) -> list[tuple[str, Any]]:
 
 def _parse_command(raw: Any, refs: Mapping[str, Mapping[str, Any]]) -> tuple[str, dict[str, Any]]:
     if isinstance(raw, Mapping) and "method" in raw:
-        method = _text(raw["method"])
+        method = as_text(raw["method"])
         given = raw.get("params")
         params = dict(given) if isinstance(given, Mapping) else {}
     else:
         method, _, query = php_string(raw).partition("?")
         params = parse_php_query(parse_qsl(query, keep_blank_values=True))
     substituted = _substitute(params, refs)
-    return _method_name(method), substituted if isinstance(substituted, dict) else {}
+    return method_name(method), substituted if isinstance(substituted, dict) else {}
 
 
 def _substitute(value: Any, refs: Mapping[str, Mapping[str, Any]]) -> Any:
@@ -121,7 +121,7 @@ def _substitute(value: Any, refs: Mapping[str, Mapping[str, Any]]) -> Any:
     if whole is not None:
         resolved = _resolve(whole, refs)
         return "" if resolved is None else resolved
-    return _REF.sub(lambda match: _php_text(_resolve(match, refs)), value)
+    return _REF.sub(lambda match: php_text(_resolve(match, refs)), value)
 
 
 def _resolve(match: re.Match[str], refs: Mapping[str, Mapping[str, Any]]) -> Any:

@@ -20,74 +20,74 @@ import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from bridge.sandbox.bitrix_address import _Address
-from bridge.sandbox.bitrix_address import configure as configure_address
-from bridge.sandbox.bitrix_address import view as address_view
-from bridge.sandbox.bitrix_budget import configure as configure_budget
-from bridge.sandbox.bitrix_budget import view as budget_view
-from bridge.sandbox.bitrix_delivery import DeliveryJob
-from bridge.sandbox.bitrix_methods import _RestError
-from bridge.sandbox.bitrix_rights import configure as configure_rights
-from bridge.sandbox.bitrix_rights import view as rights_view
-from bridge.sandbox.bitrix_state import (
-    _apply_fields,
-    _create_section,
-    _deactivate,
-    _Fault,
-    _group_row,
-    _Hook,
-    _Portal,
-    _Section,
-    _section_events,
-    _section_view,
-    _State,
-    _user_row,
+from bridge.sandbox.bitrix.address import Address
+from bridge.sandbox.bitrix.address import configure as configure_address
+from bridge.sandbox.bitrix.address import view as address_view
+from bridge.sandbox.bitrix.budget import configure as configure_budget
+from bridge.sandbox.bitrix.budget import view as budget_view
+from bridge.sandbox.bitrix.delivery import DeliveryJob
+from bridge.sandbox.bitrix.methods import RestError
+from bridge.sandbox.bitrix.rights import configure as configure_rights
+from bridge.sandbox.bitrix.rights import view as rights_view
+from bridge.sandbox.bitrix.state import (
+    Fault,
+    Hook,
+    Portal,
+    Section,
+    State,
+    apply_fields,
+    create_section,
+    deactivate,
+    group_row,
+    section_events,
+    section_view,
+    user_row,
 )
-from bridge.sandbox.bitrix_values import _as_bool, _as_int, _method_name, _text
+from bridge.sandbox.bitrix.values import as_bool, as_int, as_text, method_name
 
-_RAW_SEND = "bridge.sandbox.raw_send"
+RAW_SEND = "bridge.sandbox.raw_send"
 _FAULT_KINDS = frozenset({"error", "html", "delay", "drop"})
 
 
-class _ControlError(Exception):
+class ControlError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
 
 
-class _Control:
-    def __init__(self, state: _State) -> None:
+class Control:
+    def __init__(self, state: State) -> None:
         self._state = state
 
     async def add_portal(self, request: Request) -> Response:
-        body = await _json_body(request)
-        address = _Address()
-        configure_address(address, body)  # bitrix_address: public address, OAuth server
+        body = await json_body(request)
+        address = Address()
+        configure_address(address, body)  # address.py: public address, OAuth server
         try:
             self._state.add_portal(
-                member_id=_required_text(body, "member_id"),
-                domain=_required_text(body, "domain"),
-                webhook_user_id=_as_int(body.get("webhook_user_id")) or 1,
-                webhook_code=_required_text(body, "webhook_code"),
-                bucket_burst=_as_int(body.get("bucket_burst")) or 50,
+                member_id=required_text(body, "member_id"),
+                domain=required_text(body, "domain"),
+                webhook_user_id=as_int(body.get("webhook_user_id")) or 1,
+                webhook_code=required_text(body, "webhook_code"),
+                bucket_burst=as_int(body.get("bucket_burst")) or 50,
                 bucket_drain_per_s=float(body.get("bucket_drain_per_s") or 2.0),
             )
         except ValueError as exc:
-            raise _ControlError(409, str(exc)) from exc
+            raise ControlError(409, str(exc)) from exc
         with self._state.lock:
             portal = self._state.portals[body["member_id"]]
             portal.address = address
-            view = _portal_view(portal, _base_url(request))
+            view = _portal_view(portal, emulator_base_url(request))
         return JSONResponse(view, status_code=201)
 
     async def list_portals(self, request: Request) -> Response:
         with self._state.lock:
             portals = self._state.portals.values()
-            views = [_portal_view(p, _base_url(request)) for p in portals]
+            views = [_portal_view(p, emulator_base_url(request)) for p in portals]
         return JSONResponse({"portals": views})
 
     async def patch_portal(self, request: Request) -> Response:
-        body = await _json_body(request)
+        body = await json_body(request)
         with self._state.lock:
             portal = self._portal(request)
             address = replace(portal.address, former=set(portal.address.former))
@@ -100,26 +100,26 @@ class _Control:
             if body.get("reset_bucket"):
                 portal.bucket.level = 0.0
             if "domain" in body:
-                portal.domain = _required_text(body, "domain")
+                portal.domain = required_text(body, "domain")
             if "automation" in body:  # app events then carry no tokens, as for a robot's change
-                portal.apps.automation = _as_bool(body["automation"])
+                portal.apps.automation = as_bool(body["automation"])
             configure_budget(portal.budget, body)
             configure_rights(portal.rights, body)
-            view = _portal_view(portal, _base_url(request))
+            view = _portal_view(portal, emulator_base_url(request))
         return JSONResponse(view)
 
     async def add_hook(self, request: Request) -> Response:
-        body = await _json_body(request)
-        url = _required_text(body, "handler")
+        body = await json_body(request)
+        url = required_text(body, "handler")
         events = body.get("events")
         if not isinstance(events, list) or not events:
-            raise _ControlError(400, "events must be a non-empty list")
-        token = _text(body.get("application_token")) or "".join(
+            raise ControlError(400, "events must be a non-empty list")
+        token = as_text(body.get("application_token")) or "".join(
             secrets.choice(string.ascii_lowercase + string.digits) for _ in range(32)
         )
         with self._state.lock:
             portal = self._portal(request)
-            hook = _Hook(
+            hook = Hook(
                 id=self._state.next_sequence(),
                 url=url,
                 events=frozenset(str(event).upper() for event in events),
@@ -133,53 +133,53 @@ class _Control:
             portal = self._portal(request)
             kept = [hook for hook in portal.hooks if hook.id != request.path_params["hook_id"]]
             if len(kept) == len(portal.hooks):
-                raise _ControlError(404, "no such outgoing webhook")
+                raise ControlError(404, "no such outgoing webhook")
             portal.hooks = kept
         return JSONResponse({"deleted": request.path_params["hook_id"]})
 
     async def add_section(self, request: Request) -> Response:
-        body = await _json_body(request)
-        cal_type = _required_text(body, "type")
+        body = await json_body(request)
+        cal_type = required_text(body, "type")
         with self._state.lock:
             portal = self._portal(request)
-            owner_id = _as_int(body.get("owner_id"))
+            owner_id = as_int(body.get("owner_id"))
             if owner_id is None:
                 owner_id = portal.webhook_user_id if cal_type == "user" else 0
-            section = _create_section(portal, cal_type, owner_id, body)
+            section = create_section(portal, cal_type, owner_id, body)
             if "created_by" in body:
-                section.created_by = _as_int(body["created_by"]) or portal.webhook_user_id
+                section.created_by = as_int(body["created_by"]) or portal.webhook_user_id
             jobs = _events_if(body.get("deliver", True), portal, "ADD", section, request)
-            view = _section_view(section)
+            view = section_view(section)
         return JSONResponse(view, status_code=201, background=self._state.background(jobs))
 
     async def list_sections(self, request: Request) -> Response:
         with self._state.lock:
             sections = sorted(self._portal(request).sections.values(), key=lambda s: s.id)
-            views = [{**_section_view(s), "ACTIVE": "Y" if s.active else "N"} for s in sections]
+            views = [{**section_view(s), "ACTIVE": "Y" if s.active else "N"} for s in sections]
         return JSONResponse({"sections": views})
 
     async def change_section(self, request: Request) -> Response:
-        body = await _json_body(request) if request.method == "PATCH" else {}
+        body = await json_body(request) if request.method == "PATCH" else {}
         deliver = body.get("deliver", request.query_params.get("deliver", True))
         with self._state.lock:
             portal = self._portal(request)
             section = portal.sections.get(request.path_params["section_id"])
             if section is None or not section.active:
-                raise _ControlError(404, "no such active section")
+                raise ControlError(404, "no such active section")
             if request.method == "PATCH":
-                _apply_fields(section, body)
+                apply_fields(section, body)
                 jobs = _events_if(deliver, portal, "UPDATE", section, request)
             else:
-                _deactivate(section)
+                deactivate(section)
                 jobs = _events_if(deliver, portal, "DELETE", section, request)
-            view = {**_section_view(section), "ACTIVE": "Y" if section.active else "N"}
+            view = {**section_view(section), "ACTIVE": "Y" if section.active else "N"}
         return JSONResponse(view, background=self._state.background(jobs))
 
     async def add_users(self, request: Request) -> Response:
-        return await self._add_rows(request, "users", _user_row)
+        return await self._add_rows(request, "users", user_row)
 
     async def add_groups(self, request: Request) -> Response:
-        return await self._add_rows(request, "groups", _group_row)
+        return await self._add_rows(request, "groups", group_row)
 
     async def _add_rows(
         self, request: Request, kind: str, build: Callable[[Mapping[str, Any]], dict[str, Any]]
@@ -189,7 +189,7 @@ class _Control:
         try:
             rows = [build(item) for item in items if isinstance(item, Mapping)]
         except ValueError as exc:
-            raise _ControlError(400, str(exc)) from exc
+            raise ControlError(400, str(exc)) from exc
         with self._state.lock:
             table = getattr(self._portal(request), kind)
             for row in rows:
@@ -206,16 +206,16 @@ class _Control:
         if request.method == "GET":
             with state.lock:
                 return JSONResponse({"faults": [vars(f).copy() for f in state.faults]})
-        body = await _json_body(request)
-        kind = _text(body.get("kind")) or "error"
+        body = await json_body(request)
+        kind = as_text(body.get("kind")) or "error"
         if kind not in _FAULT_KINDS:
-            raise _ControlError(400, f"kind must be one of {sorted(_FAULT_KINDS)}")
+            raise ControlError(400, f"kind must be one of {sorted(_FAULT_KINDS)}")
         count = body.get("count", 1)
         with state.lock:
-            fault = _Fault(
+            fault = Fault(
                 id=state.next_sequence(),
-                member_id=_text(body.get("member_id")) or None,
-                method=_method_name(_text(body.get("method")) or "*"),
+                member_id=as_text(body.get("member_id")) or None,
+                method=method_name(as_text(body.get("method")) or "*"),
                 remaining=None if count is None else max(1, int(count)),
                 kind=kind,
                 status=int(body.get("status") or 503),
@@ -245,7 +245,7 @@ class _Control:
         return JSONResponse({"deliveries": self._state.deliveries.entries()})
 
     async def flush(self, request: Request) -> Response:
-        body = await _json_body(request)
+        body = await json_body(request)
         timeout = float(body.get("timeout") or 10.0)
         deliveries = self._state.deliveries
         pending = await anyio.to_thread.run_sync(deliveries.flush, timeout)
@@ -255,14 +255,14 @@ class _Control:
         self._state.reset()
         return JSONResponse({"reset": True})
 
-    def _portal(self, request: Request) -> _Portal:
+    def _portal(self, request: Request) -> Portal:
         portal = self._state.portals.get(request.path_params["member_id"])
         if portal is None:
-            raise _ControlError(404, "no such portal")
+            raise ControlError(404, "no such portal")
         return portal
 
 
-def _portal_view(portal: _Portal, base_url: str) -> dict[str, Any]:
+def _portal_view(portal: Portal, base_url: str) -> dict[str, Any]:
     return {
         "member_id": portal.member_id,
         "domain": portal.domain,
@@ -287,23 +287,23 @@ def _portal_view(portal: _Portal, base_url: str) -> dict[str, Any]:
 
 
 def _events_if(
-    deliver: Any, portal: _Portal, action: str, section: _Section, request: Request
+    deliver: Any, portal: Portal, action: str, section: Section, request: Request
 ) -> list[DeliveryJob]:
-    if not _as_bool(deliver):
+    if not as_bool(deliver):
         return []
-    return _section_events(portal, action, section.id, _base_url(request))
+    return section_events(portal, action, section.id, emulator_base_url(request))
 
 
 # request parsing
 
 
-def _guard(
+def guard(
     endpoint: Callable[[Request], Awaitable[Response]],
 ) -> Callable[[Request], Awaitable[Response]]:
     async def guarded(request: Request) -> Response:
         try:
             return await endpoint(request)
-        except _ControlError as exc:
+        except ControlError as exc:
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
         except (ValueError, TypeError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
@@ -318,32 +318,32 @@ async def _json_any(request: Request) -> Any:
     try:
         return json.loads(raw)
     except ValueError as exc:
-        raise _ControlError(400, "body is not valid JSON") from exc
+        raise ControlError(400, "body is not valid JSON") from exc
 
 
-async def _json_body(request: Request) -> dict[str, Any]:
+async def json_body(request: Request) -> dict[str, Any]:
     body = await _json_any(request)
     if not isinstance(body, dict):
-        raise _ControlError(400, "body must be a JSON object")
+        raise ControlError(400, "body must be a JSON object")
     return body
 
 
-def _required_text(body: Mapping[str, Any], name: str) -> str:
-    value = _text(body.get(name))
+def required_text(body: Mapping[str, Any], name: str) -> str:
+    value = as_text(body.get(name))
     if not value:
-        raise _ControlError(400, f"{name} is required")
+        raise ControlError(400, f"{name} is required")
     return value
 
 
-def _base_url(request: Request) -> str:
+def emulator_base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
 # fault injection
 
 
-async def _answer_fault(
-    state: _State, fault: _Fault, request: Request, entry: dict[str, Any]
+async def answer_fault(
+    state: State, fault: Fault, request: Request, entry: dict[str, Any]
 ) -> Response | None:
     """Apply `fault` to a whole REST call; None lets the call go on after the fault's delay."""
     if fault.kind == "delay":
@@ -358,11 +358,11 @@ async def _answer_fault(
         entry.update(status=fault.status, error="html")
         state.record(entry)
         return HTMLResponse(_html_page(fault.status), status_code=fault.status)
-    raise _RestError(fault.status, fault.error, fault.description)
+    raise RestError(fault.status, fault.error, fault.description)
 
 
 async def _drop_connection(request: Request) -> None:
-    raw_send = request.scope.get(_RAW_SEND)
+    raw_send = request.scope.get(RAW_SEND)
     transport = getattr(getattr(raw_send, "__self__", None), "transport", None)
     if transport is None:
         raise RuntimeError("the server does not expose its transport; cannot drop the connection")

@@ -9,41 +9,41 @@ from __future__ import annotations
 from collections.abc import Callable
 from urllib.parse import unquote
 
-from bridge.sandbox.google_acl import (
-    _acl_delete,
-    _acl_get,
-    _acl_insert,
-    _acl_list,
-    _acl_patch,
-    _acl_update,
+from bridge.sandbox.google.acl import (
+    acl_delete,
+    acl_get,
+    acl_insert,
+    acl_list,
+    acl_patch,
+    acl_update,
 )
-from bridge.sandbox.google_calendar_list import (
-    _calendarlist_delete,
-    _calendarlist_get,
-    _calendarlist_insert,
-    _calendarlist_list,
-    _calendarlist_patch,
-    _calendarlist_update,
-    _colors_get,
+from bridge.sandbox.google.calendar_list import (
+    calendarlist_delete,
+    calendarlist_get,
+    calendarlist_insert,
+    calendarlist_list,
+    calendarlist_patch,
+    calendarlist_update,
+    colors_get,
 )
-from bridge.sandbox.google_calendars import (
-    _calendars_delete,
-    _calendars_get,
-    _calendars_insert,
-    _calendars_patch,
-    _calendars_update,
+from bridge.sandbox.google.calendars import (
+    calendars_delete,
+    calendars_get,
+    calendars_insert,
+    calendars_patch,
+    calendars_update,
 )
-from bridge.sandbox.google_state import _Store, _Token
-from bridge.sandbox.google_wire import (
-    _ApiError,
-    _ApiRequest,
-    _ApiResponse,
-    _not_found,
-    _quota_exceeded,
-    _unauthorized,
+from bridge.sandbox.google.state import Store, Token
+from bridge.sandbox.google.wire import (
+    ApiError,
+    ApiRequest,
+    ApiResponse,
+    not_found,
+    quota_exceeded,
+    unauthorized,
 )
 
-_Handler = Callable[..., _ApiResponse]  # (store, request, user, *path ids)
+_Handler = Callable[..., ApiResponse]  # (store, request, user, *path ids)
 
 _AUTH = "https://www.googleapis.com/auth/calendar"
 _FULL, _APP, _CALS, _CALS_RO = (
@@ -87,34 +87,34 @@ _OPERATIONS: tuple[tuple[str, tuple[str, ...], str, frozenset[str]], ...] = (
 )
 
 _HANDLERS: dict[str, _Handler] = {
-    "calendars.insert": _calendars_insert,
-    "calendars.get": _calendars_get,
-    "calendars.patch": _calendars_patch,
-    "calendars.update": _calendars_update,
-    "calendars.delete": _calendars_delete,
-    "acl.list": _acl_list,
-    "acl.insert": _acl_insert,
-    "acl.get": _acl_get,
-    "acl.patch": _acl_patch,
-    "acl.update": _acl_update,
-    "acl.delete": _acl_delete,
-    "calendarList.list": _calendarlist_list,
-    "calendarList.insert": _calendarlist_insert,
-    "calendarList.get": _calendarlist_get,
-    "calendarList.patch": _calendarlist_patch,
-    "calendarList.update": _calendarlist_update,
-    "calendarList.delete": _calendarlist_delete,
-    "colors.get": _colors_get,
+    "calendars.insert": calendars_insert,
+    "calendars.get": calendars_get,
+    "calendars.patch": calendars_patch,
+    "calendars.update": calendars_update,
+    "calendars.delete": calendars_delete,
+    "acl.list": acl_list,
+    "acl.insert": acl_insert,
+    "acl.get": acl_get,
+    "acl.patch": acl_patch,
+    "acl.update": acl_update,
+    "acl.delete": acl_delete,
+    "calendarList.list": calendarlist_list,
+    "calendarList.insert": calendarlist_insert,
+    "calendarList.get": calendarlist_get,
+    "calendarList.patch": calendarlist_patch,
+    "calendarList.update": calendarlist_update,
+    "calendarList.delete": calendarlist_delete,
+    "colors.get": colors_get,
 }
 
 
-def _call_api(store: _Store, request: _ApiRequest, token: _Token | None) -> _ApiResponse:
+def call_api(store: Store, request: ApiRequest, token: Token | None) -> ApiResponse:
     segments = [unquote(segment) for segment in request.raw_path.split("/")]
     operation, scopes, args = _resolve(request.method, segments[3:])
     if token is None:
-        raise _unauthorized()
+        raise unauthorized()
     if scopes and not scopes & token.scopes:
-        raise _ApiError(
+        raise ApiError(
             403,
             "insufficientPermissions",
             "Insufficient Permission",
@@ -123,7 +123,7 @@ def _call_api(store: _Store, request: _ApiRequest, token: _Token | None) -> _Api
     user = token.user
     store.spend_request_budget(user)
     if request.method != "GET" and store.is_read_only(user):
-        raise _quota_exceeded()
+        raise quota_exceeded()
     return _HANDLERS[operation](store, request, user, *args)
 
 
@@ -141,4 +141,4 @@ def _resolve(method: str, segments: list[str]) -> tuple[str, frozenset[str], lis
                 break
         else:
             return operation, scopes, args
-    raise _not_found()
+    raise not_found()

@@ -5,35 +5,35 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from bridge.sandbox.php_query import php_string
+from bridge.sandbox.bitrix.php_query import php_string
 
 
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
     if value is None or isinstance(value, Mapping | list):
         return ""
     return php_string(value).strip()
 
 
-def _as_int(value: Any) -> int | None:
+def as_int(value: Any) -> int | None:
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, int):
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    text = _text(value)
+    text = as_text(value)
     if text.lstrip("-").isdigit():
         return int(text)
     return None
 
 
-def _as_bool(value: Any) -> bool:
+def as_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    return _text(value).lower() in ("1", "y", "true", "yes", "on")
+    return as_text(value).lower() in ("1", "y", "true", "yes", "on")
 
 
-def _as_list(value: Any) -> list[Any]:
+def as_list(value: Any) -> list[Any]:
     if isinstance(value, list):
         return value
     if isinstance(value, Mapping):
@@ -41,12 +41,12 @@ def _as_list(value: Any) -> list[Any]:
     return [] if value in (None, "") else [value]
 
 
-def _php_text(value: Any) -> str:
+def php_text(value: Any) -> str:
     if isinstance(value, Mapping | list):
         return "Array"
     return "" if value is False else php_string(value)
 
 
-def _method_name(raw: str) -> str:
+def method_name(raw: str) -> str:
     name = raw.strip().lower()
     return name.removesuffix(".json")

@@ -15,65 +15,70 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from bridge.sandbox.bitrix_apps import (
-    _app_auth,
-    _Install,
-    _install_event,
-    _mint_pair,
-    _PortalApps,
-    _uninstall_events,
+from bridge.sandbox.bitrix.apps import (
+    Install,
+    PortalApps,
+    app_auth,
+    install_event,
+    mint_pair,
+    uninstall_events,
 )
-from bridge.sandbox.bitrix_control import _base_url, _ControlError, _json_body, _required_text
-from bridge.sandbox.bitrix_state import _Portal, _State
-from bridge.sandbox.bitrix_values import _as_bool, _as_int, _text
+from bridge.sandbox.bitrix.control_api import (
+    ControlError,
+    emulator_base_url,
+    json_body,
+    required_text,
+)
+from bridge.sandbox.bitrix.state import Portal, State
+from bridge.sandbox.bitrix.values import as_bool, as_int, as_text
 
 _DEFAULT_SCOPE = "calendar,user,sonet_group"
 
 
-class _AppControl:
-    def __init__(self, state: _State) -> None:
+class AppControl:
+    def __init__(self, state: State) -> None:
         self._state = state
 
     async def add_app(self, request: Request) -> Response:
-        body = await _json_body(request)
+        body = await json_body(request)
         client_id = (
-            _text(body.get("client_id"))
+            as_text(body.get("client_id"))
             or f"local.{secrets.token_hex(7)}.{secrets.randbelow(10**8):08d}"
         )
-        secret = _text(body.get("client_secret")) or secrets.token_urlsafe(36)
+        secret = as_text(body.get("client_secret")) or secrets.token_urlsafe(36)
         with self._state.lock:
             self._state.apps[client_id] = secret
         return JSONResponse({"client_id": client_id, "client_secret": secret}, status_code=201)
 
     async def install(self, request: Request) -> Response:
         """Install (or reinstall, which drops the old tokens and bindings) an app on a portal."""
-        body = await _json_body(request)
-        client_id = _required_text(body, "client_id")
-        base_url = _base_url(request)
+        body = await json_body(request)
+        client_id = required_text(body, "client_id")
+        base_url = emulator_base_url(request)
         with self._state.lock:
             if client_id not in self._state.apps:
-                raise _ControlError(404, "no such app; POST /_control/apps first")
+                raise ControlError(404, "no such app; POST /_control/apps first")
             portal = self._portal(request)
-            user_id = _as_int(body.get("user_id")) or portal.webhook_user_id
-            install = _Install(
+            user_id = as_int(body.get("user_id")) or portal.webhook_user_id
+            install = Install(
                 client_id=client_id,
-                application_token=_text(body.get("application_token")) or secrets.token_hex(16),
-                handler=_text(body.get("handler")),
+                application_token=as_text(body.get("application_token")) or secrets.token_hex(16),
+                handler=as_text(body.get("handler")),
                 user_id=user_id,
-                admin=_as_bool(body.get("admin", True)),
-                scope=_text(body.get("scope")) or _DEFAULT_SCOPE,
-                status=_text(body.get("status")) or "L",
-                lifetime_s=_as_int(body.get("access_lifetime_s")) or 3600,
-                language_id=_text(body.get("language_id")) or "en",
-                version=_text(body.get("version")) or "1",
+                admin=as_bool(body.get("admin", True)),
+                scope=as_text(body.get("scope")) or _DEFAULT_SCOPE,
+                status=as_text(body.get("status")) or "L",
+                lifetime_s=as_int(body.get("access_lifetime_s")) or 3600,
+                language_id=as_text(body.get("language_id")) or "en",
+                version=as_text(body.get("version")) or "1",
             )
             portal.apps.installs[client_id] = install
-            pair = _mint_pair(install, user_id, time.time())
+            pair = mint_pair(install, user_id, time.time())
             where = {"member_id": portal.member_id, "domain": portal.domain, "base_url": base_url}
-            jobs = _install_event(install, pair, **where)
+            jobs = install_event(install, pair, **where)
             answer: dict[str, Any] = {
                 "client_id": client_id,
-                **_app_auth(install, pair, **where),
+                **app_auth(install, pair, **where),
                 "expires": int(pair.expires_at),
                 "user_id": user_id,
                 "handler": install.handler,
@@ -81,19 +86,19 @@ class _AppControl:
         return JSONResponse(answer, status_code=201, background=self._state.background(jobs))
 
     async def uninstall(self, request: Request) -> Response:
-        body = await _json_body(request)
-        client_id = _required_text(body, "client_id")
+        body = await json_body(request)
+        client_id = required_text(body, "client_id")
         with self._state.lock:
             portal = self._portal(request)
             install = portal.apps.installs.pop(client_id, None)
             if install is None:
-                raise _ControlError(404, "the app is not installed on this portal")
-            jobs = _uninstall_events(
+                raise ControlError(404, "the app is not installed on this portal")
+            jobs = uninstall_events(
                 install,
                 member_id=portal.member_id,
                 domain=portal.domain,
-                base_url=_base_url(request),
-                clean=_as_bool(body.get("clean", False)),
+                base_url=emulator_base_url(request),
+                clean=as_bool(body.get("clean", False)),
             )
         answer = {"uninstalled": client_id, "deliveries": len(jobs)}
         return JSONResponse(answer, background=self._state.background(jobs))
@@ -123,7 +128,7 @@ class _AppControl:
 
     async def view_offline(self, request: Request) -> Response:
         with self._state.lock:
-            apps: _PortalApps = self._portal(request).apps
+            apps: PortalApps = self._portal(request).apps
             records = [
                 {**record.row(), "AUTH_CONNECTOR": record.connector, "client_id": client_id}
                 for client_id, install in apps.installs.items()
@@ -135,27 +140,27 @@ class _AppControl:
         """GET or PUT the plan's features: `{"features": [...]}` lists what the plan has (a
         missing `rest_offline_extended` makes `event.offline.get` with `clear=0` answer
         WRONG_LICENSE); `{"features": null}` is a self-hosted portal without a feature check."""
-        body = await _json_body(request) if request.method == "PUT" else {}
+        body = await json_body(request) if request.method == "PUT" else {}
         with self._state.lock:
             portal = self._portal(request)
             if request.method == "PUT":
                 if "features" not in body:
-                    raise _ControlError(400, "features is required (a list, or null)")
+                    raise ControlError(400, "features is required (a list, or null)")
                 given = body["features"]
                 if given is not None and not isinstance(given, list):
-                    raise _ControlError(400, "features must be a list of feature codes, or null")
+                    raise ControlError(400, "features must be a list of feature codes, or null")
                 portal.features = None if given is None else frozenset(map(str, given))
             features = None if portal.features is None else sorted(portal.features)
         return JSONResponse({"features": features})
 
-    def _portal(self, request: Request) -> _Portal:
+    def _portal(self, request: Request) -> Portal:
         portal = self._state.portals.get(request.path_params["member_id"])
         if portal is None:
-            raise _ControlError(404, "no such portal")
+            raise ControlError(404, "no such portal")
         return portal
 
 
-def _install_view(install: _Install, now: float) -> dict[str, Any]:
+def _install_view(install: Install, now: float) -> dict[str, Any]:
     latest = install.latest
     return {
         "client_id": install.client_id,

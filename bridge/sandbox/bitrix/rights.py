@@ -29,23 +29,23 @@ _METHOD_SCOPES: dict[str, frozenset[str]] = {
 
 
 @dataclass
-class _Rights:
+class Rights:
     webhook_admin: bool = True
     webhook_scopes: frozenset[str] | None = None  # None: DEFAULT_SCOPES
 
 
-def scopes_of(rights: _Rights) -> frozenset[str]:
+def scopes_of(rights: Rights) -> frozenset[str]:
     return DEFAULT_SCOPES if rights.webhook_scopes is None else rights.webhook_scopes
 
 
-def lacks_scope(rights: _Rights, method: str) -> bool:
+def lacks_scope(rights: Rights, method: str) -> bool:
     for prefix, accepted in _METHOD_SCOPES.items():
         if method == prefix or (prefix.endswith(".") and method.startswith(prefix)):
             return not accepted & scopes_of(rights)
     return False
 
 
-def configure(rights: _Rights, body: Mapping[str, Any]) -> None:
+def configure(rights: Rights, body: Mapping[str, Any]) -> None:
     if "webhook_admin" in body:
         value = body["webhook_admin"]
         if not isinstance(value, bool):
@@ -61,7 +61,7 @@ def configure(rights: _Rights, body: Mapping[str, Any]) -> None:
             raise ValueError("webhook_scopes must be a list of scope codes or null")
 
 
-def view(rights: _Rights) -> dict[str, Any]:
+def view(rights: Rights) -> dict[str, Any]:
     return {"webhook_admin": rights.webhook_admin, "webhook_scopes": sorted(scopes_of(rights))}
 
 

@@ -1,7 +1,7 @@
 """The emulator's view of one HTTP exchange and Google's JSON shapes around it.
 
-`_ApiRequest` and `_ApiResponse` are what handlers see, whether the call came alone or inside a
-batch; `_ApiError` carries Google's error envelope; list pages use Google's opaque page tokens.
+`ApiRequest` and `ApiResponse` are what handlers see, whether the call came alone or inside a
+batch; `ApiError` carries Google's error envelope; list pages use Google's opaque page tokens.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from starlette.responses import Response
 
 JSON = dict[str, Any]
 
-_JSON_TYPE = "application/json; charset=UTF-8"
+JSON_TYPE = "application/json; charset=UTF-8"
 
 
 @dataclass
-class _ApiRequest:
+class ApiRequest:
     method: str
     raw_path: str  # percent-encoded, without the query
     query: dict[str, str]
@@ -38,13 +38,13 @@ class _ApiRequest:
 
 
 @dataclass
-class _ApiResponse:
+class ApiResponse:
     status: int
     body: JSON | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class _ApiError(Exception):
+class ApiError(Exception):
     def __init__(
         self,
         status: int,
@@ -62,10 +62,10 @@ class _ApiError(Exception):
             self.envelope["error"]["message"] = summary
 
 
-async def _read_request(request: Request) -> _ApiRequest:
+async def read_request(request: Request) -> ApiRequest:
     raw_path = request.scope.get("raw_path")
     path = raw_path.decode("latin-1") if raw_path else quote(request.scope["path"])
-    return _ApiRequest(
+    return ApiRequest(
         method=request.method,
         raw_path=path.split("?", 1)[0],
         query=dict(
@@ -78,14 +78,14 @@ async def _read_request(request: Request) -> _ApiRequest:
     )
 
 
-def _to_starlette(response: _ApiResponse) -> Response:
+def to_starlette(response: ApiResponse) -> Response:
     if response.body is None:
         return Response(status_code=response.status, headers=response.headers)
     return Response(
         json.dumps(response.body, ensure_ascii=False).encode(),
         response.status,
         headers=response.headers,
-        media_type=_JSON_TYPE,
+        media_type=JSON_TYPE,
     )
 
 
@@ -94,36 +94,36 @@ def _envelope(status: int, domain: str, reason: str, message: str, **where: str)
     return {"error": {"errors": [error], "code": status, "message": message}}
 
 
-def _error_response(error: _ApiError) -> _ApiResponse:
+def error_response(error: ApiError) -> ApiResponse:
     headers = {}
     if error.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="https://accounts.google.com/"'
-    return _ApiResponse(error.status, error.envelope, headers)
+    return ApiResponse(error.status, error.envelope, headers)
 
 
-def _oauth_error(error: str, description: str) -> _ApiResponse:
-    return _ApiResponse(400, {"error": error, "error_description": description})
+def oauth_error(error: str, description: str) -> ApiResponse:
+    return ApiResponse(400, {"error": error, "error_description": description})
 
 
-def _unauthorized() -> _ApiError:
-    return _ApiError(
+def unauthorized() -> ApiError:
+    return ApiError(
         401, "authError", "Invalid Credentials", locationType="header", location="Authorization"
     )
 
 
-def _not_found() -> _ApiError:
-    return _ApiError(404, "notFound", "Not Found")
+def not_found() -> ApiError:
+    return ApiError(404, "notFound", "Not Found")
 
 
-def _quota_exceeded() -> _ApiError:
-    return _ApiError(403, "quotaExceeded", "Calendar usage limits exceeded.", "usageLimits")
+def quota_exceeded() -> ApiError:
+    return ApiError(403, "quotaExceeded", "Calendar usage limits exceeded.", "usageLimits")
 
 
 def _raise_parse_error() -> NoReturn:
-    raise _ApiError(400, "parseError", "Parse Error")
+    raise ApiError(400, "parseError", "Parse Error")
 
 
-def _json_body(request: _ApiRequest) -> JSON:
+def json_body(request: ApiRequest) -> JSON:
     if not request.body.strip():
         return {}
     try:
@@ -135,27 +135,27 @@ def _json_body(request: _ApiRequest) -> JSON:
     return body
 
 
-def _parse_json_or_none(body: bytes) -> Any:
+def parse_json_or_none(body: bytes) -> Any:
     try:
         return json.loads(body) if body.strip() else None
     except ValueError:
         return None
 
 
-def _flag(query: Mapping[str, str], name: str, *, default: bool = False) -> bool:
+def flag(query: Mapping[str, str], name: str, *, default: bool = False) -> bool:
     value = query.get(name)
     return default if value is None else value.lower() == "true"
 
 
-def _non_empty_str(value: Any) -> TypeGuard[str]:
+def non_empty_str(value: Any) -> TypeGuard[str]:
     return isinstance(value, str) and bool(value.strip())
 
 
-def _paginate(items: list[JSON], query: Mapping[str, str]) -> JSON:
+def paginate(items: list[JSON], query: Mapping[str, str]) -> JSON:
     try:
         max_results = min(max(int(query.get("maxResults", "100")), 1), 250)
     except ValueError:
-        raise _ApiError(
+        raise ApiError(
             400,
             "invalid",
             "Invalid value for: maxResults",
@@ -165,9 +165,9 @@ def _paginate(items: list[JSON], query: Mapping[str, str]) -> JSON:
     offset = 0
     if query.get("pageToken"):
         try:
-            offset = int(_b64url_decode(query["pageToken"]).decode().removeprefix("offset:"))
+            offset = int(b64url_decode(query["pageToken"]).decode().removeprefix("offset:"))
         except (ValueError, binascii.Error):
-            raise _ApiError(
+            raise ApiError(
                 400,
                 "invalid",
                 "Invalid page token value.",
@@ -182,7 +182,7 @@ def _paginate(items: list[JSON], query: Mapping[str, str]) -> JSON:
     return page
 
 
-def _b64url_decode(text: str) -> bytes:
+def b64url_decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 

@@ -1,8 +1,8 @@
 """What the Bitrix24 emulator remembers: portals, their sections, users, groups and webhooks.
 
-`_State` holds every portal plus the fault list, the request log, the id sequence and the
+`State` holds every portal plus the fault list, the request log, the id sequence and the
 delivery queue, all behind one lock. Section changes made here never deliver events themselves;
-`_section_events` says which deliveries a change causes and the caller queues them.
+`section_events` says which deliveries a change causes and the caller queues them.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from typing import Any
 
 from starlette.background import BackgroundTask
 
-from bridge.sandbox.bitrix_address import _Address, addressed
-from bridge.sandbox.bitrix_apps import _app_events, _PortalApps
-from bridge.sandbox.bitrix_budget import _Budget
-from bridge.sandbox.bitrix_delivery import DeliveryJob, DeliveryQueue
-from bridge.sandbox.bitrix_rights import _Rights
-from bridge.sandbox.bitrix_values import _as_bool, _as_int, _text
+from bridge.sandbox.bitrix.address import Address, addressed
+from bridge.sandbox.bitrix.apps import PortalApps, app_events
+from bridge.sandbox.bitrix.budget import Budget
+from bridge.sandbox.bitrix.delivery import DeliveryJob, DeliveryQueue
+from bridge.sandbox.bitrix.rights import Rights
+from bridge.sandbox.bitrix.values import as_bool, as_int, as_text
 
 _SERVER_ENDPOINT = "https://oauth.bitrix.info/rest/"
 # Every feature code feature.get documents; a new portal's plan has them all.
@@ -33,7 +33,7 @@ def _now_text() -> str:
 
 
 @dataclass
-class _Section:
+class Section:
     id: int
     cal_type: str
     owner_id: int
@@ -69,7 +69,7 @@ class _Bucket:
 
 
 @dataclass(frozen=True)
-class _Hook:
+class Hook:
     id: str
     url: str
     events: frozenset[str]
@@ -77,29 +77,29 @@ class _Hook:
 
 
 @dataclass
-class _Portal:
+class Portal:
     member_id: str
     domain: str
     webhook_user_id: int
     webhook_code: str
     bucket: _Bucket
-    sections: dict[int, _Section] = field(default_factory=dict)
+    sections: dict[int, Section] = field(default_factory=dict)
     next_id: int = 1
     users: dict[int, dict[str, Any]] = field(default_factory=dict)
     groups: dict[int, dict[str, Any]] = field(default_factory=dict)
-    hooks: list[_Hook] = field(default_factory=list)
-    apps: _PortalApps = field(default_factory=_PortalApps)
+    hooks: list[Hook] = field(default_factory=list)
+    apps: PortalApps = field(default_factory=PortalApps)
     notifications: list[dict[str, Any]] = field(default_factory=list)  # im.notify.system.add
-    address: _Address = field(default_factory=_Address)  # public address, OAuth server, moves
-    rights: _Rights = field(default_factory=_Rights)  # the webhook's scopes and admin rights
+    address: Address = field(default_factory=Address)  # public address, OAuth server, moves
+    rights: Rights = field(default_factory=Rights)  # the webhook's scopes and admin rights
     # The plan's REST features (`feature.get`, api-reference/common/system/feature-get.md);
     # None: a self-hosted portal without a feature check handler.
     features: frozenset[str] | None = PLAN_FEATURES
-    budget: _Budget = field(default_factory=_Budget)  # method time budget (limits.md)
+    budget: Budget = field(default_factory=Budget)  # method time budget (limits.md)
 
 
 @dataclass
-class _Fault:
+class Fault:
     id: str
     member_id: str | None
     method: str
@@ -111,11 +111,11 @@ class _Fault:
     seconds: float
 
 
-class _State:
+class State:
     def __init__(self, *, deliver_timeout_s: float) -> None:
         self.lock = threading.Lock()
-        self.portals: dict[str, _Portal] = {}
-        self.faults: list[_Fault] = []
+        self.portals: dict[str, Portal] = {}
+        self.faults: list[Fault] = []
         self.requests: list[dict[str, Any]] = []
         self.sequence = 0
         self.apps: dict[str, str] = {}  # registered apps: client_id -> client_secret
@@ -136,7 +136,7 @@ class _State:
                 raise ValueError(f"portal {member_id!r} already exists")
             if any(p.webhook_code == webhook_code for p in self.portals.values()):
                 raise ValueError("webhook_code is already used by another portal")
-            portal = _Portal(
+            portal = Portal(
                 member_id=member_id,
                 domain=domain,
                 webhook_user_id=webhook_user_id,
@@ -144,18 +144,18 @@ class _State:
                 bucket=_Bucket(burst=bucket_burst, drain_per_s=bucket_drain_per_s),
             )
             # A portal always has the user who created the incoming webhook.
-            portal.users[webhook_user_id] = _user_row({"ID": webhook_user_id, "NAME": "Admin"})
+            portal.users[webhook_user_id] = user_row({"ID": webhook_user_id, "NAME": "Admin"})
             self.portals[member_id] = portal
 
     # The methods below expect the caller to hold `lock`.
 
-    def find_webhook_portal(self, user_id: str, code: str) -> _Portal | None:
+    def find_webhook_portal(self, user_id: str, code: str) -> Portal | None:
         portal = next((p for p in self.portals.values() if p.webhook_code == code), None)
         if portal is not None and str(portal.webhook_user_id) != user_id:
             return None
         return portal
 
-    def take_fault(self, member_id: str, method: str) -> _Fault | None:
+    def take_fault(self, member_id: str, method: str) -> Fault | None:
         for fault in self.faults:
             if fault.member_id not in (None, member_id) or fault.method not in ("*", method):
                 continue
@@ -204,43 +204,43 @@ class _State:
 # sections
 
 
-def _create_section(
-    portal: _Portal, cal_type: str, owner_id: int, fields: Mapping[str, Any]
-) -> _Section:
-    section = _Section(
+def create_section(
+    portal: Portal, cal_type: str, owner_id: int, fields: Mapping[str, Any]
+) -> Section:
+    section = Section(
         id=portal.next_id,
         cal_type=cal_type,
         owner_id=0 if cal_type == "resource" else owner_id,
         created_by=portal.webhook_user_id,
     )
     portal.next_id += 1
-    _apply_fields(section, fields)
+    apply_fields(section, fields)
     portal.sections[section.id] = section
     return section
 
 
-def _apply_fields(section: _Section, fields: Mapping[str, Any]) -> None:
+def apply_fields(section: Section, fields: Mapping[str, Any]) -> None:
     for key in ("name", "description", "color", "text_color", "external_type"):
         if key in fields and fields[key] is not None:
-            setattr(section, key, _text(fields[key]))
+            setattr(section, key, as_text(fields[key]))
     if "gapi_calendar_id" in fields:
-        section.gapi_calendar_id = _text(fields["gapi_calendar_id"]) or None
+        section.gapi_calendar_id = as_text(fields["gapi_calendar_id"]) or None
     export = fields.get("export")
     if isinstance(export, Mapping):
         if "ALLOW" in export:
-            section.export_allow = _as_bool(export["ALLOW"])
+            section.export_allow = as_bool(export["ALLOW"])
         if "SET" in export:
-            section.export_set = _text(export["SET"])
+            section.export_set = as_text(export["SET"])
     section.timestamp_x = _now_text()
 
 
-def _deactivate(section: _Section) -> None:
+def deactivate(section: Section) -> None:
     section.active = False
     section.timestamp_x = _now_text()
 
 
-def _section_events(
-    portal: _Portal,
+def section_events(
+    portal: Portal,
     action: str,
     section_id: int,
     base_url: str,
@@ -268,7 +268,7 @@ def _section_events(
         for hook in portal.hooks
         if event in hook.events
     ]
-    apps = _app_events(
+    apps = app_events(
         portal.apps,
         member_id=portal.member_id,
         domain=portal.domain,
@@ -281,7 +281,7 @@ def _section_events(
     return hooks + apps
 
 
-def _section_view(section: _Section) -> dict[str, Any]:
+def section_view(section: Section) -> dict[str, Any]:
     return {
         "ID": str(section.id),
         "NAME": section.name,
@@ -316,8 +316,8 @@ def _section_view(section: _Section) -> dict[str, Any]:
 # users and groups
 
 
-def _user_row(raw: Mapping[str, Any]) -> dict[str, Any]:
-    user_id = _as_int(raw.get("ID"))
+def user_row(raw: Mapping[str, Any]) -> dict[str, Any]:
+    user_id = as_int(raw.get("ID"))
     if user_id is None:
         raise ValueError("every user needs a numeric ID")
     row: dict[str, Any] = {
@@ -340,12 +340,12 @@ def _user_row(raw: Mapping[str, Any]) -> dict[str, Any]:
     }
     row.update({str(key).upper(): value for key, value in raw.items()})
     row["ID"] = str(user_id)
-    row["ACTIVE"] = _as_bool(row["ACTIVE"])
+    row["ACTIVE"] = as_bool(row["ACTIVE"])
     return row
 
 
-def _group_row(raw: Mapping[str, Any]) -> dict[str, Any]:
-    group_id = _as_int(raw.get("ID"))
+def group_row(raw: Mapping[str, Any]) -> dict[str, Any]:
+    group_id = as_int(raw.get("ID"))
     if group_id is None:
         raise ValueError("every group needs a numeric ID")
     row: dict[str, Any] = {

@@ -6,10 +6,10 @@ behaviour follows `reference/bitrix24/NOTES.md` §9. A JSON control API under `/
 portals, data, outgoing webhooks, apps and faults, and reads back the request and delivery logs.
 
 This module assembles the app and answers `/rest/`; the rest lives next to it: the state in
-`bitrix_state`, the REST methods in `bitrix_methods`, `bitrix_events` and `bitrix_batch`, the
-method time budget in `bitrix_budget`, app installs, tokens and the offline queue in `bitrix_apps`
-and `bitrix_oauth`, the control API and fault injection in `bitrix_control` and
-`bitrix_app_control`, event delivery in `bitrix_delivery`.
+`state.py`, the REST methods in `methods.py`, `events.py` and `batch.py`, the method time budget
+in `budget.py`, app installs, tokens and the offline queue in `apps.py` and `oauth.py`, the
+control API and fault injection in `control_api.py` and `app_control.py`, event delivery in
+`delivery.py`.
 """
 
 from __future__ import annotations
@@ -30,27 +30,31 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from bridge.sandbox.bitrix_address import moved_location
-from bridge.sandbox.bitrix_app_control import _AppControl
-from bridge.sandbox.bitrix_batch import BATCH_MAX_LENGTH as BATCH_MAX_LENGTH
-from bridge.sandbox.bitrix_batch import _run_batch
-from bridge.sandbox.bitrix_budget import OVER_BUDGET, WEBHOOK
-from bridge.sandbox.bitrix_control import _RAW_SEND, _answer_fault, _base_url, _Control, _guard
-from bridge.sandbox.bitrix_events import _run_method
-from bridge.sandbox.bitrix_methods import PAGE_SIZE as PAGE_SIZE
-from bridge.sandbox.bitrix_methods import _Call, _Outcome, _RestError, _time_block
-from bridge.sandbox.bitrix_oauth import _find_app_caller, _TokenServer
-from bridge.sandbox.bitrix_state import _Portal, _State
-from bridge.sandbox.bitrix_values import _method_name
-from bridge.sandbox.php_query import http_build_query, parse_php_query
+from bridge.sandbox.bitrix.address import moved_location
+from bridge.sandbox.bitrix.app_control import AppControl
+from bridge.sandbox.bitrix.batch import run_batch
+from bridge.sandbox.bitrix.budget import OVER_BUDGET, WEBHOOK
+from bridge.sandbox.bitrix.control_api import (
+    RAW_SEND,
+    Control,
+    answer_fault,
+    emulator_base_url,
+    guard,
+)
+from bridge.sandbox.bitrix.events import run_method
+from bridge.sandbox.bitrix.methods import Call, Outcome, RestError, time_block
+from bridge.sandbox.bitrix.oauth import TokenServer, find_app_caller
+from bridge.sandbox.bitrix.php_query import parse_php_query
+from bridge.sandbox.bitrix.state import Portal, State
+from bridge.sandbox.bitrix.values import method_name
 
-__all__ = ["BitrixEmulator", "http_build_query", "parse_php_query"]
+__all__ = ["BitrixEmulator"]
 
 
 class _EmulatorApp(Starlette):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Middleware wraps `send`; the "drop" fault needs the server's own, bound to its transport.
-        scope[_RAW_SEND] = send
+        scope[RAW_SEND] = send
         await super().__call__(scope, receive, send)
 
 
@@ -58,9 +62,9 @@ class BitrixEmulator:
     """Bitrix24 portals over real HTTP: webhook and OAuth REST, `/oauth/token/`, `/_control/`."""
 
     def __init__(self, *, deliver_timeout_s: float = 5.0) -> None:
-        self._state = _State(deliver_timeout_s=deliver_timeout_s)
-        control = _Control(self._state)
-        apps = _AppControl(self._state)
+        self._state = State(deliver_timeout_s=deliver_timeout_s)
+        control = Control(self._state)
+        apps = AppControl(self._state)
         portal = "/_control/portals/{member_id}"
         read = ["GET", "DELETE"]
         get_post = ["GET", "POST"]
@@ -68,38 +72,38 @@ class BitrixEmulator:
             routes=[
                 Route("/rest/{user_id}/{code}/{method}", self._rest, methods=get_post),
                 Route("/rest/{method}", self._rest_app, methods=get_post),
-                Route("/oauth/token/", _TokenServer(self._state).token, methods=get_post),
-                Route("/_control/apps", _guard(apps.add_app), methods=["POST"]),
-                Route(f"{portal}/install", _guard(apps.install), methods=["POST"]),
-                Route(f"{portal}/uninstall", _guard(apps.uninstall), methods=["POST"]),
-                Route(f"{portal}/expire-tokens", _guard(apps.expire_tokens), methods=["POST"]),
-                Route(f"{portal}/app", _guard(apps.view_app), methods=["GET"]),
-                Route(f"{portal}/offline", _guard(apps.view_offline), methods=["GET"]),
-                Route(f"{portal}/plan", _guard(apps.plan), methods=["GET", "PUT"]),
-                Route("/_control/portals", _guard(control.add_portal), methods=["POST"]),
-                Route("/_control/portals", _guard(control.list_portals), methods=["GET"]),
-                Route(portal, _guard(control.patch_portal), methods=["PATCH"]),
-                Route(f"{portal}/outgoing-webhooks", _guard(control.add_hook), methods=["POST"]),
+                Route("/oauth/token/", TokenServer(self._state).token, methods=get_post),
+                Route("/_control/apps", guard(apps.add_app), methods=["POST"]),
+                Route(f"{portal}/install", guard(apps.install), methods=["POST"]),
+                Route(f"{portal}/uninstall", guard(apps.uninstall), methods=["POST"]),
+                Route(f"{portal}/expire-tokens", guard(apps.expire_tokens), methods=["POST"]),
+                Route(f"{portal}/app", guard(apps.view_app), methods=["GET"]),
+                Route(f"{portal}/offline", guard(apps.view_offline), methods=["GET"]),
+                Route(f"{portal}/plan", guard(apps.plan), methods=["GET", "PUT"]),
+                Route("/_control/portals", guard(control.add_portal), methods=["POST"]),
+                Route("/_control/portals", guard(control.list_portals), methods=["GET"]),
+                Route(portal, guard(control.patch_portal), methods=["PATCH"]),
+                Route(f"{portal}/outgoing-webhooks", guard(control.add_hook), methods=["POST"]),
                 Route(
                     f"{portal}/outgoing-webhooks/{{hook_id}}",
-                    _guard(control.delete_hook),
+                    guard(control.delete_hook),
                     methods=["DELETE"],
                 ),
-                Route(f"{portal}/sections", _guard(control.add_section), methods=["POST"]),
-                Route(f"{portal}/sections", _guard(control.list_sections), methods=["GET"]),
+                Route(f"{portal}/sections", guard(control.add_section), methods=["POST"]),
+                Route(f"{portal}/sections", guard(control.list_sections), methods=["GET"]),
                 Route(
                     f"{portal}/sections/{{section_id:int}}",
-                    _guard(control.change_section),
+                    guard(control.change_section),
                     methods=["PATCH", "DELETE"],
                 ),
-                Route(f"{portal}/users", _guard(control.add_users), methods=["POST"]),
-                Route(f"{portal}/notifications", _guard(control.notifications), methods=["GET"]),
-                Route(f"{portal}/groups", _guard(control.add_groups), methods=["POST"]),
-                Route("/_control/faults", _guard(control.faults), methods=[*read, "POST"]),
-                Route("/_control/requests", _guard(control.requests), methods=read),
-                Route("/_control/deliveries", _guard(control.deliveries), methods=read),
-                Route("/_control/deliveries/flush", _guard(control.flush), methods=["POST"]),
-                Route("/_control/reset", _guard(control.reset), methods=["POST"]),
+                Route(f"{portal}/users", guard(control.add_users), methods=["POST"]),
+                Route(f"{portal}/notifications", guard(control.notifications), methods=["GET"]),
+                Route(f"{portal}/groups", guard(control.add_groups), methods=["POST"]),
+                Route("/_control/faults", guard(control.faults), methods=[*read, "POST"]),
+                Route("/_control/requests", guard(control.requests), methods=read),
+                Route("/_control/deliveries", guard(control.deliveries), methods=read),
+                Route("/_control/deliveries/flush", guard(control.flush), methods=["POST"]),
+                Route("/_control/reset", guard(control.reset), methods=["POST"]),
             ],
             lifespan=self._lifespan,
         )
@@ -134,21 +138,21 @@ class BitrixEmulator:
     async def _rest(self, request: Request) -> Response:
         user_id, code = request.path_params["user_id"], request.path_params["code"]
 
-        def find_webhook(params: dict[str, Any]) -> _Call:
+        def find_webhook(params: dict[str, Any]) -> Call:
             portal = self._state.find_webhook_portal(user_id, code)
             if portal is None:
-                raise _RestError(401, "NO_AUTH_FOUND", "Wrong authorization data")
-            return _Call(portal, params, _base_url(request), [])
+                raise RestError(401, "NO_AUTH_FOUND", "Wrong authorization data")
+            return Call(portal, params, emulator_base_url(request), [])
 
         return await self._answer(request, find_webhook)
 
     async def _rest_app(self, request: Request) -> Response:
-        def find_app(params: dict[str, Any]) -> _Call:
-            caller = _find_app_caller(self._state, params)
-            return _Call(
+        def find_app(params: dict[str, Any]) -> Call:
+            caller = find_app_caller(self._state, params)
+            return Call(
                 caller.portal,
                 params,
-                _base_url(request),
+                emulator_base_url(request),
                 [],
                 client_id=caller.install.client_id,
                 user_id=caller.user_id,
@@ -157,11 +161,11 @@ class BitrixEmulator:
         return await self._answer(request, find_app)
 
     async def _answer(
-        self, request: Request, find_caller: Callable[[dict[str, Any]], _Call]
+        self, request: Request, find_caller: Callable[[dict[str, Any]], Call]
     ) -> Response:
         state = self._state
         started = time.time()
-        method = _method_name(request.path_params["method"])
+        method = method_name(request.path_params["method"])
         entry: dict[str, Any] = {
             "member_id": None,
             "client_id": None,
@@ -171,18 +175,18 @@ class BitrixEmulator:
             "status": None,
             "error": None,
             "t": started,
-            "address": _base_url(request),  # where the request came in (bitrix_address)
+            "address": emulator_base_url(request),  # where the request came in (address.py)
         }
         try:
             entry["params"] = params = await _read_params(request)
-        except _RestError as exc:
+        except RestError as exc:
             return self._fail(entry, exc)
-        call: _Call | None = None
-        failure = _RestError(401, "NO_AUTH_FOUND", "Wrong authorization data")
+        call: Call | None = None
+        failure = RestError(401, "NO_AUTH_FOUND", "Wrong authorization data")
         with state.lock:
             try:
                 call = find_caller(params)
-            except _RestError as exc:
+            except RestError as exc:
                 failure = exc
             moved = _moved_to(call.portal, request) if call else None
             fault = state.take_fault(call.portal.member_id, method) if call and not moved else None
@@ -192,57 +196,59 @@ class BitrixEmulator:
             entry.update(member_id=call.portal.member_id, status=302, location=moved)
             state.record(entry)
             return Response(status_code=302, headers={"location": moved})
-        portal: _Portal = call.portal
+        portal: Portal = call.portal
         entry["member_id"] = portal.member_id
         entry["client_id"] = call.client_id
         if fault is not None:
             try:
-                answer = await _answer_fault(state, fault, request, entry)
-            except _RestError as exc:
+                answer = await answer_fault(state, fault, request, entry)
+            except RestError as exc:
                 return self._fail(entry, exc)
             if answer is not None:
                 return answer
         with state.lock:
             admitted = portal.bucket.admit()
         if not admitted:
-            return self._fail(entry, _RestError(503, "QUERY_LIMIT_EXCEEDED", "Too many requests"))
+            return self._fail(entry, RestError(503, "QUERY_LIMIT_EXCEEDED", "Too many requests"))
         try:
             if method == "batch":
-                body = await _run_batch(state, call, entry, started)
+                body = await run_batch(state, call, entry, started)
             else:
                 with state.lock:
                     caller = call.client_id or WEBHOOK
                     if portal.budget.exhausted(caller, method, time.time()):
-                        raise _RestError(*OVER_BUDGET)
-                    outcome = _run_method(method, call)
+                        raise RestError(*OVER_BUDGET)
+                    outcome = run_method(method, call)
                     finished = time.time()
                     spent = portal.budget.spend(caller, method, started, finished)
                     body = _envelope(outcome, started, finished, spent)
-        except _RestError as exc:
+        except RestError as exc:
             return self._fail(entry, exc)
         entry["status"] = 200
         state.record(entry)
         return JSONResponse(body, background=state.background(call.jobs))
 
-    def _fail(self, entry: dict[str, Any], exc: _RestError) -> Response:
+    def _fail(self, entry: dict[str, Any], exc: RestError) -> Response:
         entry.update(status=exc.status, error=exc.code, error_description=exc.description)
         self._state.record(entry)
         return JSONResponse(exc.body(), status_code=exc.status)
 
 
-def _moved_to(portal: _Portal, request: Request) -> str | None:
-    return moved_location(portal.address, _base_url(request), request.url.path, request.url.query)
+def _moved_to(portal: Portal, request: Request) -> str | None:
+    return moved_location(
+        portal.address, emulator_base_url(request), request.url.path, request.url.query
+    )
 
 
 def _envelope(
-    outcome: _Outcome, started: float, finished: float, operating: dict[str, Any]
+    outcome: Outcome, started: float, finished: float, operating: dict[str, Any]
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"result": outcome.result}
     if outcome.next is not None:
         body["next"] = outcome.next
     if outcome.total is not None:
         body["total"] = outcome.total
-    body["time"] = _time_block(started, finished, operating)
+    body["time"] = time_block(started, finished, operating)
     return body
 
 
@@ -261,7 +267,7 @@ async def _read_params(request: Request) -> dict[str, Any]:
         try:
             data = json.loads(raw)
         except ValueError as exc:
-            raise _RestError(400, "INVALID_REQUEST", "Request body is not valid JSON") from exc
+            raise RestError(400, "INVALID_REQUEST", "Request body is not valid JSON") from exc
         if isinstance(data, dict):
             params.update(data)
     elif media == "multipart/form-data":

@@ -1,6 +1,6 @@
 """Everything the Google emulator remembers, the lock that guards it and its abuse limits.
 
-One `_Store` per emulator: `state` is replaced wholesale on reset, while the trusted keys, the
+One `Store` per emulator: `state` is replaced wholesale on reset, while the trusted keys, the
 fault counter and the limits survive it. Callers hold `lock` while they read or change `state`.
 """
 
@@ -14,16 +14,16 @@ from enum import StrEnum
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from bridge.sandbox.google_wire import (
+from bridge.sandbox.google.wire import (
     JSON,
-    _ApiError,
-    _ApiRequest,
-    _not_found,
-    _parse_json_or_none,
-    _quota_exceeded,
+    ApiError,
+    ApiRequest,
+    not_found,
+    parse_json_or_none,
+    quota_exceeded,
 )
 
-_ROLES = ("none", "freeBusyReader", "reader", "writerWithoutPrivateAccess", "writer", "owner")
+ROLES = ("none", "freeBusyReader", "reader", "writerWithoutPrivateAccess", "writer", "owner")
 
 
 class FaultAction(StrEnum):
@@ -35,7 +35,7 @@ class FaultAction(StrEnum):
 
 
 @dataclass
-class _Fault:
+class Fault:
     id: str
     method: str
     path: str
@@ -48,7 +48,7 @@ class _Fault:
     seconds: float
     reset: bool
 
-    def matches(self, request: _ApiRequest) -> bool:
+    def matches(self, request: ApiRequest) -> bool:
         return self.method in ("*", request.method) and request.path.startswith(self.path)
 
     def describe(self) -> JSON:
@@ -56,14 +56,14 @@ class _Fault:
 
 
 @dataclass
-class _Token:
+class Token:
     user: str
     scopes: frozenset[str]
     expires_at: float
 
 
 @dataclass
-class _AclRule:
+class AclRule:
     id: str
     scope_type: str
     scope_value: str | None
@@ -87,7 +87,7 @@ class _AclRule:
 
 
 @dataclass
-class _Subscription:
+class Subscription:
     etag: str
     color_id: str
     hidden: bool = False
@@ -103,18 +103,18 @@ class _Subscription:
 @dataclass
 class _State:
     calendars: dict[str, JSON] = field(default_factory=dict)
-    acl: dict[str, dict[str, _AclRule]] = field(default_factory=dict)
-    lists: dict[str, dict[str, _Subscription]] = field(default_factory=dict)
-    tokens: dict[str, _Token] = field(default_factory=dict)
+    acl: dict[str, dict[str, AclRule]] = field(default_factory=dict)
+    lists: dict[str, dict[str, Subscription]] = field(default_factory=dict)
+    tokens: dict[str, Token] = field(default_factory=dict)
     creations: dict[str, deque[float]] = field(default_factory=dict)
     recent_requests: dict[str, deque[float]] = field(default_factory=dict)
     read_only_until: dict[str, float] = field(default_factory=dict)
-    faults: list[_Fault] = field(default_factory=list)
+    faults: list[Fault] = field(default_factory=list)
     log: list[JSON] = field(default_factory=list)
     etag: int = 3_180_000_000_000_000
 
 
-class _Store:
+class Store:
     def __init__(
         self,
         *,
@@ -149,7 +149,7 @@ class _Store:
         while recent and recent[0] <= now - 60.0:
             recent.popleft()
         if len(recent) >= self.user_rate_per_minute:
-            raise _ApiError(403, "rateLimitExceeded", "Rate Limit Exceeded", "usageLimits")
+            raise ApiError(403, "rateLimitExceeded", "Rate Limit Exceeded", "usageLimits")
         recent.append(now)
 
     def spend_creation_budget(self, user: str) -> None:
@@ -159,7 +159,7 @@ class _Store:
             created.popleft()
         if len(created) >= self.creation_limit:
             self.state.read_only_until[user] = now + self.quota_cooloff_s
-            raise _quota_exceeded()
+            raise quota_exceeded()
         created.append(now)
 
     def role(self, calendar_id: str, user: str) -> str:
@@ -174,7 +174,7 @@ class _Store:
                 or (rule.scope_type == "user" and rule.scope_value == user.lower())
                 or (rule.scope_type == "domain" and rule.scope_value == domain)
             )
-            if applies and not rule.deleted and _ROLES.index(rule.role) > _ROLES.index(best):
+            if applies and not rule.deleted and ROLES.index(rule.role) > ROLES.index(best):
                 best = rule.role
         return best
 
@@ -183,15 +183,15 @@ class _Store:
             calendar_id = user
         calendar = self.state.calendars.get(calendar_id)
         if calendar is None:
-            raise _not_found()
+            raise not_found()
         role = self.role(calendar_id, user)
         if role == "none":
-            raise _not_found()
-        if _ROLES.index(role) < _ROLES.index(need):
-            raise _ApiError(403, "forbidden", "Forbidden")
+            raise not_found()
+        if ROLES.index(role) < ROLES.index(need):
+            raise ApiError(403, "forbidden", "Forbidden")
         return calendar
 
-    def log_request(self, request: _ApiRequest, user: str | None, status: int | None) -> None:
+    def log_request(self, request: ApiRequest, user: str | None, status: int | None) -> None:
         self.state.log.append(
             {
                 "method": request.method,
@@ -199,7 +199,7 @@ class _Store:
                 "query": dict(request.query),
                 "user": user,
                 "status": status,
-                "body": _parse_json_or_none(request.body),
+                "body": parse_json_or_none(request.body),
                 "in_batch": request.in_batch,
                 "t": time.time(),
             }

@@ -17,11 +17,11 @@ from typing import Any
 
 import httpx
 
-from bridge.sandbox.php_query import http_build_query
+from bridge.sandbox.bitrix.php_query import http_build_query
 
 __all__ = ["DeliveryJob", "DeliveryQueue"]
 
-_log = logging.getLogger("bridge.sandbox.bitrix")
+_log = logging.getLogger("bridge.sandbox.bitrix.emulator")
 
 
 @dataclass(frozen=True)

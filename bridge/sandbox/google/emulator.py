@@ -18,54 +18,41 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
-from bridge.sandbox.google_batch import (
+from bridge.sandbox.google.batch import (
     MAX_PARTS,
     BatchFormatError,
     PartResponse,
     parse_batch,
     serialise_batch,
 )
-from bridge.sandbox.google_control import (
-    _apply_fault_after,
-    _apply_fault_before,
-    _ControlApi,
-    _drop_connection,
-    _DropConnection,
-    _EmulatorApp,
-    _take_fault,
+from bridge.sandbox.google.control_api import (
+    ControlApi,
+    DropConnection,
+    EmulatorApp,
+    apply_fault_after,
+    apply_fault_before,
+    drop_connection,
+    take_fault,
 )
-from bridge.sandbox.google_oauth import (
-    GOOGLE_TOKEN_AUDIENCE,
-    JWT_BEARER_GRANT,
-    TOKEN_LIFETIME_S,
-    _authenticate,
-    _exchange_token,
-    _register_service_account,
-    generate_service_account,
+from bridge.sandbox.google.oauth import (
+    add_service_account,
+    authenticate,
+    exchange_token,
 )
-from bridge.sandbox.google_routes import _call_api
-from bridge.sandbox.google_state import FaultAction, _Store
-from bridge.sandbox.google_wire import (
-    _JSON_TYPE,
-    JSON,
-    _ApiError,
-    _ApiRequest,
-    _ApiResponse,
-    _error_response,
-    _read_request,
-    _to_starlette,
-    _unauthorized,
+from bridge.sandbox.google.routes import call_api
+from bridge.sandbox.google.state import Store
+from bridge.sandbox.google.wire import (
+    JSON_TYPE,
+    ApiError,
+    ApiRequest,
+    ApiResponse,
+    error_response,
+    read_request,
+    to_starlette,
+    unauthorized,
 )
 
-__all__ = [
-    "GOOGLE_TOKEN_AUDIENCE",
-    "JSON",
-    "JWT_BEARER_GRANT",
-    "TOKEN_LIFETIME_S",
-    "FaultAction",
-    "GoogleEmulator",
-    "generate_service_account",
-]
+__all__ = ["GoogleEmulator"]
 
 
 class GoogleEmulator:
@@ -79,7 +66,7 @@ class GoogleEmulator:
         quota_cooloff_s: float = 3 * 3600.0,
         user_rate_per_minute: int = 600,
     ) -> None:
-        self._store = _Store(
+        self._store = Store(
             creation_limit=creation_limit,
             creation_window_s=creation_window_s,
             quota_cooloff_s=quota_cooloff_s,
@@ -121,14 +108,14 @@ class GoogleEmulator:
 
     def register_service_account(self, info: Mapping[str, str]) -> None:
         """Trust JWT assertions signed by this key for `info["client_email"]`."""
-        _register_service_account(self._store, info)
+        add_service_account(self._store, info)
 
     def reset(self) -> None:
         """Forget calendars, lists, ACLs, tokens, faults, logs and read-only modes; keep keys."""
         self._store.reset()
 
     def _build_app(self) -> Starlette:
-        return _EmulatorApp(
+        return EmulatorApp(
             routes=[
                 Route("/token", self._serve_single, methods=["POST"]),
                 Route("/batch/calendar/v3", self._serve_batch, methods=["POST"]),
@@ -137,53 +124,53 @@ class GoogleEmulator:
                     self._serve_single,
                     methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
                 ),
-                Mount("/_control", routes=_ControlApi(self._store).routes()),
+                Mount("/_control", routes=ControlApi(self._store).routes()),
             ]
         )
 
     async def _serve_single(self, request: Request) -> Response:
-        api_request = await _read_request(request)
+        api_request = await read_request(request)
         try:
             response = await self._serve(api_request, request)
-        except _DropConnection as drop:
-            return await _drop_connection(request, reset=drop.reset)
-        return _to_starlette(response)
+        except DropConnection as drop:
+            return await drop_connection(request, reset=drop.reset)
+        return to_starlette(response)
 
     async def _serve_batch(self, request: Request) -> Response:
-        outer = await _read_request(request)
+        outer = await read_request(request)
         try:
-            fault = _take_fault(self._store, outer)
+            fault = take_fault(self._store, outer)
             if fault is not None:
-                early = await _apply_fault_before(self._store, fault, outer)
+                early = await apply_fault_before(self._store, fault, outer)
                 if early is not None:
-                    return _to_starlette(early)
+                    return to_starlette(early)
             response = await self._dispatch_batch(outer, request)
             if fault is not None:
-                await _apply_fault_after(fault, request)
-        except _DropConnection as drop:
-            return await _drop_connection(request, reset=drop.reset)
+                await apply_fault_after(fault, request)
+        except DropConnection as drop:
+            return await drop_connection(request, reset=drop.reset)
         return response
 
-    async def _dispatch_batch(self, outer: _ApiRequest, request: Request) -> Response:
+    async def _dispatch_batch(self, outer: ApiRequest, request: Request) -> Response:
         with self._store.lock:
             outer_token = outer.headers.get("authorization")
-            if outer_token is not None and _authenticate(self._store, outer) is None:
-                return self._finish(outer, None, _error_response(_unauthorized()))
+            if outer_token is not None and authenticate(self._store, outer) is None:
+                return self._finish(outer, None, error_response(unauthorized()))
             try:
                 parts = parse_batch(outer.headers.get("content-type", ""), outer.body)
             except BatchFormatError as exc:
-                error = _ApiError(400, "badRequest", f"Invalid batch request: {exc}")
-                return self._finish(outer, None, _error_response(error))
+                error = ApiError(400, "badRequest", f"Invalid batch request: {exc}")
+                return self._finish(outer, None, error_response(error))
             if len(parts) > MAX_PARTS:
-                error = _ApiError(400, "badRequest", f"A batch holds at most {MAX_PARTS} requests.")
-                return self._finish(outer, None, _error_response(error))
+                error = ApiError(400, "badRequest", f"A batch holds at most {MAX_PARTS} requests.")
+                return self._finish(outer, None, error_response(error))
         answers: list[PartResponse] = []
         for part in parts:
             target = urlsplit(part.target)
             headers = dict(part.headers)
             if outer_token is not None:
                 headers.setdefault("authorization", outer_token)
-            inner = _ApiRequest(
+            inner = ApiRequest(
                 method=part.method,
                 raw_path=target.path,
                 query=dict(parse_qsl(target.query, keep_blank_values=True)),
@@ -192,42 +179,42 @@ class GoogleEmulator:
                 in_batch=True,
             )
             if not inner.path.startswith("/calendar/v3/"):
-                result = _error_response(_ApiError(404, "notFound", "Not Found"))
+                result = error_response(ApiError(404, "notFound", "Not Found"))
             else:
                 result = await self._serve(inner, request)
             body = b"" if result.body is None else json.dumps(result.body).encode()
             part_headers = {**result.headers}
             if result.body is not None:
-                part_headers["Content-Type"] = _JSON_TYPE
+                part_headers["Content-Type"] = JSON_TYPE
             answers.append(PartResponse(part.content_id, result.status, part_headers, body))
         with self._store.lock:
-            self._finish(outer, None, _ApiResponse(200))
+            self._finish(outer, None, ApiResponse(200))
         content_type, body = serialise_batch(answers)
         return Response(body, status_code=200, headers={"Content-Type": content_type})
 
-    async def _serve(self, api_request: _ApiRequest, request: Request) -> _ApiResponse:
+    async def _serve(self, api_request: ApiRequest, request: Request) -> ApiResponse:
         store = self._store
-        fault = _take_fault(store, api_request)
+        fault = take_fault(store, api_request)
         if fault is not None:
-            early = await _apply_fault_before(store, fault, api_request)
+            early = await apply_fault_before(store, fault, api_request)
             if early is not None:
                 return early
         with store.lock:
             if api_request.path == "/token":
-                response = _exchange_token(store, api_request)
+                response = exchange_token(store, api_request)
                 user = None
             else:
-                token = _authenticate(store, api_request)
+                token = authenticate(store, api_request)
                 user = token.user if token is not None else None
                 try:
-                    response = _call_api(store, api_request, token)
-                except _ApiError as error:
-                    response = _error_response(error)
+                    response = call_api(store, api_request, token)
+                except ApiError as error:
+                    response = error_response(error)
             self._finish(api_request, user, response)
         if fault is not None:
-            await _apply_fault_after(fault, request)
+            await apply_fault_after(fault, request)
         return response
 
-    def _finish(self, request: _ApiRequest, user: str | None, response: _ApiResponse) -> Response:
+    def _finish(self, request: ApiRequest, user: str | None, response: ApiResponse) -> Response:
         self._store.log_request(request, user, response.status)
-        return _to_starlette(response)
+        return to_starlette(response)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from bridge.sandbox.bitrix_values import _as_bool, _text
+from bridge.sandbox.bitrix.values import as_bool, as_text
 
 REGIONS = {
     "world": "https://oauth.bitrix.info/rest/",
@@ -36,27 +36,27 @@ REGIONS = {
 
 
 @dataclass
-class _Address:
+class Address:
     public: str | None = None  # scheme://host[:port]; None: where each request came in
     server_endpoint: str | None = None  # None: the default of the kind of delivery
     former: set[str] = field(default_factory=set)  # addresses that now answer 302
 
 
-def configure(address: _Address, body: Mapping[str, Any]) -> None:
+def configure(address: Address, body: Mapping[str, Any]) -> None:
     """Apply the knobs present in a control request's body; ValueError explains a bad one."""
     if "region" in body:
-        region = _text(body["region"]).lower()
+        region = as_text(body["region"]).lower()
         if region not in REGIONS:
             raise ValueError(f"region must be one of {sorted(REGIONS)}")
         address.server_endpoint = REGIONS[region]
     if "server_endpoint" in body:
-        address.server_endpoint = _url(_text(body["server_endpoint"]), "server_endpoint") + "/"
-    moved = _as_bool(body.get("moved", False))
+        address.server_endpoint = _url(as_text(body["server_endpoint"]), "server_endpoint") + "/"
+    moved = as_bool(body.get("moved", False))
     if "address" not in body:
         if moved:
             raise ValueError("moved needs the new `address`")
         return
-    new = _url(_text(body["address"]), "address")
+    new = _url(as_text(body["address"]), "address")
     if urlsplit(new).path:
         raise ValueError("address must be scheme://host[:port] without a path")
     if moved:
@@ -67,7 +67,7 @@ def configure(address: _Address, body: Mapping[str, Any]) -> None:
     address.public = new
 
 
-def view(address: _Address) -> dict[str, Any]:
+def view(address: Address) -> dict[str, Any]:
     return {
         "address": address.public,
         "server_endpoint": address.server_endpoint,
@@ -75,7 +75,7 @@ def view(address: _Address) -> dict[str, Any]:
     }
 
 
-def addressed(address: _Address, auth: Mapping[str, str]) -> dict[str, str]:
+def addressed(address: Address, auth: Mapping[str, str]) -> dict[str, str]:
     """A delivery's `auth` block naming the portal's public address and OAuth server."""
     named = dict(auth)
     if address.public is not None and "client_endpoint" in named:
@@ -85,7 +85,7 @@ def addressed(address: _Address, auth: Mapping[str, str]) -> dict[str, str]:
     return named
 
 
-def moved_location(address: _Address, came_in_at: str, path: str, query: str) -> str | None:
+def moved_location(address: Address, came_in_at: str, path: str, query: str) -> str | None:
     """Where a REST request that came in at a former address is sent (change-domen.md)."""
     if address.public is None or _origin(came_in_at) not in address.former:
         return None

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.sandbox.bitrix_values import _method_name
+from bridge.sandbox.bitrix.values import method_name
 
 BASKETS = 10
 # What a call over the budget gets: status and code from limits.md, the text [inferred].
@@ -32,7 +32,7 @@ class _Basket:
 
 
 @dataclass
-class _Budget:
+class Budget:
     limit_s: float | None = 480.0  # the cloud example in limits.md
     basket_s: float = 60.0
     method_cost_s: dict[str, float] = field(default_factory=dict)
@@ -67,7 +67,7 @@ class _Budget:
         return baskets
 
 
-def configure(budget: _Budget, body: dict[str, Any]) -> None:
+def configure(budget: Budget, body: dict[str, Any]) -> None:
     """Apply the `PATCH /_control/portals/{member_id}` knobs of the time budget."""
     if "operating_limit_s" in body:
         limit = body["operating_limit_s"]
@@ -79,14 +79,14 @@ def configure(budget: _Budget, body: dict[str, Any]) -> None:
         if not isinstance(costs, dict):
             raise ValueError("method_cost_s must be an object of method: seconds")
         budget.method_cost_s = {
-            _method_name(str(method)): _positive(cost, f"method_cost_s.{method}", zero=True)
+            method_name(str(method)): _positive(cost, f"method_cost_s.{method}", zero=True)
             for method, cost in costs.items()
         }
     if body.get("reset_operating"):
         budget.reset()
 
 
-def view(budget: _Budget) -> dict[str, Any]:
+def view(budget: Budget) -> dict[str, Any]:
     return {
         "operating_limit_s": budget.limit_s,
         "basket_s": budget.basket_s,

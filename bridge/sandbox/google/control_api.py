@@ -19,22 +19,22 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from bridge.sandbox.google_calendar_list import _render_entry
-from bridge.sandbox.google_calendars import _delete_calendar, _render_calendar
-from bridge.sandbox.google_oauth import _register_service_account, _user_of
-from bridge.sandbox.google_state import FaultAction, _Fault, _Store
-from bridge.sandbox.google_wire import (
+from bridge.sandbox.google.calendar_list import render_entry
+from bridge.sandbox.google.calendars import delete_calendar, render_calendar
+from bridge.sandbox.google.oauth import add_service_account, user_of
+from bridge.sandbox.google.state import Fault, FaultAction, Store
+from bridge.sandbox.google.wire import (
     JSON,
-    _ApiError,
-    _ApiRequest,
-    _ApiResponse,
-    _error_response,
+    ApiError,
+    ApiRequest,
+    ApiResponse,
+    error_response,
 )
 
 _RAW_SEND = "sandbox.raw_send"
 
 
-class _EmulatorApp(Starlette):
+class EmulatorApp(Starlette):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Starlette wraps `send` in closures; the server's own `send` leads to the TCP transport.
         if scope["type"] == "http":
@@ -42,13 +42,13 @@ class _EmulatorApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
-class _DropConnection(Exception):
+class DropConnection(Exception):
     def __init__(self, *, reset: bool) -> None:
         super().__init__("drop the connection")
         self.reset = reset
 
 
-def _take_fault(store: _Store, request: _ApiRequest) -> _Fault | None:
+def take_fault(store: Store, request: ApiRequest) -> Fault | None:
     with store.lock:
         for fault in store.state.faults:
             if fault.matches(request):
@@ -59,34 +59,32 @@ def _take_fault(store: _Store, request: _ApiRequest) -> _Fault | None:
     return None
 
 
-async def _apply_fault_before(
-    store: _Store, fault: _Fault, request: _ApiRequest
-) -> _ApiResponse | None:
+async def apply_fault_before(store: Store, fault: Fault, request: ApiRequest) -> ApiResponse | None:
     if fault.action == FaultAction.DELAY:
         await asyncio.sleep(fault.seconds)
     elif fault.action == FaultAction.DROP:
         with store.lock:
-            store.log_request(request, _user_of(store, request), None)
-        raise _DropConnection(reset=fault.reset)
+            store.log_request(request, user_of(store, request), None)
+        raise DropConnection(reset=fault.reset)
     elif fault.action == FaultAction.ERROR:
         if request.path == "/token":
-            response = _ApiResponse(
+            response = ApiResponse(
                 fault.status, {"error": fault.reason, "error_description": fault.message}
             )
         else:
-            error = _ApiError(fault.status, fault.reason, fault.message, fault.domain)
-            response = _error_response(error)
+            error = ApiError(fault.status, fault.reason, fault.message, fault.domain)
+            response = error_response(error)
         with store.lock:
-            store.log_request(request, _user_of(store, request), response.status)
+            store.log_request(request, user_of(store, request), response.status)
         return response
     return None
 
 
-async def _apply_fault_after(fault: _Fault, request: Request) -> None:
+async def apply_fault_after(fault: Fault, request: Request) -> None:
     if fault.action == FaultAction.COMMIT_THEN_STALL:
         await _stall(request, fault.seconds)
     elif fault.action == FaultAction.COMMIT_THEN_DROP:
-        raise _DropConnection(reset=fault.reset)
+        raise DropConnection(reset=fault.reset)
 
 
 async def _stall(request: Request, seconds: float) -> None:
@@ -97,7 +95,7 @@ async def _stall(request: Request, seconds: float) -> None:
             return
 
 
-async def _drop_connection(request: Request, *, reset: bool) -> Response:
+async def drop_connection(request: Request, *, reset: bool) -> Response:
     # uvicorn offers no API for this; its protocol's `send` is a bound method of the request
     # cycle, which holds the asyncio transport of the connection.
     cycle = getattr(request.scope.get(_RAW_SEND), "__self__", None)
@@ -118,8 +116,8 @@ async def _drop_connection(request: Request, *, reset: bool) -> Response:
     return Response(status_code=204)
 
 
-class _ControlApi:
-    def __init__(self, store: _Store) -> None:
+class ControlApi:
+    def __init__(self, store: Store) -> None:
         self._store = store
 
     def routes(self) -> list[Route]:
@@ -140,7 +138,7 @@ class _ControlApi:
 
     async def _register(self, request: Request) -> Response:
         try:
-            _register_service_account(self._store, await request.json())
+            add_service_account(self._store, await request.json())
         except (KeyError, TypeError, ValueError) as exc:
             return JSONResponse({"error": f"not a service-account key: {exc}"}, status_code=400)
         return Response(status_code=204)
@@ -150,7 +148,7 @@ class _ControlApi:
         store = self._store
         with store.lock:
             calendars = [
-                {**_render_calendar(calendar), "acl": self._acl(calendar_id)}
+                {**render_calendar(calendar), "acl": self._acl(calendar_id)}
                 for calendar_id, calendar in store.state.calendars.items()
                 if owner is None or calendar.get("dataOwner") == owner
             ]
@@ -173,11 +171,11 @@ class _ControlApi:
             if calendar is None:
                 return JSONResponse({"error": f"no calendar {calendar_id}"}, status_code=404)
             if request.method == "DELETE":
-                _delete_calendar(store, calendar_id)
+                delete_calendar(store, calendar_id)
                 return Response(status_code=204)
             calendar.update({k: v for k, v in changes.items() if k not in ("id", "kind", "etag")})
             calendar["etag"] = store.next_etag()
-            return JSONResponse(_render_calendar(calendar))
+            return JSONResponse(render_calendar(calendar))
 
     async def _calendar_list(self, request: Request) -> Response:
         user = request.query_params.get("user", "")
@@ -185,7 +183,7 @@ class _ControlApi:
         with store.lock:
             entries = store.state.lists.get(user, {})
             items = [
-                _render_entry(store, user, calendar_id, entry)
+                render_entry(store, user, calendar_id, entry)
                 for calendar_id, entry in entries.items()
                 if not entry.deleted and calendar_id in store.state.calendars
             ]
@@ -209,7 +207,7 @@ class _ControlApi:
             )
         with store.lock:
             store.fault_ids += 1
-            fault = _Fault(
+            fault = Fault(
                 id=f"fault-{store.fault_ids}",
                 method=str(spec.get("method", "*")).upper(),
                 path=str(spec.get("path", "/")),

@@ -17,13 +17,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from bridge.sandbox.google_state import _Store, _Token
-from bridge.sandbox.google_wire import (
+from bridge.sandbox.google.state import Store, Token
+from bridge.sandbox.google.wire import (
     JSON,
-    _ApiRequest,
-    _ApiResponse,
-    _b64url_decode,
-    _oauth_error,
+    ApiRequest,
+    ApiResponse,
+    b64url_decode,
+    oauth_error,
 )
 
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
@@ -68,7 +68,7 @@ def generate_service_account(
     }
 
 
-def _register_service_account(store: _Store, info: Mapping[str, str]) -> None:
+def add_service_account(store: Store, info: Mapping[str, str]) -> None:
     private_key = serialization.load_pem_private_key(info["private_key"].encode(), None)
     if not isinstance(private_key, rsa.RSAPrivateKey):
         raise ValueError("a service-account key must be RSA")
@@ -77,19 +77,19 @@ def _register_service_account(store: _Store, info: Mapping[str, str]) -> None:
         store.keys.setdefault(info["client_email"], {})[key_id] = private_key.public_key()
 
 
-def _exchange_token(store: _Store, request: _ApiRequest) -> _ApiResponse:
+def exchange_token(store: Store, request: ApiRequest) -> ApiResponse:
     form = dict(parse_qsl(request.body.decode("utf-8", errors="replace")))
     grant_type = form.get("grant_type")
     if grant_type == "refresh_token":
-        return _oauth_error("invalid_grant", "Token has been expired or revoked.")
+        return oauth_error("invalid_grant", "Token has been expired or revoked.")
     if grant_type != JWT_BEARER_GRANT:
-        return _oauth_error("unsupported_grant_type", f"Invalid grant_type: {grant_type}")
+        return oauth_error("unsupported_grant_type", f"Invalid grant_type: {grant_type}")
     try:
         claims = _verify_assertion(store, form.get("assertion", ""))
     except _GrantError as error:
-        return _oauth_error(error.error, str(error))
+        return oauth_error(error.error, str(error))
     access_token = "ya29.sandbox-" + secrets.token_urlsafe(32)
-    store.state.tokens[access_token] = _Token(
+    store.state.tokens[access_token] = Token(
         user=str(claims.get("sub") or claims["iss"]),
         scopes=frozenset(str(claims["scope"]).split()),
         expires_at=time.time() + TOKEN_LIFETIME_S,
@@ -99,15 +99,15 @@ def _exchange_token(store: _Store, request: _ApiRequest) -> _ApiResponse:
         "expires_in": TOKEN_LIFETIME_S,
         "token_type": "Bearer",
     }
-    return _ApiResponse(200, body)
+    return ApiResponse(200, body)
 
 
-def _verify_assertion(store: _Store, assertion: str) -> JSON:
+def _verify_assertion(store: Store, assertion: str) -> JSON:
     try:
         encoded_header, encoded_claims, encoded_signature = assertion.split(".")
-        header = json.loads(_b64url_decode(encoded_header))
-        claims = json.loads(_b64url_decode(encoded_claims))
-        signature = _b64url_decode(encoded_signature)
+        header = json.loads(b64url_decode(encoded_header))
+        claims = json.loads(b64url_decode(encoded_claims))
+        signature = b64url_decode(encoded_signature)
     except (ValueError, binascii.Error) as exc:
         raise _GrantError("invalid_grant", "Invalid JWT: malformed assertion.") from exc
     if not isinstance(header, dict) or not isinstance(claims, dict):
@@ -145,7 +145,7 @@ def _verify_assertion(store: _Store, assertion: str) -> JSON:
     return claims
 
 
-def _authenticate(store: _Store, request: _ApiRequest) -> _Token | None:
+def authenticate(store: Store, request: ApiRequest) -> Token | None:
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer":
         return None
@@ -155,8 +155,8 @@ def _authenticate(store: _Store, request: _ApiRequest) -> _Token | None:
     return token
 
 
-def _user_of(store: _Store, request: _ApiRequest) -> str | None:
-    token = _authenticate(store, request)
+def user_of(store: Store, request: ApiRequest) -> str | None:
+    token = authenticate(store, request)
     return token.user if token is not None else None
 
 

@@ -9,17 +9,17 @@ from __future__ import annotations
 import copy
 from typing import Any, TypeGuard
 
-from bridge.sandbox.google_state import _ROLES, _Store, _Subscription
-from bridge.sandbox.google_wire import (
+from bridge.sandbox.google.state import ROLES, Store, Subscription
+from bridge.sandbox.google.wire import (
     JSON,
-    _ApiError,
-    _ApiRequest,
-    _ApiResponse,
-    _flag,
-    _json_body,
-    _non_empty_str,
-    _not_found,
-    _paginate,
+    ApiError,
+    ApiRequest,
+    ApiResponse,
+    flag,
+    json_body,
+    non_empty_str,
+    not_found,
+    paginate,
 )
 
 _CALENDAR_HEX = (
@@ -35,15 +35,15 @@ _EVENT_COLORS = {str(n): colour for n, colour in enumerate(_EVENT_HEX.split(), s
 _FOREGROUND = "#1d1d1d"
 
 
-def _subscribe(store: _Store, user: str, calendar_id: str) -> _Subscription:
+def subscribe(store: Store, user: str, calendar_id: str) -> Subscription:
     entries = store.state.lists.setdefault(user, {})
     color_id = str(len(entries) % len(_CALENDAR_COLORS) + 1)
     entries.pop(calendar_id, None)
-    entries[calendar_id] = _Subscription(etag=store.next_etag(), color_id=color_id)
+    entries[calendar_id] = Subscription(etag=store.next_etag(), color_id=color_id)
     return entries[calendar_id]
 
 
-def _render_entry(store: _Store, user: str, calendar_id: str, entry: _Subscription) -> JSON:
+def render_entry(store: Store, user: str, calendar_id: str, entry: Subscription) -> JSON:
     if entry.deleted or calendar_id not in store.state.calendars:
         return {
             "kind": "calendar#calendarListEntry",
@@ -84,23 +84,23 @@ def _render_entry(store: _Store, user: str, calendar_id: str, entry: _Subscripti
     return rendered
 
 
-def _live_entry(store: _Store, user: str, calendar_id: str) -> _Subscription:
+def _live_entry(store: Store, user: str, calendar_id: str) -> Subscription:
     entry = store.state.lists.get(user, {}).get(calendar_id)
     if entry is None or entry.deleted or calendar_id not in store.state.calendars:
-        raise _not_found()
+        raise not_found()
     if store.role(calendar_id, user) == "none":
-        raise _not_found()
+        raise not_found()
     return entry
 
 
-def _calendarlist_list(store: _Store, request: _ApiRequest, user: str) -> _ApiResponse:
+def calendarlist_list(store: Store, request: ApiRequest, user: str) -> ApiResponse:
     query = request.query
     sync = "syncToken" in query
-    show_deleted = sync or _flag(query, "showDeleted")
-    show_hidden = sync or _flag(query, "showHidden")
+    show_deleted = sync or flag(query, "showDeleted")
+    show_hidden = sync or flag(query, "showHidden")
     min_role = query.get("minAccessRole")
-    if min_role is not None and min_role not in _ROLES[1:]:
-        raise _ApiError(
+    if min_role is not None and min_role not in ROLES[1:]:
+        raise ApiError(
             400,
             "invalid",
             "Invalid value for: minAccessRole",
@@ -111,75 +111,73 @@ def _calendarlist_list(store: _Store, request: _ApiRequest, user: str) -> _ApiRe
     for calendar_id, entry in store.state.lists.get(user, {}).items():
         if entry.deleted or calendar_id not in store.state.calendars:
             if show_deleted:
-                items.append(_render_entry(store, user, calendar_id, entry))
+                items.append(render_entry(store, user, calendar_id, entry))
             continue
         role = store.role(calendar_id, user)
         if role == "none" or (entry.hidden and not show_hidden):
             continue
-        if min_role is not None and _ROLES.index(role) < _ROLES.index(min_role):
+        if min_role is not None and ROLES.index(role) < ROLES.index(min_role):
             continue
-        items.append(_render_entry(store, user, calendar_id, entry))
-    page = _paginate(items, query)
-    return _ApiResponse(200, {"kind": "calendar#calendarList", "etag": store.next_etag(), **page})
+        items.append(render_entry(store, user, calendar_id, entry))
+    page = paginate(items, query)
+    return ApiResponse(200, {"kind": "calendar#calendarList", "etag": store.next_etag(), **page})
 
 
-def _calendarlist_get(
-    store: _Store, request: _ApiRequest, user: str, calendar_id: str
-) -> _ApiResponse:
+def calendarlist_get(store: Store, request: ApiRequest, user: str, calendar_id: str) -> ApiResponse:
     entry = _live_entry(store, user, calendar_id)
-    return _ApiResponse(200, _render_entry(store, user, calendar_id, entry))
+    return ApiResponse(200, render_entry(store, user, calendar_id, entry))
 
 
-def _calendarlist_insert(store: _Store, request: _ApiRequest, user: str) -> _ApiResponse:
-    body = _json_body(request)
+def calendarlist_insert(store: Store, request: ApiRequest, user: str) -> ApiResponse:
+    body = json_body(request)
     calendar_id = body.get("id")
-    if not _non_empty_str(calendar_id):
-        raise _ApiError(400, "required", "Required", location="id", locationType="other")
+    if not non_empty_str(calendar_id):
+        raise ApiError(400, "required", "Required", location="id", locationType="other")
     calendar = store.calendar_for(user, calendar_id)
     existing = store.state.lists.get(user, {}).get(calendar["id"])
-    entry = existing if existing and not existing.deleted else _subscribe(store, user, calendar_id)
-    _apply_entry_fields(entry, body, rgb=_flag(request.query, "colorRgbFormat"))
+    entry = existing if existing and not existing.deleted else subscribe(store, user, calendar_id)
+    _apply_entry_fields(entry, body, rgb=flag(request.query, "colorRgbFormat"))
     entry.etag = store.next_etag()
-    return _ApiResponse(200, _render_entry(store, user, calendar_id, entry))
+    return ApiResponse(200, render_entry(store, user, calendar_id, entry))
 
 
-def _calendarlist_patch(
-    store: _Store, request: _ApiRequest, user: str, calendar_id: str
-) -> _ApiResponse:
+def calendarlist_patch(
+    store: Store, request: ApiRequest, user: str, calendar_id: str
+) -> ApiResponse:
     entry = _live_entry(store, user, calendar_id)
-    _apply_entry_fields(entry, _json_body(request), rgb=_flag(request.query, "colorRgbFormat"))
+    _apply_entry_fields(entry, json_body(request), rgb=flag(request.query, "colorRgbFormat"))
     entry.etag = store.next_etag()
-    return _ApiResponse(200, _render_entry(store, user, calendar_id, entry))
+    return ApiResponse(200, render_entry(store, user, calendar_id, entry))
 
 
-def _calendarlist_update(
-    store: _Store, request: _ApiRequest, user: str, calendar_id: str
-) -> _ApiResponse:
+def calendarlist_update(
+    store: Store, request: ApiRequest, user: str, calendar_id: str
+) -> ApiResponse:
     entry = _live_entry(store, user, calendar_id)
-    body = _json_body(request)
+    body = json_body(request)
     entry.hidden, entry.selected, entry.summary_override = False, False, None
     entry.default_reminders, entry.notification_settings = [], None
-    _apply_entry_fields(entry, body, rgb=_flag(request.query, "colorRgbFormat"))
+    _apply_entry_fields(entry, body, rgb=flag(request.query, "colorRgbFormat"))
     entry.etag = store.next_etag()
-    return _ApiResponse(200, _render_entry(store, user, calendar_id, entry))
+    return ApiResponse(200, render_entry(store, user, calendar_id, entry))
 
 
-def _calendarlist_delete(
-    store: _Store, request: _ApiRequest, user: str, calendar_id: str
-) -> _ApiResponse:
+def calendarlist_delete(
+    store: Store, request: ApiRequest, user: str, calendar_id: str
+) -> ApiResponse:
     entry = _live_entry(store, user, calendar_id)
     entry.deleted = True
     entry.etag = store.next_etag()
-    return _ApiResponse(204)
+    return ApiResponse(204)
 
 
-def _colors_get(store: _Store, request: _ApiRequest, user: str) -> _ApiResponse:
+def colors_get(store: Store, request: ApiRequest, user: str) -> ApiResponse:
     def palette(colors: dict[str, str]) -> JSON:
         return {
             key: {"background": value, "foreground": _FOREGROUND} for key, value in colors.items()
         }
 
-    return _ApiResponse(
+    return ApiResponse(
         200,
         {
             "kind": "calendar#colors",
@@ -190,26 +188,26 @@ def _colors_get(store: _Store, request: _ApiRequest, user: str) -> _ApiResponse:
     )
 
 
-def _apply_entry_fields(entry: _Subscription, body: JSON, *, rgb: bool) -> None:
+def _apply_entry_fields(entry: Subscription, body: JSON, *, rgb: bool) -> None:
     if "colorId" in body:
         if body["colorId"] not in _CALENDAR_COLORS:
-            raise _ApiError(400, "invalid", "Invalid color ID.")
+            raise ApiError(400, "invalid", "Invalid color ID.")
         entry.color_id, entry.background, entry.foreground = body["colorId"], None, None
     if rgb and ("backgroundColor" in body or "foregroundColor" in body):
         background, foreground = body.get("backgroundColor"), body.get("foregroundColor")
         if not _is_hex_colour(background) or not _is_hex_colour(foreground):
-            raise _ApiError(400, "invalid", "Invalid RGB color value.")
+            raise ApiError(400, "invalid", "Invalid RGB color value.")
         entry.background, entry.foreground = background.lower(), foreground.lower()
         entry.color_id = _nearest_colour_id(entry.background)
     for name, attribute in (("hidden", "hidden"), ("selected", "selected")):
         if name in body:
             if not isinstance(body[name], bool):
-                raise _ApiError(400, "invalid", f"Invalid value for: {name}")
+                raise ApiError(400, "invalid", f"Invalid value for: {name}")
             setattr(entry, attribute, body[name])
     if "summaryOverride" in body:
         override = body["summaryOverride"]
         if override is not None and not isinstance(override, str):
-            raise _ApiError(400, "invalid", "Invalid value for: summaryOverride")
+            raise ApiError(400, "invalid", "Invalid value for: summaryOverride")
         entry.summary_override = override
     if "defaultReminders" in body:
         reminders = body["defaultReminders"] or []
@@ -221,7 +219,7 @@ def _apply_entry_fields(entry: _Subscription, body: JSON, *, rgb: bool) -> None:
                 or not isinstance(minutes, int)
                 or not 0 <= minutes <= 40320
             ):
-                raise _ApiError(400, "invalid", "Invalid value for: defaultReminders")
+                raise ApiError(400, "invalid", "Invalid value for: defaultReminders")
         entry.default_reminders = copy.deepcopy(reminders)
     if isinstance(body.get("notificationSettings"), dict):
         entry.notification_settings = copy.deepcopy(body["notificationSettings"])

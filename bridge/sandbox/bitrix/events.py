@@ -2,8 +2,8 @@
 
 They answer only app (OAuth) calls; an incoming webhook gets 403 `WRONG_AUTH_TYPE`. Offline
 bindings and every `event.offline.*` method also need an admin (the installing user, unless
-installed with `admin: false`). `_run_method` is the emulator's dispatcher: these methods first,
-then those of `bitrix_methods`.
+installed with `admin: false`). `run_method` is the emulator's dispatcher: these methods first,
+then those of `methods`.
 """
 
 from __future__ import annotations
@@ -12,18 +12,18 @@ import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bridge.sandbox.bitrix_apps import OFFLINE_NOTICE, _Binding, _Install, _OfflineRecord
-from bridge.sandbox.bitrix_methods import (
+from bridge.sandbox.bitrix.apps import OFFLINE_NOTICE, Binding, Install, OfflineRecord
+from bridge.sandbox.bitrix.methods import (
     PAGE_SIZE,
-    _Call,
-    _dispatch,
-    _Outcome,
-    _page,
-    _RestError,
-    _row_matches,
-    _sort_key,
+    Call,
+    Outcome,
+    RestError,
+    dispatch,
+    paged,
+    row_matches,
+    sort_key,
 )
-from bridge.sandbox.bitrix_values import _as_bool, _as_int, _as_list, _text
+from bridge.sandbox.bitrix.values import as_bool, as_int, as_list, as_text
 
 _KNOWN_EVENTS = frozenset(
     {
@@ -41,43 +41,43 @@ _GET_FIELDS = ("ID", "TIMESTAMP_X", "EVENT_NAME", "EVENT_DATA", "EVENT_ADDITIONA
 _DENIED = "Access denied!"
 
 
-def _run_method(method: str, call: _Call) -> _Outcome:
+def run_method(method: str, call: Call) -> Outcome:
     handler = _EVENT_METHODS.get(method)
-    return handler(call) if handler is not None else _dispatch(method, call)
+    return handler(call) if handler is not None else dispatch(method, call)
 
 
 # event.bind, event.get, event.unbind
 
 
-def _event_bind(call: _Call) -> _Outcome:
+def _event_bind(call: Call) -> Outcome:
     install, query = _app(call), _upper(call.params)
-    event = _text(query.get("EVENT")).upper()
+    event = as_text(query.get("EVENT")).upper()
     if event not in _KNOWN_EVENTS:
-        raise _RestError(400, "ERROR_EVENT_NOT_FOUND", "Event not found")
-    offline = _text(query.get("EVENT_TYPE")).lower() == "offline"
-    auth_type = _as_int(query.get("AUTH_TYPE")) or 0
+        raise RestError(400, "ERROR_EVENT_NOT_FOUND", "Event not found")
+    offline = as_text(query.get("EVENT_TYPE")).lower() == "offline"
+    auth_type = as_int(query.get("AUTH_TYPE")) or 0
     if offline and not _is_admin(call, install):
         raise _denied("Offline events binding requires administrator access rights")
     if auth_type and auth_type != call.user_id and not _is_admin(call, install):
         raise _denied("Event binding with AUTH_TYPE requires administrator access rights")
-    handler = "" if offline else _text(query.get("HANDLER"))
+    handler = "" if offline else as_text(query.get("HANDLER"))
     if not offline and not handler:
-        raise _RestError(400, "ERROR_ARGUMENT", "Argument 'HANDLER' is null or empty")
-    connector = _text(query.get("AUTH_CONNECTOR"))
+        raise RestError(400, "ERROR_ARGUMENT", "Argument 'HANDLER' is null or empty")
+    connector = as_text(query.get("AUTH_CONNECTOR"))
     for bound in install.bindings:
         same = (bound.event, bound.offline, bound.connector) == (event, offline, connector)
         if same and (offline or (bound.handler, bound.auth_type) == (handler, auth_type)):
-            raise _RestError(
+            raise RestError(
                 400,
                 "ERROR_HANDLER_ALREADY_EXIST",
                 "Unable to set event handler: Handler already exists!",
             )
     given = query.get("OPTIONS")
     options = _upper(given if isinstance(given, Mapping) else {})
-    timeout = _text(options.get("MINTIMEOUT"))
+    timeout = as_text(options.get("MINTIMEOUT"))
     apps = call.portal.apps
     install.bindings.append(
-        _Binding(
+        Binding(
             id=str(apps.next_binding),
             event=event,
             handler=handler,
@@ -88,13 +88,13 @@ def _event_bind(call: _Call) -> _Outcome:
         )
     )
     apps.next_binding += 1
-    return _Outcome(True)
+    return Outcome(True)
 
 
-def _event_get(call: _Call) -> _Outcome:
+def _event_get(call: Call) -> Outcome:
     install = _app(call)
     admin = _is_admin(call, install)
-    return _Outcome(
+    return Outcome(
         [
             {
                 "event": b.event,
@@ -108,21 +108,21 @@ def _event_get(call: _Call) -> _Outcome:
     )
 
 
-def _event_unbind(call: _Call) -> _Outcome:
+def _event_unbind(call: Call) -> Outcome:
     install, query = _app(call), _upper(call.params)
-    offline = _text(query.get("EVENT_TYPE")).lower() == "offline"
+    offline = as_text(query.get("EVENT_TYPE")).lower() == "offline"
     admin = _is_admin(call, install)
     if offline and not admin:
         raise _denied("Offline events unbinding requires administrator access rights")
-    event = _text(query.get("EVENT")).upper()
-    handler = _text(query.get("HANDLER"))
+    event = as_text(query.get("EVENT")).upper()
+    handler = as_text(query.get("HANDLER"))
     auth_type: int | None = None
     if "AUTH_TYPE" in query:
-        auth_type = _as_int(query["AUTH_TYPE"]) or 0  # "0" or "": bound without a user
+        auth_type = as_int(query["AUTH_TYPE"]) or 0  # "0" or "": bound without a user
     if auth_type and auth_type != call.user_id and not admin:
         raise _denied("Event unbinding with AUTH_TYPE requires administrator access rights")
 
-    def matches(b: _Binding) -> bool:
+    def matches(b: Binding) -> bool:
         return (
             b.offline == offline
             and event in ("", b.event)
@@ -134,23 +134,23 @@ def _event_unbind(call: _Call) -> _Outcome:
     kept = [b for b in install.bindings if not matches(b)]
     count = len(install.bindings) - len(kept)
     install.bindings = kept
-    return _Outcome({"count": count})
+    return Outcome({"count": count})
 
 
 # event.offline.*
 
 
-def _offline_get(call: _Call) -> _Outcome:
+def _offline_get(call: Call) -> Outcome:
     install, query = _admin_app(call), _upper(call.params)
-    process_id = _text(query.get("PROCESS_ID"))
-    with_errors = _as_bool(query.get("ERROR"))
-    clear = _as_bool(query["CLEAR"]) if "CLEAR" in query else True
+    process_id = as_text(query.get("PROCESS_ID"))
+    with_errors = as_bool(query.get("ERROR"))
+    clear = as_bool(query["CLEAR"]) if "CLEAR" in query else True
     features = call.portal.features
     if not clear and features is not None and _EXTENDED not in features:
         # "The value `0` without the `rest_offline_extended` mode returns the `WRONG_LICENSE`
         # error" (api-reference/events/event-offline-get.md); `process_id` with `clear=1` is
         # allowed and deletes the whole batch.
-        raise _RestError(
+        raise RestError(
             403,
             "WRONG_LICENSE",
             "This feature is not enabled for the current license: extended offline events handling",
@@ -160,9 +160,9 @@ def _offline_get(call: _Call) -> _Outcome:
         for record in _queue(install, query)
         if record.process_id == process_id and (with_errors or not record.error)
     ]
-    rows = [(record, row) for record, row in rows if _row_matches(row, _filter(query))]
+    rows = [(record, row) for record, row in rows if row_matches(row, _filter(query))]
     _order(rows, query.get("ORDER"), default="TIMESTAMP_X")
-    limit = _as_int(query.get("LIMIT"))
+    limit = as_int(query.get("LIMIT"))
     chosen = rows[: limit if limit is not None and limit > 0 else PAGE_SIZE]
     if clear:
         # With `process_id`, "the method deletes the entire batch, including records that were
@@ -174,16 +174,16 @@ def _offline_get(call: _Call) -> _Outcome:
         for record, _ in chosen:
             record.process_id = process_id
     events = [{key: row[key] for key in _GET_FIELDS} for _, row in chosen]
-    return _Outcome({"process_id": process_id or None, "events": events})
+    return Outcome({"process_id": process_id or None, "events": events})
 
 
-def _offline_clear(call: _Call) -> _Outcome:
+def _offline_clear(call: Call) -> Outcome:
     install, query = _admin_app(call), _upper(call.params)
     process_id = _process_id(query)
-    ids = {str(value) for value in _as_list(query.get("ID"))}
-    message_ids = {str(value) for value in _as_list(query.get("MESSAGE_ID"))}
+    ids = {str(value) for value in as_list(query.get("ID"))}
+    message_ids = {str(value) for value in as_list(query.get("MESSAGE_ID"))}
 
-    def cleared(r: _OfflineRecord) -> bool:
+    def cleared(r: OfflineRecord) -> bool:
         if r.process_id != process_id:
             return False
         if ids:
@@ -191,32 +191,32 @@ def _offline_clear(call: _Call) -> _Outcome:
         return not message_ids or r.message_id in message_ids
 
     install.offline = [r for r in install.offline if not cleared(r)]
-    return _Outcome(True)
+    return Outcome(True)
 
 
-def _offline_error(call: _Call) -> _Outcome:
+def _offline_error(call: Call) -> Outcome:
     install, query = _admin_app(call), _upper(call.params)
     process_id = _process_id(query)
-    message_ids = {str(value) for value in _as_list(query.get("MESSAGE_ID"))}
+    message_ids = {str(value) for value in as_list(query.get("MESSAGE_ID"))}
     for record in install.offline:
         if record.process_id == process_id and (
             not message_ids or record.message_id in message_ids
         ):
             # Marked and released: `event.offline.get` with `error=1` can take it again.
             record.error, record.process_id = True, ""
-    return _Outcome(True)
+    return Outcome(True)
 
 
-def _offline_list(call: _Call) -> _Outcome:
+def _offline_list(call: Call) -> Outcome:
     install, query = _admin_app(call), _upper(call.params)
     rows = [(record, record.row()) for record in _queue(install, query)]
-    rows = [(record, row) for record, row in rows if _row_matches(row, _filter(query))]
+    rows = [(record, row) for record, row in rows if row_matches(row, _filter(query))]
     _order(rows, query.get("ORDER"), default="ID")
-    page, total, next_start = _page([row for _, row in rows], query.get("START"))
-    return _Outcome(page, total, next_start)
+    page, total, next_start = paged([row for _, row in rows], query.get("START"))
+    return Outcome(page, total, next_start)
 
 
-_EVENT_METHODS: dict[str, Callable[[_Call], _Outcome]] = {
+_EVENT_METHODS: dict[str, Callable[[Call], Outcome]] = {
     "event.bind": _event_bind,
     "event.get": _event_get,
     "event.unbind": _event_unbind,
@@ -230,28 +230,28 @@ _EVENT_METHODS: dict[str, Callable[[_Call], _Outcome]] = {
 # helpers
 
 
-def _app(call: _Call) -> _Install:
+def _app(call: Call) -> Install:
     install = call.portal.apps.installs.get(call.client_id or "")
     if install is None:
-        raise _RestError(
+        raise RestError(
             403, "WRONG_AUTH_TYPE", "Current authorization type is denied for this method"
         )
     return install
 
 
-def _admin_app(call: _Call) -> _Install:
+def _admin_app(call: Call) -> Install:
     install = _app(call)
     if not _is_admin(call, install):
         raise _denied("")
     return install
 
 
-def _is_admin(call: _Call, install: _Install) -> bool:
+def _is_admin(call: Call, install: Install) -> bool:
     return install.admin and call.user_id == install.user_id
 
 
-def _denied(reason: str) -> _RestError:
-    return _RestError(403, "ACCESS_DENIED", f"{_DENIED} {reason}".strip())
+def _denied(reason: str) -> RestError:
+    return RestError(403, "ACCESS_DENIED", f"{_DENIED} {reason}".strip())
 
 
 def _upper(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -259,8 +259,8 @@ def _upper(params: Mapping[str, Any]) -> dict[str, Any]:
     return {str(key).upper(): value for key, value in params.items()}
 
 
-def _queue(install: _Install, query: Mapping[str, Any]) -> list[_OfflineRecord]:
-    connector = _text(query.get("AUTH_CONNECTOR"))
+def _queue(install: Install, query: Mapping[str, Any]) -> list[OfflineRecord]:
+    connector = as_text(query.get("AUTH_CONNECTOR"))
     return [record for record in install.offline if record.connector == connector]
 
 
@@ -269,21 +269,19 @@ def _filter(query: Mapping[str, Any]) -> Mapping[str, Any]:
     return given if isinstance(given, Mapping) else {}
 
 
-def _order(rows: list[tuple[_OfflineRecord, dict[str, Any]]], order: Any, *, default: str) -> None:
+def _order(rows: list[tuple[OfflineRecord, dict[str, Any]]], order: Any, *, default: str) -> None:
     rows.sort(key=lambda pair: pair[0].id)
     keys = list(order.items()) if isinstance(order, Mapping) and order else [(default, "ASC")]
     for name, direction in reversed(keys):
-        descending = _text(direction).upper() == "DESC"
+        descending = as_text(direction).upper() == "DESC"
         if str(name).upper() == "TIMESTAMP_X":
             rows.sort(key=lambda pair: pair[0].timestamp, reverse=descending)
         else:
-            rows.sort(
-                key=lambda pair: _sort_key(pair[1].get(str(name).upper())), reverse=descending
-            )
+            rows.sort(key=lambda pair: sort_key(pair[1].get(str(name).upper())), reverse=descending)
 
 
 def _process_id(query: Mapping[str, Any]) -> str:
-    process_id = _text(query.get("PROCESS_ID"))
+    process_id = as_text(query.get("PROCESS_ID"))
     if not process_id:
-        raise _RestError(400, "ERROR_ARGUMENT", "Argument 'PROCESS_ID' is null or empty")
+        raise RestError(400, "ERROR_ARGUMENT", "Argument 'PROCESS_ID' is null or empty")
     return process_id

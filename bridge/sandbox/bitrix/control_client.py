@@ -1,0 +1,120 @@
+"""`BitrixControl`: the Bitrix24 emulator's `/_control/` API as typed calls, for the demo, the
+tests and the benchmarks. Every call raises `httpx.HTTPStatusError` on an error status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+SECTION_EVENTS = ("ONCALENDARSECTIONADD", "ONCALENDARSECTIONUPDATE", "ONCALENDARSECTIONDELETE")
+
+
+class BitrixControl:
+    def __init__(self, base_url: str, *, timeout: float = 15) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.http = httpx.Client(base_url=f"{self.base_url}/_control", timeout=timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _call(self, method: str, path: str, **options: Any) -> Any:
+        answer = self.http.request(method, path, **options)
+        answer.raise_for_status()
+        return answer.json() if answer.content else None
+
+    # Portals and their data
+    def add_portal(self, member_id: str, domain: str, webhook_code: str, **fields: Any) -> Any:
+        """A portal with an incoming webhook; the answer names its `webhook_url`."""
+        body = {"member_id": member_id, "domain": domain, "webhook_code": webhook_code, **fields}
+        return self._call("POST", "/portals", json=body)
+
+    def patch_portal(self, member_id: str, **knobs: Any) -> dict[str, Any]:
+        """Change the portal (address, plan, rights, budget…); returns its view."""
+        view: dict[str, Any] = self._call("PATCH", f"/portals/{member_id}", json=knobs)
+        return view
+
+    def bind_outgoing_webhook(
+        self,
+        member_id: str,
+        handler: str,
+        application_token: str,
+        events: tuple[str, ...] | list[str] = SECTION_EVENTS,
+    ) -> Any:
+        body = {"handler": handler, "events": list(events), "application_token": application_token}
+        return self._call("POST", f"/portals/{member_id}/outgoing-webhooks", json=body)
+
+    def add_section(
+        self, member_id: str, kind: str, owner_id: int, name: str, **fields: Any
+    ) -> dict[str, Any]:
+        body = {"type": kind, "owner_id": owner_id, "name": name, **fields}
+        section: dict[str, Any] = self._call("POST", f"/portals/{member_id}/sections", json=body)
+        return section
+
+    def update_section(self, member_id: str, section_id: str, **fields: Any) -> None:
+        self._call("PATCH", f"/portals/{member_id}/sections/{section_id}", json=fields)
+
+    def delete_section(self, member_id: str, section_id: str, *, deliver: bool = True) -> None:
+        path = f"/portals/{member_id}/sections/{section_id}"
+        self._call("DELETE", path, params={"deliver": int(deliver)})
+
+    def add_owners(self, member_id: str, kind: str, rows: list[dict[str, Any]]) -> None:
+        """`kind` is "users" or "groups"."""
+        self._call("POST", f"/portals/{member_id}/{kind}", json=rows)
+
+    def notifications(self, member_id: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self._call("GET", f"/portals/{member_id}/notifications")[
+            "notifications"
+        ]
+        return rows
+
+    # App mode
+    def add_app(self) -> dict[str, Any]:
+        """A registered app: its `client_id` and `client_secret`."""
+        app: dict[str, Any] = self._call("POST", "/apps", json={})
+        return app
+
+    def install(self, member_id: str, client_id: str, handler: str, **fields: Any) -> Any:
+        body = {"client_id": client_id, "handler": handler, **fields}
+        return self._call("POST", f"/portals/{member_id}/install", json=body)
+
+    def uninstall(self, member_id: str, client_id: str) -> Any:
+        return self._call("POST", f"/portals/{member_id}/uninstall", json={"client_id": client_id})
+
+    def expire_tokens(self, member_id: str) -> None:
+        self._call("POST", f"/portals/{member_id}/expire-tokens")
+
+    def app(self, member_id: str) -> dict[str, Any]:
+        state: dict[str, Any] = self._call("GET", f"/portals/{member_id}/app")
+        return state
+
+    def offline(self, member_id: str) -> list[dict[str, Any]]:
+        records: list[dict[str, Any]] = self._call("GET", f"/portals/{member_id}/offline")[
+            "records"
+        ]
+        return records
+
+    def set_plan(self, member_id: str, **plan: Any) -> Any:
+        return self._call("PUT", f"/portals/{member_id}/plan", json=plan)
+
+    # Faults, logs and deliveries
+    def fault(self, **fault: Any) -> None:
+        self._call("POST", "/faults", json=fault)
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "/faults")
+
+    def requests(self, member_id: str | None = None) -> list[dict[str, Any]]:
+        params = {} if member_id is None else {"member_id": member_id}
+        rows: list[dict[str, Any]] = self._call("GET", "/requests", params=params)["requests"]
+        return rows
+
+    def clear_requests(self) -> None:
+        self._call("DELETE", "/requests")
+
+    def flush_deliveries(self, timeout: float = 10) -> list[dict[str, Any]]:
+        """Wait until queued event deliveries are sent; returns what was delivered."""
+        rows: list[dict[str, Any]] = self._call(
+            "POST", "/deliveries/flush", json={"timeout": timeout}
+        )["deliveries"]
+        return rows

@@ -1,0 +1,67 @@
+"""`GoogleControl`: the Google Calendar emulator's `/_control/` API as typed calls, for the demo,
+the tests and the benchmarks. Every call raises `httpx.HTTPStatusError` on an error status."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+
+class GoogleControl:
+    def __init__(self, base_url: str, *, timeout: float = 15) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.http = httpx.Client(base_url=f"{self.base_url}/_control", timeout=timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _call(self, method: str, path: str, **options: Any) -> Any:
+        answer = self.http.request(method, path, **options)
+        answer.raise_for_status()
+        return answer.json() if answer.content else None
+
+    def add_service_account(self, account: dict[str, str]) -> None:
+        """Register a service account's public key (from `generate_service_account`)."""
+        self._call("POST", "/service-accounts", json=account)
+
+    def calendars(self, owner: str | None = None) -> list[dict[str, Any]]:
+        """Every calendar (of `owner`, if given), each with its `acl` rules."""
+        params = {} if owner is None else {"owner": owner}
+        rows: list[dict[str, Any]] = self._call("GET", "/calendars", params=params)["calendars"]
+        return rows
+
+    def patch_calendar(self, calendar_id: str, **changes: Any) -> dict[str, Any]:
+        """Change a calendar behind the bridge's back, as a person in Google Calendar would."""
+        path = f"/calendars/{quote(calendar_id, safe='')}"
+        calendar: dict[str, Any] = self._call("PATCH", path, json=changes)
+        return calendar
+
+    def delete_calendar(self, calendar_id: str) -> None:
+        self._call("DELETE", f"/calendars/{quote(calendar_id, safe='')}")
+
+    def calendar_list(self, user: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self._call("GET", "/calendar-list", params={"user": user})[
+            "items"
+        ]
+        return rows
+
+    def fault(self, **fault: Any) -> None:
+        self._call("POST", "/faults", json=fault)
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "/faults")
+
+    def read_only(self, user: str, seconds: float | None = None) -> None:
+        """Put `user` in Google's read-only mode (quota exceeded) for `seconds`."""
+        body = {} if seconds is None else {"seconds": seconds}
+        self._call("POST", f"/users/{user}/read-only", json=body)
+
+    def requests(self, user: str | None = None) -> list[dict[str, Any]]:
+        """The request log, or only the calls made as `user`."""
+        rows: list[dict[str, Any]] = self._call("GET", "/requests")["requests"]
+        return [r for r in rows if user is None or r.get("user") == user]
+
+    def clear_requests(self) -> None:
+        self._call("DELETE", "/requests")
