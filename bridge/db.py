@@ -5,7 +5,8 @@ first and writes later cannot wait for the write lock (SQLite answers SQLITE_BUS
 of honouring busy_timeout), so concurrent web requests and the worker would fail spuriously.
 Taking the write lock up front makes writers queue behind `busy_timeout`, while WAL keeps readers
 outside transactions unblocked. Alembic owns the schema on both databases; nothing here creates
-tables.
+tables. The migrations ship inside the package (`bridge/migrations/`), so an installed wheel finds
+them wherever it is run from.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -23,9 +25,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from alembic import command
-
-ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 def create_db_engine(url: str) -> Engine:
@@ -83,7 +83,7 @@ def only_worker_on_sqlite(url: str) -> Iterator[None]:
 
 def alembic_config(url: str) -> Config:
     config = Config()
-    config.set_main_option("script_location", str(ALEMBIC_DIR))
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
 
