@@ -197,7 +197,7 @@ class Worker:
             self._clients[portal.key] = self._make_clients(self.engine, portal, self.cipher)
         return self._clients[portal.key]
 
-    def drain_portal(self, lease: Lease, portal: PortalConfig) -> bool:
+    def drain_portal(self, lease: Lease, portal: PortalConfig) -> bool:  # noqa: C901  # until the sync/queue split (issue 12)
         self.clients(portal).bitrix.wait_ready()
         rows = inbox.take_due(lease)
         if not rows:

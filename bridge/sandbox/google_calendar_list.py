@@ -190,7 +190,7 @@ def _colors_get(store: _Store, request: _ApiRequest, user: str) -> _ApiResponse:
     )
 
 
-def _apply_entry_fields(entry: _Subscription, body: JSON, *, rgb: bool) -> None:
+def _apply_entry_fields(entry: _Subscription, body: JSON, *, rgb: bool) -> None:  # noqa: C901  # until the emulator split (issue 12)
     if "colorId" in body:
         if body["colorId"] not in _CALENDAR_COLORS:
             raise _ApiError(400, "invalid", "Invalid color ID.")
