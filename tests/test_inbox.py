@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import replace
 from datetime import timedelta
 
@@ -70,11 +71,24 @@ def test_a_full_writer_queue_answers_store_unavailable_at_once(engine: Engine) -
     writer = inbox.InboxWriter(engine, max_queue=1, store_timeout=1.0)
     events = [replace(delivery(), payload={**delivery().payload, "n": n}) for n in range(3)]
 
+    async def queued(count: int) -> None:
+        """Until `count` deliveries wait in the writer's queue (the queue has no public face)."""
+        deadline = time.monotonic() + 5
+        while writer._queue.qsize() != count:
+            assert time.monotonic() < deadline, f"{count} queued deliveries"
+            await asyncio.sleep(0.01)
+
     async def behind_a_lock() -> list[inbox.Recorded | BaseException]:
         first = asyncio.ensure_future(writer.record("acme", events[0]))
-        await asyncio.sleep(0.3)  # the writer took it and waits for the lock
+        await asyncio.sleep(0)  # it puts the first in the queue
+        await queued(0)  # the writer took it and waits for the lock
+        # Timing is part of the case: the second's own backstop (2 x store_timeout from its
+        # request) must end after the writer's store timeout for it (which starts when the first's
+        # ends), so that the writer, not the backstop, answers it and is done with it before the
+        # lock is released. 0.3 s into the first's wait gives that a margin.
+        await asyncio.sleep(0.3)
         second = asyncio.ensure_future(writer.record("acme", events[1]))
-        await asyncio.sleep(0)  # queued behind the first: the queue is full
+        await queued(1)  # queued behind the first: the queue is full
         try:
             await writer.record("acme", events[2])
         except inbox.StoreUnavailable as exc:

@@ -46,7 +46,7 @@ def test_a_spent_time_budget_waits_for_the_recorded_reset_and_parks_nothing(
     )
     bridge.add_section("company_calendar", 0, "Before")
     bridge.wait_applied(1)
-    time.sleep(0.6)  # the next basket
+    time.sleep(0.6)  # into the next basket: the budget's baskets turning with time are the case
     spent = httpx.post(f"{bridge.portal.bitrix.webhook_url}calendar.resource.list.json")
     assert spent.json()["time"]["operating"] == 40  # another client crossed the limit
 

@@ -99,6 +99,7 @@ def test_after_the_window_removals_go_through_again(make_bridge: Callable[..., B
     assert "more than the 1 allowed per 0.003 h" in (second.outcome or "")
     assert rooms_left(bridge) == ["Room 1", "Room 2", "Room 3"]
 
+    # The window passing is what is tested: a wall-clock wait until it has.
     time.sleep(max(0.0, removed_at + window_hours * 3600 + 0.5 - time.monotonic()))
     code, output = bridge.sync()
 

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from bridge.models import InboxEvent, InboxState, utcnow
 from tests.e2e.conftest import WAITING, Bridge
+from tests.e2e.deployment import wait_for
 
 CALENDARS = "/calendar/v3/calendars"
 
@@ -96,12 +97,17 @@ def test_quota_exceeded_waits_for_the_first_probe_without_a_hot_loop(bridge: Bri
     bridge.add_section("company_calendar", 0, "Over quota")
     bridge.flush_deliveries()
 
-    deadline = time.monotonic() + 20
-    while "read-only" not in (bridge.inbox()[0].outcome or ""):
-        assert time.monotonic() < deadline, "the worker made no attempt"
-        time.sleep(0.05)
-    time.sleep(0.5)
-    [row] = bridge.inbox()
+    wait_for(lambda: "read-only" in (bridge.inbox()[0].outcome or ""), 20, "an attempt")
+    # A later event of the same owner: once the worker has deferred it too, it has had a pass in
+    # which a hot loop would have taken the first row again.
+    bridge.add_section("company_calendar", 0, "Marker")
+    bridge.flush_deliveries()
+    wait_for(
+        lambda: "read-only" in (bridge.inbox()[-1].outcome or "") and len(bridge.inbox()) == 2,
+        20,
+        "the marker to be deferred",
+    )
+    row = bridge.inbox()[0]
 
     assert row.state == InboxState.PENDING
     assert row.attempts == 0
@@ -139,11 +145,13 @@ def test_calendar_creation_is_paced_per_owner_without_counting_attempts(
     for name in ("One", "Two", "Three"):
         bridge.add_section("company_calendar", 0, name)
 
-    deadline = time.monotonic() + 20
-    while len([r for r in bridge.inbox() if r.state == InboxState.DONE]) < 2:
-        assert time.monotonic() < deadline, [(r.state, r.outcome) for r in bridge.inbox()]
-        time.sleep(0.05)
-    time.sleep(0.3)
+    def all_attempted() -> bool:
+        rows = bridge.inbox()
+        done = [r for r in rows if r.state == InboxState.DONE]
+        rest = [r for r in rows if r.state != InboxState.DONE]
+        return len(done) == 2 and all(r.state not in WAITING or r.outcome for r in rest)
+
+    wait_for(all_attempted, 20, "two calendars and an attempt at the third")
 
     assert summaries(bridge) == ["One", "Two"]
     [waiting] = [r for r in bridge.inbox() if r.state != InboxState.DONE]

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import io
-import time
 from collections.abc import Callable
 
 from bridge.operations import purge_portal
 from tests.e2e.conftest import Bridge
+from tests.e2e.deployment import wait_for
 
 
 def summaries(bridge: Bridge) -> list[str]:
@@ -91,9 +91,7 @@ def test_the_periodic_run_repairs_without_a_command(make_bridge: Callable[..., B
     bridge = make_bridge(mirror={"reconcile_interval_minutes": 0.01})
     bridge.add_section("company_calendar", 0, "Nobody told us", deliver=False)
 
-    deadline = time.monotonic() + 20
-    while summaries(bridge) != ["Nobody told us"] and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for(lambda: summaries(bridge) == ["Nobody told us"], 20, "the periodic run")
 
     assert summaries(bridge) == ["Nobody told us"]
     assert bridge.inbox() == []

@@ -67,7 +67,7 @@ def test_the_call_that_crosses_completes_and_the_next_is_refused_until_a_reset(
     assert rest.post("calendar.resource.list.json").status_code == 200  # other methods work
     reset_at = crossing.json()["time"]["operating_reset_at"]
     assert reset_at <= time.time() + 3  # ten baskets of 0.2 s, rounded up to a second
-    while time.time() < reset_at:
+    while time.time() < reset_at:  # the budget resetting with time is what is tested
         time.sleep(0.05)
     assert sections(rest).status_code == 200
 

@@ -516,7 +516,7 @@ def test_read_only_mode_set_for_seconds_refuses_writes_then_lifts(sandbox: Sandb
     assert refused.value.error_details[0]["reason"] == "quotaExceeded"
     assert service.calendars().get(calendarId=calendar_id).execute()["summary"] == "Before"
 
-    while time.monotonic() < lifts_at:
+    while time.monotonic() < lifts_at:  # the mode lifting with time is what is tested
         time.sleep(0.05)
     patched = service.calendars().patch(calendarId=calendar_id, body={"summary": "After"})
     assert patched.execute()["summary"] == "After"
