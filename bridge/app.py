@@ -6,7 +6,7 @@ import asyncio
 import hmac
 import logging
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import replace
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -227,8 +227,23 @@ def create_app(  # noqa: C901  # until the sync/queue split (issue 12)
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
         ],
-        lifespan=lifespan,
+        lifespan=_closing(writer, lifespan),
     )
+
+
+def _closing(writer: InboxWriter, lifespan: Lifespan | None) -> Lifespan:
+    """The caller's lifespan around the app's; at shutdown the inbox writer's thread stops and
+    frees its connection first (otherwise every app made in one process keeps one for good)."""
+
+    @asynccontextmanager
+    async def closing(app: Starlette) -> AsyncIterator[None]:
+        async with lifespan(app) if lifespan is not None else nullcontext():
+            try:
+                yield
+            finally:
+                await run_in_threadpool(writer.close)
+
+    return closing
 
 
 async def _read_body(request: Request, timeout: float) -> bytes:

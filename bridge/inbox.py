@@ -82,7 +82,7 @@ class InboxWriter:
         self.max_batch = max_batch
         self.store_timeout = store_timeout
         self.max_queue = max_queue
-        self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()  # None: stop
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -101,6 +101,14 @@ class InboxWriter:
         finally:
             timer.cancel()
 
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the thread once it has written what waits, and give its connection back."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None and thread.is_alive():
+            self._queue.put(None)
+            thread.join(timeout)
+
     def _ensure_thread(self) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
@@ -111,6 +119,10 @@ class InboxWriter:
         connection: Connection | None = None  # held across batches: no checkout or ping each time
         while True:
             batch = self._take()
+            if batch is None:
+                if connection is not None:
+                    connection.close()
+                return
             if not batch:
                 continue
             try:
@@ -125,14 +137,22 @@ class InboxWriter:
             for pending, outcome in zip(batch, outcomes, strict=True):
                 pending.loop.call_soon_threadsafe(_settle, pending.future, outcome)
 
-    def _take(self) -> list[_Pending]:
-        """The waiting deliveries whose requests still wait; the others were answered 503."""
-        batch = [self._queue.get()]
+    def _take(self) -> list[_Pending] | None:
+        """The waiting deliveries whose requests still wait (the others were answered 503);
+        None once `close` asked the thread to stop and nothing waits before that."""
+        first = self._queue.get()
+        if first is None:
+            return None
+        batch = [first]
         while len(batch) < self.max_batch:
             try:
-                batch.append(self._queue.get_nowait())
+                pending = self._queue.get_nowait()
             except queue.Empty:
                 break
+            if pending is None:
+                self._queue.put(None)  # stop after this batch
+                break
+            batch.append(pending)
         now = time.monotonic()
         return [pending for pending in batch if pending.deadline > now]
 
