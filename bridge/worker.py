@@ -4,7 +4,8 @@ Guarantee: every pending row is eventually applied, skipped, or parked with its 
 over a portal holds the portal's lease, reads the whole selection once (`batch` requests), and
 handles each section once however many events named it, because the sync is state-based. Short
 transient failures are retried inside the clients; longer ones reschedule the rows in the
-database. New work is noticed within 50 ms by a cheap indexed poll. Each portal is also
+database. New work wakes an idle worker (bridge.wakeups: a notification on PostgreSQL, a 50 ms
+poll on SQLite). Each portal is also
 reconciled in full on its configured interval, which repairs events Bitrix24 never delivered.
 """
 
@@ -72,10 +73,10 @@ from bridge.selection import (
     vanished,
 )
 from bridge.tokens import TokenCipher, require_cipher
+from bridge.wakeups import FALLBACK_SECONDS, Wakeups
 
 log = logging.getLogger("bridge.worker")
 
-POLL_INTERVAL = 0.05
 LEASE_TTL = timedelta(seconds=30)
 
 
@@ -114,8 +115,11 @@ class Worker:
         lease_ttl: timedelta = LEASE_TTL,
         notifier: Notifier | None = None,
         cipher: TokenCipher | None = None,
+        poll_seconds: float = FALLBACK_SECONDS,
     ) -> None:
-        """`cipher` opens and seals the OAuth tokens of app-mode portals (required with one)."""
+        """`cipher` opens and seals the OAuth tokens of app-mode portals (required with one).
+        `poll_seconds`: how often an idle worker looks without a wake-up (PostgreSQL), at most
+        the shortest scheduled offline pull's interval."""
         if any(portal.app_mode for portal in portals):
             require_cipher(cipher)
         self.engine = engine
@@ -127,6 +131,8 @@ class Worker:
         self._make_clients = clients
         self._clients: dict[str, PortalClients] = {}
         self._stop = threading.Event()
+        pulls = [p.bitrix.offline_poll_seconds for p in portals if p.bitrix.delivery == "offline"]
+        self._wakeups = Wakeups(engine, fallback=min([poll_seconds, *pulls]))
         self._pulled: dict[str, float] = {}  # portal → when its offline queue was last pulled
         self._pull_parked: set[str] = set()  # scheduled pulls stopped until a pull succeeds
         self._credential_trouble: set[str] = {
@@ -135,6 +141,7 @@ class Worker:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wakeups.wake()
 
     def run(self) -> None:
         log.info("worker %s started for %d portal(s)", self.name, len(self.portals))
@@ -151,8 +158,9 @@ class Worker:
                     self._stop.wait(1.0)
                     continue
                 if not busy:
-                    self._stop.wait(POLL_INTERVAL)
+                    self._wakeups.wait()
         finally:
+            self._wakeups.close()
             for clients in self._clients.values():
                 clients.close()
             log.info("worker %s stopped", self.name)
