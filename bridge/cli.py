@@ -189,6 +189,7 @@ def _worker(args: argparse.Namespace) -> int:
         lease_ttl=timedelta(seconds=settings.lease_seconds),
         notifier=notifier,
         cipher=cipher,
+        poll_seconds=settings.poll_seconds,
     )
     if settings.metrics_port:
         serve_worker_metrics(settings.metrics_port, settings.metrics_token)

@@ -372,6 +372,7 @@ class Settings(BaseModel):
     metrics_token: str | None = None  # both /metrics pages then need `Authorization: Bearer`
     body_timeout_s: float = 10.0  # the web answers 408 to a body not complete after this
     store_timeout_s: float = 5.0  # the web answers 503 to an event not committed after this
+    poll_seconds: float = 2.0  # PostgreSQL: an idle worker looks this often without a wake-up
     # BRIDGE_TOKEN_KEYS: Fernet keys for OAuth tokens at rest, newest first (bridge.tokens).
     token_keys: tuple[str, ...] = Field(default=(), repr=False)
 
@@ -399,6 +400,7 @@ class Settings(BaseModel):
         return cls(
             body_timeout_s=_env_seconds(env, "BRIDGE_BODY_TIMEOUT_SECONDS", 10.0),
             store_timeout_s=_env_seconds(env, "BRIDGE_STORE_TIMEOUT_SECONDS", 5.0),
+            poll_seconds=_env_seconds(env, "BRIDGE_POLL_SECONDS", 2.0),
             metrics_port=int(metrics) if metrics else None,
             metrics_token=token or None,
             token_keys=tuple(

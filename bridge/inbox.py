@@ -14,6 +14,7 @@ import json
 import queue
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,7 @@ from sqlmodel import Session, col, select
 
 from bridge.events import BitrixEvent
 from bridge.models import InboxEvent, InboxState, utcnow
+from bridge.wakeups import announce
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,10 @@ class Recorded:
 def record_event(engine: Engine, portal_key: str, event: BitrixEvent) -> Recorded:
     """Insert the event in its own commit; a copy of a row that still waits returns that row."""
     with engine.begin() as connection:
-        return _record(connection, portal_key, event)
+        recorded = _record(connection, portal_key, event)
+        if event.handled:
+            announce(connection, portal_key)
+        return recorded
 
 
 class StoreUnavailable(Exception):
@@ -169,7 +174,11 @@ class InboxWriter:
         try:
             with connection.begin():
                 self._bound(connection)
-                return [_record(connection, p.portal_key, p.event) for p in batch]
+                written: list[Recorded | Exception] = [
+                    _record(connection, p.portal_key, p.event) for p in batch
+                ]
+                _announce_waiting(connection, batch, written)
+                return written
         except _STORE_FAULTS:
             raise
         except Exception:  # one delivery's content: write each in a savepoint of its own
@@ -187,6 +196,7 @@ class InboxWriter:
                     outcomes.append(UnstorableEvent(_cause(exc)))
                 except Exception as exc:
                     outcomes.append(StoreUnavailable(exc.__class__.__name__))
+            _announce_waiting(connection, batch, outcomes)
         return outcomes
 
     def _bound(self, connection: Connection) -> None:
@@ -199,6 +209,19 @@ _BOUND_WAITS = text(
     "SELECT set_config('lock_timeout', :limit, true), "
     "set_config('statement_timeout', :limit, true)"
 )
+
+
+def _announce_waiting(
+    connection: Connection, batch: list[_Pending], outcomes: Sequence[Recorded | Exception]
+) -> None:
+    """One wake-up per portal with a new waiting row, sent when the group commits."""
+    portals = {
+        pending.portal_key
+        for pending, outcome in zip(batch, outcomes, strict=True)
+        if isinstance(outcome, Recorded) and not outcome.duplicate and pending.event.handled
+    }
+    for portal_key in sorted(portals):
+        announce(connection, portal_key)
 
 
 def _cause(error: Exception) -> str:

@@ -24,6 +24,7 @@ from bridge.google_calendar import TRANSIENT_ERRORS as GOOGLE_TRANSIENT
 from bridge.lease import Lease, fenced
 from bridge.models import InboxEvent, InboxState, utcnow
 from bridge.quota import OwnerReadOnly
+from bridge.wakeups import announce
 
 MAX_ATTEMPTS = 8
 MAX_BACKOFF = timedelta(hours=1)
@@ -144,6 +145,7 @@ def put_back(lease: Lease, ids: Sequence[int]) -> None:
     with fenced(lease) as session:
         for row in session.exec(select(InboxEvent).where(col(InboxEvent.id).in_(ids))).all():
             _requeue(session, row)
+        announce(session.connection(), lease.portal_key)  # another worker may take them
 
 
 def reschedule(lease: Lease, ids: Sequence[int], error: Exception) -> int:
@@ -203,6 +205,8 @@ def replay_parked(
             row.finished_at = None
             row.outcome = f"replayed; before: {row.outcome}"
             _requeue(session, row)
+        for key in sorted({row.portal_key for row in rows}):
+            announce(session.connection(), key)
         session.commit()
         return len(rows)
 

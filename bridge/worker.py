@@ -5,7 +5,8 @@ The work of a claim is one of: a sync of the sections the taken inbox rows name
 a verified install, pull the offline queue), a scheduled offline pull, or a periodic full
 reconciliation. Guarantee: every pending row is eventually applied, skipped, or parked with its
 reason; each section is synced once per pass however many events named it, because the sync is
-state-based. New work is noticed within 50 ms by a cheap indexed poll; alerts and the portal's
+state-based. New work wakes an idle worker (`bridge.wakeups`: a notification on PostgreSQL, a
+50 ms poll on SQLite); alerts and the portal's
 credential state are kept here, from what the sync and the queue report.
 """
 
@@ -51,10 +52,10 @@ from bridge.oauth import app_problem, app_ready
 from bridge.queue import TryLater
 from bridge.sync import Everything, Sections, Settled, sync
 from bridge.tokens import TokenCipher, require_cipher
+from bridge.wakeups import FALLBACK_SECONDS, Wakeups
 
 log = logging.getLogger("bridge.worker")
 
-POLL_INTERVAL = 0.05
 LEASE_TTL = timedelta(seconds=30)
 
 
@@ -71,8 +72,11 @@ class Worker:
         lease_ttl: timedelta = LEASE_TTL,
         notifier: Notifier | None = None,
         cipher: TokenCipher | None = None,
+        poll_seconds: float = FALLBACK_SECONDS,
     ) -> None:
-        """`cipher` opens and seals the OAuth tokens of app-mode portals (required with one)."""
+        """`cipher` opens and seals the OAuth tokens of app-mode portals (required with one).
+        `poll_seconds`: how often an idle worker looks without a wake-up (PostgreSQL), at most
+        the shortest scheduled offline pull's interval."""
         if any(portal.app_mode for portal in portals):
             require_cipher(cipher)
         self.engine = engine
@@ -84,6 +88,8 @@ class Worker:
         self._make_clients = clients
         self._clients: dict[str, PortalClients] = {}
         self._stop = threading.Event()
+        pulls = [p.bitrix.offline_poll_seconds for p in portals if p.bitrix.delivery == "offline"]
+        self._wakeups = Wakeups(engine, fallback=min([poll_seconds, *pulls]))
         self._pulled: dict[str, float] = {}  # portal → when its offline queue was last pulled
         self._pull_parked: set[str] = set()  # scheduled pulls stopped until a pull succeeds
         self._credential_trouble: set[str] = {
@@ -92,6 +98,7 @@ class Worker:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wakeups.wake()
 
     def run(self) -> None:
         log.info("worker %s started for %d portal(s)", self.name, len(self.portals))
@@ -108,8 +115,9 @@ class Worker:
                     self._stop.wait(1.0)
                     continue
                 if not busy:
-                    self._stop.wait(POLL_INTERVAL)
+                    self._wakeups.wait()
         finally:
+            self._wakeups.close()
             for clients in self._clients.values():
                 clients.close()
             log.info("worker %s stopped", self.name)
