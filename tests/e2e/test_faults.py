@@ -6,9 +6,9 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
+from bridge.harness import wait_for
 from bridge.models import InboxEvent, InboxState, utcnow
 from tests.e2e.conftest import WAITING, Bridge
-from tests.e2e.deployment import wait_for
 
 CALENDARS = "/calendar/v3/calendars"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 
+from bridge.harness import wait_for
 from bridge.operations import purge_portal
 from tests.e2e.conftest import Bridge
-from tests.e2e.deployment import wait_for
 
 
 def summaries(bridge: Bridge) -> list[str]:
