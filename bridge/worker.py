@@ -2,7 +2,8 @@
 
 The work of a claim is one of: a sync of the sections the taken inbox rows name
 (`bridge.sync`, settling each row through `bridge.queue`), a portal event (bind the events after
-a verified install, pull the offline queue), a scheduled offline pull, or a periodic full
+a verified install, `bridge.portal_events`; pull the offline queue, `bridge.offline`), a scheduled
+offline pull, or a periodic full
 reconciliation. Guarantee: every pending row is eventually applied, skipped, or parked with its
 reason; each section is synced once per pass however many events named it, because the sync is
 state-based. New work wakes an idle worker (`bridge.wakeups`: a notification on PostgreSQL, a
