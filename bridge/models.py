@@ -151,7 +151,7 @@ class PortalState(SQLModel, table=True):
     # from the plan's `rest_offline_extended` feature, checked once and kept here.
     offline_mode: str | None = Field(default=None, max_length=16)
     # Basic mode: a delete-on-read began here and its records are not in the inbox yet; a portal
-    # left with it is reconciled before the next pull (`Worker._close_read_gap`).
+    # left with it is reconciled before the next pull (`bridge.offline`).
     offline_read_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
 
 

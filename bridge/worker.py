@@ -2,7 +2,8 @@
 
 The work of a claim is one of: a sync of the sections the taken inbox rows name
 (`bridge.sync`, settling each row through `bridge.queue`), a portal event (bind the events after
-a verified install, pull the offline queue), a scheduled offline pull, or a periodic full
+a verified install, `bridge.portal_events`; pull the offline queue, `bridge.offline`), a scheduled
+offline pull, or a periodic full
 reconciliation. Guarantee: every pending row is eventually applied, skipped, or parked with its
 reason; each section is synced once per pass however many events named it, because the sync is
 state-based. New work wakes an idle worker (`bridge.wakeups`: a notification on PostgreSQL, a
@@ -25,30 +26,20 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, select
 
-from bridge import inbox, queue
+from bridge import offline, queue
 from bridge.addresses import alert as address_alert
 from bridge.addresses import claim_unreported
-from bridge.bindings import (
-    OfflineMode,
-    Pulled,
-    bind_events,
-    forget_unconfirmed_read,
-    offline_mode,
-    pull_offline,
-    read_unconfirmed,
-    scheduled_pull,
-)
 from bridge.bitrix import BitrixAuthFailed, BitrixBlocked, BitrixError
 from bridge.clients import PortalClients
 from bridge.config import PortalConfig
 from bridge.events import INSTALL, PORTAL_EVENTS
 from bridge.google_calendar import GoogleAuthFailed
-from bridge.installs import InstallState, install_state, verify_waiting
 from bridge.lease import Lease, LeaseLost, claim_portal, fenced, release_portal
 from bridge.metrics import APPLY_LATENCY, EVENTS_APPLIED
 from bridge.models import InboxEvent, InboxState, PortalState, utcnow
 from bridge.notify import Notifier
 from bridge.oauth import app_problem, app_ready
+from bridge.portal_events import bind_after_install, check_installs
 from bridge.queue import TryLater
 from bridge.sync import Everything, Sections, Settled, sync
 from bridge.tokens import TokenCipher, require_cipher
@@ -90,8 +81,7 @@ class Worker:
         self._stop = threading.Event()
         pulls = [p.bitrix.offline_poll_seconds for p in portals if p.bitrix.delivery == "offline"]
         self._wakeups = Wakeups(engine, fallback=min([poll_seconds, *pulls]))
-        self._pulled: dict[str, float] = {}  # portal → when its offline queue was last pulled
-        self._pull_parked: set[str] = set()  # scheduled pulls stopped until a pull succeeds
+        self._pulls = offline.PullSchedule()
         self._credential_trouble: set[str] = {
             key for key in self.portals if _has_credential_error(engine, key)
         }
@@ -135,7 +125,7 @@ class Worker:
         for key in due:
             if key in self.portals:  # rows of a portal removed from the config wait for it
                 handled = self._with_lease(self.portals[key], self.drain_portal) or handled
-        for portal in self._portals_to_pull():
+        for portal in self._pulls.due(self.engine, list(self.portals.values())):
             handled = self._with_lease(portal, self.pull) or handled
         for portal in stale:
             handled = self._with_lease(portal, self.reconcile) or handled
@@ -256,53 +246,34 @@ class Worker:
     def _settle_installs(
         self, lease: Lease, portal: PortalConfig, rows: list[InboxEvent]
     ) -> list[InboxEvent]:
-        """Verify the portal's waiting installs first (bridge.installs). An install's row goes on
-        to bind the events only if its install was verified; it waits while the OAuth server
-        cannot be reached and ends with the reason if the install was refused."""
-        try:
-            verdicts = verify_waiting(
-                self.engine, require_cipher(self.cipher), portal, timeout=portal.bitrix.timeout_s
-            )
-        except BitrixError as exc:
-            log.warning("install verification postponed: %s", exc, extra={"portal": portal.key})
-            verdicts = []
-        if any(verdict.verified for verdict in verdicts):
+        """Installs first (`bridge.portal_events`); returns the rows that go on."""
+        checked = check_installs(self.engine, require_cipher(self.cipher), portal, rows)
+        if checked.verified:
             self._clients.pop(portal.key, None)  # its client caches the previous access token
-        refused = [verdict.problem for verdict in verdicts if verdict.problem]
-        if refused:
+        if checked.refused:
             self._alert(
                 portal,
                 "install_refused",
-                f"{len(refused)} install(s) could not be verified and are not trusted: "
-                f"{refused[-1]}. See `bridge status`.",
+                f"{len(checked.refused)} install(s) could not be verified and are not trusted: "
+                f"{checked.refused[-1]}. See `bridge status`.",
             )
-        rest = []
-        for row in rows:
-            state, detail = install_state(self.engine, row) if row.event == INSTALL else ("", "")
-            if state == InstallState.WAITING:
-                queue.reschedule(
-                    lease, [row.id] if row.id else [], TryLater("install not verified yet")
-                )
-            elif state in (InstallState.REFUSED, InstallState.GONE):
-                _finish(lease, [row], InboxState.IGNORED, f"install not trusted: {detail}")
-            else:
-                rest.append(row)
-        return rest
+        waiting = [row.id for row in checked.waiting if row.id]
+        if waiting:
+            queue.reschedule(lease, waiting, TryLater("install not verified yet"))
+        for row, detail in checked.untrusted:
+            _finish(lease, [row], InboxState.IGNORED, f"install not trusted: {detail}")
+        return checked.go_on
 
     def _portal_event(
         self, lease: Lease, portal: PortalConfig, clients: PortalClients, row: InboxEvent
     ) -> None:
-        """After an install: bind the events and ask the plan's offline mode again. On an offline
-        notice (or a replayed scheduled pull): pull the queue now."""
+        """After an install: bind the events. On an offline notice (or a replayed scheduled pull):
+        pull the queue now."""
         try:
             if row.event == INSTALL:
-                bound = bind_events(clients.bitrix, portal, portal.bitrix.handler_url)
-                outcome = "install verified" + (f"; bound {', '.join(bound)}" if bound else "")
-                if portal.bitrix.delivery == "offline":
-                    mode = offline_mode(lease, clients.bitrix, recheck=True)
-                    outcome += f"; offline delivery: {mode}"
+                outcome = bind_after_install(lease, portal, clients)
             else:
-                outcome = _pull_outcome(self._pull(lease, portal, clients))
+                outcome = offline.outcome(self._pull(lease, portal, clients))
         except BitrixError as exc:
             self._fail(lease, [row], exc)
             return
@@ -318,22 +289,21 @@ class Worker:
             if not isinstance(queue.decide(exc, attempts=1), queue.Park):
                 log.warning("offline pull failed: %s", exc, extra={"portal": portal.key})
                 return False
-            recorded = inbox.record_event(self.engine, portal.key, scheduled_pull(portal))
-            with Session(self.engine) as session:
-                row = session.get(InboxEvent, recorded.id)
+            row = offline.scheduled_pull_row(self.engine, portal)
             if row is not None:
                 self._fail(lease, [row], exc)
-            self._pull_parked.add(portal.key)
+            self._pulls.parked.add(portal.key)
             return True
         return pulled is not None and pulled.taken > 0
 
-    def _pull(self, lease: Lease, portal: PortalConfig, clients: PortalClients) -> Pulled | None:
-        """Pull the offline queue; None when it waits for a reconciliation (see below)."""
-        self._pulled[portal.key] = time.monotonic()
-        if not self._close_read_gap(lease, portal, clients):
+    def _pull(
+        self, lease: Lease, portal: PortalConfig, clients: PortalClients
+    ) -> offline.Pulled | None:
+        self._pulls.pulled[portal.key] = time.monotonic()
+        pulled = offline.pull(lease, portal, clients)
+        if pulled is None:
             return None
-        pulled = pull_offline(lease, portal, clients.bitrix)
-        self._pull_parked.discard(portal.key)
+        self._pulls.parked.discard(portal.key)
         if pulled.downgraded:
             self._alert(
                 portal,
@@ -342,40 +312,6 @@ class Worker:
                 "switched to basic mode. See `bridge status`.",
             )
         return pulled
-
-    def _close_read_gap(self, lease: Lease, portal: PortalConfig, clients: PortalClients) -> bool:
-        """Basic offline mode deletes records as it reads them, so a read whose records never
-        reached the inbox (the worker died, the answer was lost, the database failed) loses the
-        changes they named. Such a read leaves its mark (`PortalState.offline_read_at`) in the
-        portal's state. Whichever worker pulls next (this one after a restart, at once since a
-        fresh worker pulls first thing, or another that took the portal over) reconciles the
-        portal in full before pulling: the sync is state-based, so that finds every change the
-        lost records named. The mark is dropped only after a clean reconciliation; until then the
-        pull waits (returns False) and the next one tries again."""
-        if not read_unconfirmed(self.engine, portal.key):
-            return True
-        log.warning(
-            "an offline read in basic mode was not confirmed; reconciling the portal",
-            extra={"portal": portal.key},
-        )
-        report = sync(lease, portal, Everything(), clients)
-        log.info("after a lost read: %s", report.summary(), extra={"portal": portal.key})
-        if report.failed:
-            return False
-        forget_unconfirmed_read(lease)
-        return True
-
-    def _portals_to_pull(self) -> list[PortalConfig]:
-        now = time.monotonic()
-        return [
-            portal
-            for portal in self.portals.values()
-            if portal.bitrix.delivery == "offline"
-            and portal.key not in self._pull_parked
-            and now - self._pulled.get(portal.key, float("-inf"))
-            >= portal.bitrix.offline_poll_seconds
-            and app_ready(self.engine, portal)
-        ]
 
     def reconcile(self, lease: Lease, portal: PortalConfig) -> bool:
         report = sync(lease, portal, Everything(), self.clients(portal))
@@ -476,13 +412,6 @@ def _finish(lease: Lease, rows: Sequence[InboxEvent], state: InboxState, outcome
         EVENTS_APPLIED.labels(lease.portal_key, state.value).inc()
         if state == InboxState.DONE:
             APPLY_LATENCY.labels(lease.portal_key).observe((now - row.received_at).total_seconds())
-
-
-def _pull_outcome(pulled: Pulled | None) -> str:
-    if pulled is None:
-        return "pull postponed: the reconciliation after an unconfirmed read failed"
-    mode = f" ({pulled.mode} mode)" if pulled.mode == OfflineMode.BASIC else ""
-    return f"pulled {pulled.taken} offline record(s){mode}"
 
 
 def _has_credential_error(engine: Engine, portal_key: str) -> bool:
