@@ -13,7 +13,7 @@ from types import FrameType
 from sqlalchemy import Engine
 
 from bridge import __version__
-from bridge.bitrix import BitrixError
+from bridge.clients import BitrixError, bind, unbind
 from bridge.config import ConfigError, PortalConfig, Settings, load_portals
 from bridge.db import AnotherWorkerRuns
 from bridge.logs import configure_logging, redact
@@ -320,7 +320,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from bridge.db import create_db_engine
-    from bridge.operations import portal_status
+    from bridge.status import portal_status
 
     settings, portals = _load()
     engine = create_db_engine(settings.database_url)
@@ -331,9 +331,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _bind(args: argparse.Namespace) -> int:
-    from bridge.bindings import bind_events
     from bridge.db import create_db_engine
-    from bridge.oauth import bitrix_client_for
 
     settings, portals = _load()
     [portal] = _chosen(portals, args.portal)
@@ -345,8 +343,7 @@ def _bind(args: argparse.Namespace) -> int:
     if not handler and portal.bitrix.delivery == "online":
         raise ConfigError(f"portal {portal.key}: pass --handler-url or set bitrix.handler_url")
     engine = create_db_engine(settings.database_url)
-    with bitrix_client_for(engine, portal, cipher=_cipher(settings, portals)) as client:
-        bound = bind_events(client, portal, handler)
+    bound = bind(engine, portal, handler, _cipher(settings, portals))
     engine.dispose()
     print(
         "\n".join(f"{portal.key}: bound {line}" for line in bound) or f"{portal.key}: already bound"
@@ -355,15 +352,12 @@ def _bind(args: argparse.Namespace) -> int:
 
 
 def _unbind(args: argparse.Namespace) -> int:
-    from bridge.bindings import unbind_events
     from bridge.db import create_db_engine
-    from bridge.oauth import bitrix_client_for
 
     settings, portals = _load()
     [portal] = _chosen(portals, args.portal)
     engine = create_db_engine(settings.database_url)
-    with bitrix_client_for(engine, portal, cipher=_cipher(settings, portals)) as client:
-        removed = unbind_events(client, args.handler_url)
+    removed = unbind(engine, portal, args.handler_url, _cipher(settings, portals))
     engine.dispose()
     print(f"{portal.key}: removed {removed} binding(s)")
     return 0
@@ -371,7 +365,7 @@ def _unbind(args: argparse.Namespace) -> int:
 
 def _check_config(args: argparse.Namespace) -> int:
     from bridge.db import create_db_engine
-    from bridge.operations import check_portals
+    from bridge.probes import check_portals
 
     settings, portals = _load()
     engine = create_db_engine(settings.database_url)

@@ -1,14 +1,26 @@
-"""A portal's clients, built once: its Bitrix24 client and its Google Calendar gateway, paced."""
+"""A portal's clients, built once: its Bitrix24 client and its Google Calendar gateway, paced.
+
+The commands and the web reach the client modules only through here: `bind`/`unbind`, the token
+lookups the web needs, and the error classes the commands catch (re-exported on purpose)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import Engine
 
+from bridge.bindings import bind_events, unbind_events
+from bridge.bitrix import BitrixAccessDenied as BitrixAccessDenied
+from bridge.bitrix import BitrixError as BitrixError
 from bridge.config import PortalConfig
-from bridge.google_calendar import CalendarGateway, GoogleCalendarGateway
 from bridge.oauth import bitrix_client_for
+from bridge.oauth import installed_token as installed_token
+from bridge.oauth import record_uninstall as record_uninstall
 from bridge.pacing import LeakyBucket
 from bridge.tokens import TokenCipher
+
+if TYPE_CHECKING:
+    from bridge.google_calendar import CalendarGateway
 
 
 class PortalClients:
@@ -17,6 +29,10 @@ class PortalClients:
     def __init__(
         self, engine: Engine, portal: PortalConfig, cipher: TokenCipher | None = None
     ) -> None:
+        # Imported here: the web imports this module but never calls Google, and the Google
+        # libraries are heavy.
+        from bridge.google_calendar import GoogleCalendarGateway
+
         rate = portal.bitrix.rate_limit
         self.bitrix = bitrix_client_for(
             engine,
@@ -31,3 +47,19 @@ class PortalClients:
 
     def close(self) -> None:
         self.bitrix.close()
+
+
+def bind(
+    engine: Engine, portal: PortalConfig, handler_url: str | None, cipher: TokenCipher | None
+) -> list[str]:
+    """`bridge bind`: subscribe the portal's section events; what was newly bound."""
+    with bitrix_client_for(engine, portal, cipher=cipher) as client:
+        return bind_events(client, portal, handler_url)
+
+
+def unbind(
+    engine: Engine, portal: PortalConfig, handler_url: str | None, cipher: TokenCipher | None
+) -> int:
+    """`bridge unbind`: remove the bridge's event subscriptions; how many went."""
+    with bitrix_client_for(engine, portal, cipher=cipher) as client:
+        return unbind_events(client, handler_url)

@@ -26,10 +26,11 @@ from bridge.harness import Deployment, Sandbox, bind_outgoing_webhook, demo_port
 from bridge.installs import Verdict, verify_waiting
 from bridge.models import CalendarMapping, InboxEvent, InboxState
 from bridge.notify import Notifier
-from bridge.operations import portal_status, sync_portals
+from bridge.operations import sync_portals
 from bridge.sandbox.bitrix import BitrixControl
 from bridge.sandbox.google import GoogleControl
 from bridge.sandbox.server import ServerThread
+from bridge.status import portal_status
 from bridge.tokens import TokenCipher, token_cipher
 from bridge.worker import Worker
 

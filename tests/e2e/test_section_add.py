@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bridge.models import InboxState, MappingState
-from bridge.operations import collect_status
 from bridge.sandbox.bitrix import http_build_query
+from bridge.status import collect_status
 from tests.e2e.conftest import Bridge
 
 

@@ -6,7 +6,7 @@ import io
 from collections.abc import Callable
 
 from bridge.models import InboxState, MappingState
-from bridge.operations import check_portals
+from bridge.probes import check_portals
 from tests.e2e.conftest import Bridge
 
 ALL_GROUPS = {"groups": "all", "reconcile_interval_minutes": 0}
