@@ -5,24 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
+from bridge.sandbox.control import ControlClient
 
 SECTION_EVENTS = ("ONCALENDARSECTIONADD", "ONCALENDARSECTIONUPDATE", "ONCALENDARSECTIONDELETE")
 
 
-class BitrixControl:
-    def __init__(self, base_url: str, *, timeout: float = 15) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.http = httpx.Client(base_url=f"{self.base_url}/_control", timeout=timeout)
-
-    def close(self) -> None:
-        self.http.close()
-
-    def _call(self, method: str, path: str, **options: Any) -> Any:
-        answer = self.http.request(method, path, **options)
-        answer.raise_for_status()
-        return answer.json() if answer.content else None
-
+class BitrixControl(ControlClient):
     # Portals and their data
     def add_portal(self, member_id: str, domain: str, webhook_code: str, **fields: Any) -> Any:
         """A portal with an incoming webhook; the answer names its `webhook_url`."""

@@ -6,22 +6,10 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-import httpx
+from bridge.sandbox.control import ControlClient
 
 
-class GoogleControl:
-    def __init__(self, base_url: str, *, timeout: float = 15) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.http = httpx.Client(base_url=f"{self.base_url}/_control", timeout=timeout)
-
-    def close(self) -> None:
-        self.http.close()
-
-    def _call(self, method: str, path: str, **options: Any) -> Any:
-        answer = self.http.request(method, path, **options)
-        answer.raise_for_status()
-        return answer.json() if answer.content else None
-
+class GoogleControl(ControlClient):
     def add_service_account(self, account: dict[str, str]) -> None:
         """Register a service account's public key (from `generate_service_account`)."""
         self._call("POST", "/service-accounts", json=account)
