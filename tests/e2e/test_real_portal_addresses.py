@@ -140,9 +140,11 @@ def test_rest_calls_follow_a_portal_to_its_new_address(deploy: Deploy) -> None:
     deployment.add_section("Before the move")
     wait_for(settled(deployment, 1), 30, "the first section")
 
+    # The log is cleared before the move: the worker may call REST at any moment (a periodic
+    # reconciliation), and the one redirect it gets must stay in the log.
+    deployment.http.delete(f"{bitrix}/_control/requests").raise_for_status()
     moved = {"domain": "acme-renamed.bitrix24.com", "address": new, "moved": True}
     deployment.http.patch(control, json=moved).raise_for_status()
-    deployment.http.delete(f"{bitrix}/_control/requests").raise_for_status()
     deployment.add_section("After the move")
     deployment.add_section("Later still")
     wait_for(settled(deployment, 3), 30, "the sections added after the move")
@@ -156,7 +158,11 @@ def test_rest_calls_follow_a_portal_to_its_new_address(deploy: Deploy) -> None:
     requests = httpx.get(
         f"{bitrix}/_control/requests", params={"member_id": deployment.portal.member_id}
     ).json()["requests"]
-    assert [r["status"] for r in requests if r["address"] == old] == [302]  # then straight there
+    # Calls made before the move answered at the old address; exactly one answered 302 and
+    # none came there after it: the client went straight to the new address from then on.
+    at_old = [r["status"] for r in requests if r["address"] == old]
+    assert at_old.count(302) == 1 and at_old[-1] == 302
+    assert set(at_old[:-1]) <= {200}
     status = deployment.run("status", "--json")
     [portal] = json.loads(status.stdout)["portals"]
     named = {(a["kind"], a["value"]) for a in portal["addresses"]}
