@@ -3,31 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import httpx
-import pytest
 
 MEMBER = "b0d9e1c3710f85df22e9377d6c4f7553"
 CODE = "budgetcode"
+DOMAIN = "budget.bitrix24.com"
 SECTIONS = "calendar.section.get"
-
-
-@pytest.fixture
-def control(emulator_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=emulator_url, timeout=10.0) as client:
-        client.post("/_control/reset").raise_for_status()
-        client.post(
-            "/_control/portals",
-            json={"member_id": MEMBER, "domain": "budget.bitrix24.com", "webhook_code": CODE},
-        ).raise_for_status()
-        yield client
-
-
-@pytest.fixture
-def rest(control: httpx.Client, emulator_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=f"{emulator_url}/rest/1/{CODE}/", timeout=10.0) as client:
-        yield client
 
 
 def budget(control: httpx.Client, **knobs: object) -> httpx.Response:

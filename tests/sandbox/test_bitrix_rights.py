@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 
 MEMBER = "rights-portal"
 CODE = "rightscode"
-
-
-@pytest.fixture
-def control(emulator_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=emulator_url, timeout=10.0) as client:
-        client.post("/_control/reset").raise_for_status()
-        client.post(
-            "/_control/portals",
-            json={"member_id": MEMBER, "domain": "rights.bitrix24.com", "webhook_code": CODE},
-        ).raise_for_status()
-        yield client
-
-
-@pytest.fixture
-def rest(control: httpx.Client, emulator_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=f"{emulator_url}/rest/1/{CODE}/", timeout=10.0) as client:
-        yield client
+DOMAIN = "rights.bitrix24.com"
 
 
 def patch_portal(control: httpx.Client, **knobs: Any) -> dict[str, Any]:
