@@ -101,6 +101,7 @@ class InboxEvent(SQLModel, table=True):
     portal_key: str = Field(max_length=40, index=True)
     event: str = Field(max_length=64)
     section_id: str | None = Field(default=None, max_length=20)
+    entry_id: str | None = Field(default=None, max_length=20)  # set for the entry events
     dedup_key: str = Field(max_length=64)
     payload: str = Field(sa_column=Column(Text, nullable=False))
     state: InboxState = Field(default=InboxState.PENDING, sa_type=_state_type(InboxState))
@@ -131,6 +132,38 @@ class CalendarMapping(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
 
 
+class EntryState(StrEnum):
+    ACTIVE = "active"  # the Google event mirrors the entry
+    CLOSED = "closed"  # the entry is gone (or left the mirror) and its Google event deleted
+
+
+class EntryMapping(SQLModel, table=True):
+    """Which Google event mirrors which Bitrix24 calendar entry, and what was last applied.
+
+    The Google event id is derived from the portal and the entry id, so it is known before the
+    insert: a retried insert whose first answer was lost meets `409 duplicate`, never a twin.
+    """
+
+    __tablename__ = "entry_mapping"
+    __table_args__ = (
+        UniqueConstraint("portal_key", "entry_id"),
+        Index("ix_entry_mapping_section", "portal_key", "section_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    portal_key: str = Field(max_length=40)
+    entry_id: str = Field(max_length=20)
+    section_id: str = Field(max_length=20)  # the section whose calendar holds the event
+    google_calendar_id: str = Field(max_length=255)
+    google_event_id: str = Field(max_length=255)  # an instance id for an edited occurrence
+    state: EntryState = Field(default=EntryState.ACTIVE, sa_type=_state_type(EntryState))
+    version: str | None = Field(default=None, max_length=20)  # the entry's VERSION when applied
+    # A digest of the event body last applied to Google, to skip no-op writes.
+    applied: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
 class PortalState(SQLModel, table=True):
     """Per portal: the worker lease (one drainer at a time; an expired lease may be taken over)
     and the last reconciliation."""
@@ -153,6 +186,12 @@ class PortalState(SQLModel, table=True):
     # Basic mode: a delete-on-read began here and its records are not in the inbox yet; a portal
     # left with it is reconciled before the next pull (`bridge.offline`).
     offline_read_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+    # Entries: when the first full backfill of the window finished (until then a reconciliation
+    # shows it as a backfill), and the portal's date format as learned from its entries.
+    entries_backfilled_at: datetime | None = Field(
+        default=None, sa_column=_timestamp(nullable=True)
+    )
+    entry_date_format: str | None = Field(default=None, max_length=16)
 
 
 class PortalAddress(SQLModel, table=True):
