@@ -137,7 +137,7 @@ class GoogleCalendarGateway:
         """Exactly one POST: a retry could create a second calendar (see `mirror` for recovery)."""
         body = {"summary": summary, "description": description, "timeZone": time_zone}
         created = self._once(
-            "calendars.insert", lambda: self._service().calendars().insert(body=body).execute()
+            "calendars.insert", lambda: self.service().calendars().insert(body=body).execute()
         )
         return str(created["id"])
 
@@ -146,7 +146,7 @@ class GoogleCalendarGateway:
         page_token: str | None = None
         while True:
             request = (
-                self._service()
+                self.service()
                 .calendarList()
                 .list(
                     minAccessRole="owner",
@@ -178,7 +178,7 @@ class GoogleCalendarGateway:
         try:
             self._retrying(
                 "calendars.get",
-                lambda: self._service().calendars().get(calendarId=calendar_id).execute(),
+                lambda: self.service().calendars().get(calendarId=calendar_id).execute(),
             )
         except GoogleNotFound:
             return False
@@ -188,7 +188,7 @@ class GoogleCalendarGateway:
         self._retrying(
             "calendars.patch",
             lambda: (
-                self._service().calendars().patch(calendarId=calendar_id, body=fields).execute()
+                self.service().calendars().patch(calendarId=calendar_id, body=fields).execute()
             ),
         )
 
@@ -197,7 +197,7 @@ class GoogleCalendarGateway:
         self._retrying(
             "calendarList.patch",
             lambda: (
-                self._service()
+                self.service()
                 .calendarList()
                 .patch(calendarId=calendar_id, body=fields, colorRgbFormat=True)
                 .execute()
@@ -207,14 +207,14 @@ class GoogleCalendarGateway:
     def add_to_list(self, calendar_id: str) -> None:
         self._retrying(
             "calendarList.insert",
-            lambda: self._service().calendarList().insert(body={"id": calendar_id}).execute(),
+            lambda: self.service().calendarList().insert(body={"id": calendar_id}).execute(),
         )
 
     def delete_calendar(self, calendar_id: str) -> None:
         with suppress(GoogleNotFound):  # already gone
             self._retrying(
                 "calendars.delete",
-                lambda: self._service().calendars().delete(calendarId=calendar_id).execute(),
+                lambda: self.service().calendars().delete(calendarId=calendar_id).execute(),
             )
 
     def list_acl(self, calendar_id: str) -> dict[str, str]:
@@ -222,7 +222,7 @@ class GoogleCalendarGateway:
         page_token: str | None = None
         while True:
             request = (
-                self._service()
+                self.service()
                 .acl()
                 .list(calendarId=calendar_id, pageToken=page_token, maxResults=250)
             )
@@ -240,7 +240,7 @@ class GoogleCalendarGateway:
         self._retrying(
             "acl.insert",
             lambda: (
-                self._service()
+                self.service()
                 .acl()
                 .insert(
                     calendarId=calendar_id,
@@ -256,11 +256,11 @@ class GoogleCalendarGateway:
             self._retrying(
                 "acl.delete",
                 lambda: (
-                    self._service().acl().delete(calendarId=calendar_id, ruleId=rule_id).execute()
+                    self.service().acl().delete(calendarId=calendar_id, ruleId=rule_id).execute()
                 ),
             )
 
-    def _service(self) -> Any:
+    def service(self) -> Any:
         service = getattr(self._local, "service", None)
         if service is None:
             http = google_auth_httplib2.AuthorizedHttp(
@@ -277,14 +277,37 @@ class GoogleCalendarGateway:
             self._local.service = service
         return service
 
-    def _once(self, method: str, request: Callable[[], T]) -> T:
+    @property
+    def attempts(self) -> int:
+        return self._attempts
+
+    def pace(self) -> None:
+        """Wait for this subject's next request slot."""
         if self._pacer is not None:
             self._pacer.acquire()
+
+    def batch_uri(self) -> str:
+        """The batch endpoint beside `api_endpoint` (`…/calendar/v3/` → `…/batch/calendar/v3`)."""
+        base = self._config.api_endpoint.rstrip("/").removesuffix("/calendar/v3")
+        return f"{base}/batch/calendar/v3"
+
+    def call(
+        self, method: str, request: Callable[[], T], *, paced: bool = True, once: bool = False
+    ) -> T:
+        """Run one request with this gateway's errors, metrics and pace; transient failures are
+        retried unless `once` (a call that must not be sent twice)."""
+        if once:
+            return self._once(method, request, paced=paced)
+        return self._retrying(method, request, paced=paced)
+
+    def _once(self, method: str, request: Callable[[], T], *, paced: bool = True) -> T:
+        if paced:
+            self.pace()
         try:
             result = request()
         except HttpError as exc:
             UPSTREAM_REQUESTS.labels("google", method, str(exc.resp.status)).inc()
-            raise _classify_http_error(exc) from None
+            raise classify_http_error(exc) from None
         except RefreshError as exc:
             UPSTREAM_REQUESTS.labels("google", method, "auth").inc()
             raise GoogleAuthFailed(
@@ -297,7 +320,7 @@ class GoogleCalendarGateway:
         UPSTREAM_REQUESTS.labels("google", method, "2xx").inc()
         return result
 
-    def _retrying(self, method: str, request: Callable[[], T]) -> T:
+    def _retrying(self, method: str, request: Callable[[], T], *, paced: bool = True) -> T:
         retrying = Retrying(
             retry=retry_if_exception_type(TRANSIENT_ERRORS),
             wait=wait_random_exponential(multiplier=0.5, max=16),
@@ -307,11 +330,11 @@ class GoogleCalendarGateway:
         )
         for attempt in retrying:
             with attempt:
-                return self._once(method, request)
+                return self._once(method, request, paced=paced)
         raise AssertionError("unreachable")
 
 
-def _classify_http_error(exc: HttpError) -> GoogleError:
+def classify_http_error(exc: HttpError) -> GoogleError:
     status = int(exc.resp.status)
     details = exc.error_details if isinstance(exc.error_details, list) else []
     reason = str(details[0].get("reason", "")) if details and isinstance(details[0], dict) else ""

@@ -27,7 +27,7 @@ from bridge.google_calendar import (
     GoogleRateLimited,
     GoogleRequestRejected,
     GoogleUnavailable,
-    _classify_http_error,
+    classify_http_error,
 )
 
 
@@ -96,7 +96,7 @@ def http_error(status: int, reason: str = "", body: bytes | None = None) -> Http
 def test_google_errors_are_classified_by_status_and_reason(
     status: int, reason: str, meaning: type[GoogleError]
 ) -> None:
-    error = _classify_http_error(http_error(status, reason))
+    error = classify_http_error(http_error(status, reason))
 
     assert type(error) is meaning
     assert (error.status, error.reason) == (status, reason)
@@ -105,7 +105,7 @@ def test_google_errors_are_classified_by_status_and_reason(
 
 
 def test_a_google_error_without_a_json_body_is_classified_by_its_status() -> None:
-    error = _classify_http_error(http_error(502, body=b"<html>Bad Gateway</html>"))
+    error = classify_http_error(http_error(502, body=b"<html>Bad Gateway</html>"))
 
     assert type(error) is GoogleUnavailable
     assert (error.status, error.reason) == (502, "")
