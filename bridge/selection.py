@@ -78,7 +78,7 @@ def resolve_sections(client: BitrixClient, mirror: MirrorConfig) -> Selection:
     sets += [("group", group_id) for group_id in owners.get("group", {})]
     sets += [("user", user_id) for user_id in owners.get("user", {})]
     commands = {
-        f"s{i}": _command("calendar.section.get", {"type": k, "ownerId": o})
+        f"s{i}": batch_command("calendar.section.get", {"type": k, "ownerId": o})
         for i, (k, o) in enumerate(sets)
     }
     if mirror.resources:
@@ -92,7 +92,7 @@ def resolve_sections(client: BitrixClient, mirror: MirrorConfig) -> Selection:
     selection = Selection(read=set(sets))
     resource_rows: dict[str, dict[str, object]] = {}
     for i, (kind, owner) in enumerate(sets):
-        for row in _rows(answer.results.get(f"s{i}")):
+        for row in batch_rows(answer.results.get(f"s{i}")):
             if kind == "resource":
                 resource_rows[str(row.get("ID"))] = row
             elif str(row.get("CAL_TYPE")) == kind:
@@ -102,7 +102,7 @@ def resolve_sections(client: BitrixClient, mirror: MirrorConfig) -> Selection:
                     section = replace(section, owner_unnamed=True)
                 _add(selection, mirror, section)
     # calendar.resource.list is the authority on which resources exist; section.get adds colours.
-    for row in _rows(answer.results.get("resources")):
+    for row in batch_rows(answer.results.get("resources")):
         resource_id = str(row.get("ID", ""))
         if resource_id.isdigit():
             merged = {
@@ -157,7 +157,7 @@ def confirm_gone(
         return []
     answer = client.batch(
         {
-            f"o{i}": _command("calendar.section.get", {"type": kind, "ownerId": owner})
+            f"o{i}": batch_command("calendar.section.get", {"type": kind, "ownerId": owner})
             for i, (kind, owner) in enumerate(owners)
         }
     )
@@ -171,7 +171,7 @@ def confirm_gone(
             failed[pair] = str(answer.errors[f"o{i}"])
             continue
         selection.read.add(pair)
-        for row in _rows(answer.results.get(f"o{i}")):
+        for row in batch_rows(answer.results.get(f"o{i}")):
             if str(row.get("ID")) in wanted and str(row.get("CAL_TYPE")) == pair[0]:
                 unnamed = "{owner_name}" in mirror.name
                 _add(selection, mirror, replace(_section(row, ""), owner_unnamed=unnamed))
@@ -228,7 +228,7 @@ def _list_all(
     """Every row of each listing: the first pages in one batch, all the other pages in the next."""
     first = client.batch(
         {
-            kind: _command(method, {**params, "start": 0})
+            kind: batch_command(method, {**params, "start": 0})
             for kind, (method, params) in listings.items()
         }
     )
@@ -240,7 +240,7 @@ def _list_all(
         total = first.totals.get(kind, 0)
         if kind in first.next_starts:
             for start in range(PAGE, total, PAGE):
-                rest[f"{kind}:{start}"] = _command(method, {**params, "start": start})
+                rest[f"{kind}:{start}"] = batch_command(method, {**params, "start": start})
     if rest:
         more = client.batch(rest)
         if more.errors:
@@ -254,7 +254,7 @@ def _names(kind: str, pages: list[object]) -> dict[str, str]:
     names: dict[str, str] = {}
     for page in pages:
         rows = page.get("workgroups") if isinstance(page, dict) and kind == "group" else page
-        for row in _rows(rows):
+        for row in batch_rows(rows):
             owner = str(row.get("ID", row.get("id", "")))
             if not owner.isdigit():
                 continue
@@ -266,7 +266,7 @@ def _names(kind: str, pages: list[object]) -> dict[str, str]:
     return names
 
 
-def _command(method: str, params: Mapping[str, object]) -> str:
+def batch_command(method: str, params: Mapping[str, object]) -> str:
     """`method?query` with PHP bracket keys, as `batch` expects."""
     return f"{method}?{urlencode(_flatten(params))}" if params else method
 
@@ -284,7 +284,7 @@ def _flatten(params: Mapping[str, object], prefix: str = "") -> list[tuple[str, 
     return pairs
 
 
-def _rows(value: object) -> list[dict[str, object]]:
+def batch_rows(value: object) -> list[dict[str, object]]:
     if isinstance(value, list):
         return [row for row in value if isinstance(row, dict)]
     if isinstance(value, dict):
