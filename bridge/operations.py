@@ -19,7 +19,7 @@ from bridge.clients import PortalClients
 from bridge.config import PortalConfig
 from bridge.google_calendar import GoogleError
 from bridge.lease import Lease, claim_portal, fenced, release_portal
-from bridge.mirror import plan_purge
+from bridge.mirror import PurgePlan, plan_purge
 from bridge.models import CalendarMapping
 from bridge.queue import replay_parked
 from bridge.sync import Everything, sync
@@ -114,57 +114,96 @@ def purge_portal(
         return 1
     clients = PortalClients(engine, portal, cipher)
     try:
-        with Session(engine) as session:
-            mappings = list(
-                session.exec(
-                    select(CalendarMapping).where(CalendarMapping.portal_key == portal.key)
-                ).all()
-            )
-        listed = list(clients.google.owned_calendars())
-        plan = plan_purge(portal, map(mapped_calendar, mappings), listed)
-        summaries = plan.delete
-        for reason in plan.left_alone:
-            print(f"{portal.key}: leave alone {reason}", file=out)
-        for calendar_id, summary in sorted(summaries.items(), key=lambda item: item[1]):
-            verb = "would delete" if dry_run else "delete"
-            print(f"{portal.key}: {verb} {summary!r} {calendar_id}", file=out)
-        count = f"{len(summaries)} calendar(s) created by the bridge, {len(mappings)} mapping(s)"
-        print(f"{portal.key}: {count}", file=out)
-        if dry_run or not (summaries or mappings):
-            return 0
-        if not assume_yes:
-            if not answer.isatty():
-                print("refusing to delete without confirmation: pass --yes", file=out)
-                return 2
-            print(
-                f"Delete these {len(summaries)} calendars for good? [y/N] ",
-                end="",
-                file=out,
-                flush=True,
-            )
-            if answer.readline().strip().lower() not in ("y", "yes"):
-                print("nothing deleted", file=out)
-                return 1
-        progress = ProgressBar(f"{portal.key}: deleting")
-        errors = 0
-        for index, calendar_id in enumerate(summaries, start=1):
-            try:
-                clients.google.delete_calendar(calendar_id)
-            except GoogleError as exc:
-                errors += 1
-                print(f"{portal.key}: could not delete {calendar_id}: {exc}", file=out)
-            progress(index, len(summaries))
-        if not errors:
-            with fenced(lease) as session:
-                for mapping in session.exec(
-                    select(CalendarMapping).where(CalendarMapping.portal_key == portal.key)
-                ):
-                    session.delete(mapping)
-        print(f"{portal.key}: deleted {len(summaries) - errors} calendar(s)", file=out)
-        return 1 if errors else 0
+        return _purge(
+            lease, portal, clients, dry_run=dry_run, assume_yes=assume_yes, out=out, answer=answer
+        )
     finally:
         clients.close()
         release_portal(lease)
+
+
+def _purge(
+    lease: Lease,
+    portal: PortalConfig,
+    clients: PortalClients,
+    *,
+    dry_run: bool,
+    assume_yes: bool,
+    out: TextIO,
+    answer: TextIO,
+) -> int:
+    """`purge_portal` under the lease: list, plan, show, confirm, delete, forget the mappings."""
+    mappings = _mappings(lease.engine, portal.key)
+    listed = list(clients.google.owned_calendars())
+    plan = plan_purge(portal, map(mapped_calendar, mappings), listed)
+    _print_purge_plan(portal.key, plan, len(mappings), dry_run=dry_run, out=out)
+    if dry_run or not (plan.delete or mappings):
+        return 0
+    if not assume_yes and (refused := _refusal(len(plan.delete), answer, out)) is not None:
+        return refused
+    errors = _delete_calendars(portal.key, plan.delete, clients, out)
+    if not errors:
+        _forget_mappings(lease, portal.key)
+    print(f"{portal.key}: deleted {len(plan.delete) - errors} calendar(s)", file=out)
+    return 1 if errors else 0
+
+
+def _mappings(engine: Engine, portal_key: str) -> list[CalendarMapping]:
+    with Session(engine) as session:
+        return list(
+            session.exec(
+                select(CalendarMapping).where(CalendarMapping.portal_key == portal_key)
+            ).all()
+        )
+
+
+def _print_purge_plan(
+    portal_key: str, plan: PurgePlan, mappings: int, *, dry_run: bool, out: TextIO
+) -> None:
+    for reason in plan.left_alone:
+        print(f"{portal_key}: leave alone {reason}", file=out)
+    verb = "would delete" if dry_run else "delete"
+    for calendar_id, summary in sorted(plan.delete.items(), key=lambda item: item[1]):
+        print(f"{portal_key}: {verb} {summary!r} {calendar_id}", file=out)
+    count = f"{len(plan.delete)} calendar(s) created by the bridge, {mappings} mapping(s)"
+    print(f"{portal_key}: {count}", file=out)
+
+
+def _refusal(count: int, answer: TextIO, out: TextIO) -> int | None:
+    """Ask before deleting: None when the operator said yes, else the exit code (2 when there is
+    no terminal to ask on, 1 when the answer was no)."""
+    if not answer.isatty():
+        print("refusing to delete without confirmation: pass --yes", file=out)
+        return 2
+    print(f"Delete these {count} calendars for good? [y/N] ", end="", file=out, flush=True)
+    if answer.readline().strip().lower() not in ("y", "yes"):
+        print("nothing deleted", file=out)
+        return 1
+    return None
+
+
+def _delete_calendars(
+    portal_key: str, calendars: dict[str, str], clients: PortalClients, out: TextIO
+) -> int:
+    """Delete each calendar, going on past a failure; the number that failed."""
+    progress = ProgressBar(f"{portal_key}: deleting")
+    errors = 0
+    for index, calendar_id in enumerate(calendars, start=1):
+        try:
+            clients.google.delete_calendar(calendar_id)
+        except GoogleError as exc:
+            errors += 1
+            print(f"{portal_key}: could not delete {calendar_id}: {exc}", file=out)
+        progress(index, len(calendars))
+    return errors
+
+
+def _forget_mappings(lease: Lease, portal_key: str) -> None:
+    with fenced(lease) as session:
+        for mapping in session.exec(
+            select(CalendarMapping).where(CalendarMapping.portal_key == portal_key)
+        ):
+            session.delete(mapping)
 
 
 def _claim(engine: Engine, portal: PortalConfig) -> Lease | None:

@@ -28,6 +28,8 @@ from bridge.models import (
 )
 from bridge.quota import owner_block
 
+PARKED_SHOWN = 20  # the newest parked events listed; the rest are counted
+
 
 def portal_status(
     engine: Engine,
@@ -135,86 +137,124 @@ def _owner_status(engine: Engine, subject: str) -> dict[str, Any]:
 
 
 def collect_status(engine: Engine, portal: PortalConfig) -> dict[str, Any]:
+    """One portal's status as plain values (`bridge status --json` prints it as it is)."""
     now = utcnow()
     with Session(engine) as session:
-        calendars = Counter(
-            str(state)
-            for state in session.exec(
-                select(CalendarMapping.state).where(CalendarMapping.portal_key == portal.key)
-            )
-        )
-        events = Counter(
-            str(state)
-            for state in session.exec(
-                select(InboxEvent.state).where(InboxEvent.portal_key == portal.key)
-            )
-        )
-        oldest = session.exec(
-            select(func.min(InboxEvent.received_at)).where(
-                InboxEvent.portal_key == portal.key,
-                col(InboxEvent.state).in_([InboxState.PENDING, InboxState.WORKING]),
-            )
-        ).one()
-        latest = session.exec(
-            select(func.max(InboxEvent.received_at)).where(InboxEvent.portal_key == portal.key)
-        ).one()
-        parked = session.exec(
-            select(InboxEvent)
-            .where(InboxEvent.portal_key == portal.key, InboxEvent.state == InboxState.PARKED)
-            .order_by(col(InboxEvent.id).desc())
-            .limit(20)
-        ).all()
+        calendars = _calendar_counts(session, portal.key)
+        events = _event_counts(session, portal.key)
+        oldest, latest = _oldest_waiting(session, portal.key), _latest_event(session, portal.key)
+        parked = _recent_parked(session, portal.key)
         state = session.get(PortalState, portal.key)
         install = session.get(PortalCredentials, portal.key)
-    app = None
-    if portal.app_mode:
-        app = {
-            "installed": bool(install and install.installed_at and not install.uninstalled_at),
-            "installed_at": install.installed_at if install else None,
-            "uninstalled_at": install.uninstalled_at if install else None,
-            "problem": install.problem if install else "never installed",
-            "token_refreshes": install.refresh_count if install else 0,
-            "installs": install_report(engine, portal),
-        }
-    offline = None
-    if portal.bitrix.delivery == "offline":
-        mode = state.offline_mode if state else None
-        offline = {
-            "mode": mode,
-            "note": OFFLINE_NOTES.get(mode or "", "not checked yet (asked at the first pull)"),
-            "pull_failed": next((r.outcome for r in parked if r.event == OFFLINE_NOTICE), None),
-        }
     return {
         "addresses": current_addresses(engine, portal),
-        "app": app,
+        "app": _app_status(engine, portal, install) if portal.app_mode else None,
         "google_owner": _owner_status(engine, portal.google.subject),
-        "offline": offline,
+        "offline": _offline_status(state, parked) if portal.bitrix.delivery == "offline" else None,
         "key": portal.key,
         "domain": portal.domain,
         "member_id": portal.member_id,
-        "calendars": {s.value: calendars.get(s.value, 0) for s in MappingState},
-        "events": {s.value: events.get(s.value, 0) for s in InboxState},
+        "calendars": calendars,
+        "events": events,
         "oldest_waiting_s": None if oldest is None else (now - oldest).total_seconds(),
         "last_event_at": latest,
-        "last_reconciliation": {
-            "at": state.reconciled_at if state else None,
-            "outcome": (state.reconcile_outcome or "").split("\n", 1)[0] if state else None,
-        },
-        "credentials": {
-            "ok": not (state and state.credential_error),
-            "error": state.credential_error if state else None,
-            "failing_since": state.credential_error_at if state else None,
-        },
-        "parked": [
-            {
-                "id": row.id,
-                "event": row.event,
-                "section_id": row.section_id,
-                "age_s": (now - row.received_at).total_seconds(),
-                "reason": row.outcome,
-            }
-            for row in parked
-        ],
+        "last_reconciliation": _reconciliation_status(state),
+        "credentials": _credentials_status(state),
+        "parked": [_parked_status(row, now) for row in parked],
+    }
+
+
+def _calendar_counts(session: Session, portal_key: str) -> dict[str, int]:
+    counts = Counter(
+        str(state)
+        for state in session.exec(
+            select(CalendarMapping.state).where(CalendarMapping.portal_key == portal_key)
+        )
+    )
+    return {s.value: counts.get(s.value, 0) for s in MappingState}
+
+
+def _event_counts(session: Session, portal_key: str) -> dict[str, int]:
+    counts = Counter(
+        str(state)
+        for state in session.exec(
+            select(InboxEvent.state).where(InboxEvent.portal_key == portal_key)
+        )
+    )
+    return {s.value: counts.get(s.value, 0) for s in InboxState}
+
+
+def _oldest_waiting(session: Session, portal_key: str) -> datetime | None:
+    """When the oldest event still pending or being worked on arrived."""
+    return session.exec(
+        select(func.min(InboxEvent.received_at)).where(
+            InboxEvent.portal_key == portal_key,
+            col(InboxEvent.state).in_([InboxState.PENDING, InboxState.WORKING]),
+        )
+    ).one()
+
+
+def _latest_event(session: Session, portal_key: str) -> datetime | None:
+    return session.exec(
+        select(func.max(InboxEvent.received_at)).where(InboxEvent.portal_key == portal_key)
+    ).one()
+
+
+def _recent_parked(session: Session, portal_key: str) -> list[InboxEvent]:
+    return list(
+        session.exec(
+            select(InboxEvent)
+            .where(InboxEvent.portal_key == portal_key, InboxEvent.state == InboxState.PARKED)
+            .order_by(col(InboxEvent.id).desc())
+            .limit(PARKED_SHOWN)
+        ).all()
+    )
+
+
+def _app_status(
+    engine: Engine, portal: PortalConfig, install: PortalCredentials | None
+) -> dict[str, Any]:
+    return {
+        "installed": bool(install and install.installed_at and not install.uninstalled_at),
+        "installed_at": install.installed_at if install else None,
+        "uninstalled_at": install.uninstalled_at if install else None,
+        "problem": install.problem if install else "never installed",
+        "token_refreshes": install.refresh_count if install else 0,
+        "installs": install_report(engine, portal),
+    }
+
+
+def _offline_status(state: PortalState | None, parked: list[InboxEvent]) -> dict[str, Any]:
+    mode = state.offline_mode if state else None
+    return {
+        "mode": mode,
+        "note": OFFLINE_NOTES.get(mode or "", "not checked yet (asked at the first pull)"),
+        "pull_failed": next((r.outcome for r in parked if r.event == OFFLINE_NOTICE), None),
+    }
+
+
+def _reconciliation_status(state: PortalState | None) -> dict[str, Any]:
+    return {
+        "at": state.reconciled_at if state else None,
+        "outcome": (state.reconcile_outcome or "").split("\n", 1)[0] if state else None,
+    }
+
+
+def _credentials_status(state: PortalState | None) -> dict[str, Any]:
+    return {
+        "ok": not (state and state.credential_error),
+        "error": state.credential_error if state else None,
+        "failing_since": state.credential_error_at if state else None,
+    }
+
+
+def _parked_status(row: InboxEvent, now: datetime) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "event": row.event,
+        "section_id": row.section_id,
+        "age_s": (now - row.received_at).total_seconds(),
+        "reason": row.outcome,
     }
 
 

@@ -144,11 +144,11 @@ LOGGING_RUN = """
 import logging
 
 from bridge.bitrix import BitrixClient, BitrixError
-from bridge.cli import _load
+from bridge.cli.loading import load_config
 from bridge.logs import configure_logging
 
 configure_logging()  # as `python -m bridge …` does, then the config's secrets
-settings, [portal] = _load()
+settings, [portal] = load_config()
 log = logging.getLogger("bridge.worker")
 hook = portal.bitrix.webhook_url
 client = BitrixClient(hook, attempts=1)
