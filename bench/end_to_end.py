@@ -26,7 +26,7 @@ from bench.load import Connection, percentile
 from bench.progress import Progress
 from bench.report import Figure, say
 from bridge.harness import wait_for
-from bridge.mirror import read_marker
+from bridge.markers import read_marker
 
 NAME = "end-to-end"
 P50_MS = 100.0

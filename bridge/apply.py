@@ -6,144 +6,50 @@ portal, section and nonce in the calendar's description. When an insert's outcom
 timeout, a dropped connection, a 5xx, a crash before the mapping was updated), the next attempt
 looks for the marker in the owner's calendar list and adopts what it finds before inserting again;
 twins are deleted. Only a marker on the description's last line that names this portal (key and
-member_id) and section counts (`mirror.read_marker`), so a section's text cannot forge one. The
+member_id) and section counts (`markers.read_marker`), so a section's text cannot forge one. The
 unique constraint on (portal, section) stops two rows from ever existing. Every step records
-what it applied, so a retried action only does what is still missing. Creations are paced per
-owner, counted in the database so every worker shares the count: more than about 60 new
-calendars in a short period puts the owner in read-only mode for hours.
+what it applied (`mappings.py`), so a retried action only does what is still missing. Creations
+are paced per owner (`creation_pace.py`).
 
 `apply_action` runs one action as explicit steps (re-list or replace a calendar gone from the
-list, adopt or insert, then update) and returns an `Outcome`: the steps taken, which renders as
-the one-line account the logs, the inbox and `bridge sync` show. `mapped_calendar` turns a mapping
-row into the plain value the planner reads.
+list, adopt or insert, then update, the changes sent by `calendar_push.py`) and returns an
+`Outcome` (`outcome.py`): the steps taken, which renders as the one-line account the logs, the
+inbox and `bridge sync` show.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from enum import StrEnum
+from datetime import timedelta
 
-from sqlalchemy import Engine
-from sqlmodel import Session, col, func, select
-
+from bridge.calendar_push import push_changes
+from bridge.calendar_state import (
+    NOTHING_APPLIED,
+    CalendarState,
+    archived_state,
+    desired_state,
+    observed_state,
+)
 from bridge.config import OnDelete, PortalConfig
+from bridge.creation_pace import reserve_creation
 from bridge.google_calendar import (
     TRANSIENT_ERRORS,
     CalendarGateway,
     CalendarListEntry,
-    GoogleError,
     GoogleNotFound,
 )
 from bridge.lease import Lease, fenced
-from bridge.mirror import (
-    NOTHING_APPLIED,
-    Action,
-    ActionKind,
-    CalendarState,
-    Change,
-    MappedCalendar,
-    archived_state,
-    desired_state,
-    marks_section,
-    observed_state,
-    read_marker,
-)
-from bridge.models import CalendarCreation, CalendarMapping, MappingState, utcnow
+from bridge.mappings import mapping_for, mapping_row, save_mapping, update_mapping
+from bridge.markers import marks_section, read_marker
+from bridge.mirror import Action, ActionKind
+from bridge.models import CalendarMapping, MappingState
+from bridge.outcome import Outcome, Step, StepKind
 from bridge.removals import record_removal
 from bridge.selection import Section
 
 # An update that finds its calendar gone replaces it and updates again; a calendar that keeps
 # vanishing (never in practice) ends the action with the last GoogleNotFound after this many.
 _MAX_PASSES = 3
-
-
-class StepKind(StrEnum):
-    CREATED = "created"
-    ADOPTED = "adopted"  # found by its marker (an earlier attempt made it), twins deleted
-    RELISTED = "relisted"  # gone from the owner's list only: put back
-    REPLACED = "replaced"  # deleted in Google: the mapping starts over with a fresh nonce
-    UPDATED = "updated"
-    UP_TO_DATE = "up_to_date"
-    ARCHIVED = "archived"
-    DELETED = "deleted"
-    UNMAPPED = "unmapped"  # kept in Google, no longer mapped
-    FORGOTTEN = "forgotten"  # an unfinished mapping without a calendar, dropped
-
-
-@dataclass(frozen=True)
-class Step:
-    kind: StepKind
-    calendar_id: str | None = None
-    changes: tuple[Change, ...] = ()
-    duplicates: int = 0  # ADOPTED: twins deleted
-
-    def __str__(self) -> str:
-        calendar = f"calendar {self.calendar_id}"
-        match self.kind:
-            case StepKind.CREATED:
-                return f"created {calendar}"
-            case StepKind.ADOPTED:
-                removed = f" and removed {self.duplicates} duplicate(s)" if self.duplicates else ""
-                return f"adopted {calendar}{removed}"
-            case StepKind.RELISTED:
-                return f"re-listed {calendar}"
-            case StepKind.REPLACED:
-                return f"{calendar} was deleted in Google"
-            case StepKind.UPDATED:
-                return f"updated {calendar}: {self.changed}"
-            case StepKind.UP_TO_DATE:
-                return f"{calendar} is up to date"
-            case StepKind.ARCHIVED:
-                return f"archived {calendar}"
-            case StepKind.DELETED:
-                return f"deleted {calendar}"
-            case StepKind.UNMAPPED:
-                return f"kept {calendar}, unmapped"
-            case StepKind.FORGOTTEN:
-                return "forgot an unfinished mapping"
-
-    @property
-    def changed(self) -> str:
-        return ", ".join(self.changes) or "unarchived"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one action did in Google: its steps, in order, and the calendar it left mapped."""
-
-    kind: ActionKind
-    calendar_id: str | None
-    steps: tuple[Step, ...]
-
-    def __str__(self) -> str:
-        """One line: the steps joined by "; ", with the update that follows a creation told as
-        "…, then set its colour, sharing" (insert takes no colour or sharing) or not at all."""
-        parts: list[str] = []
-        previous: Step | None = None
-        for step in self.steps:
-            created = previous is not None and previous.kind in (StepKind.CREATED, StepKind.ADOPTED)
-            if created and step.kind == StepKind.UPDATED:
-                parts[-1] += f", then set its {step.changed}"
-            elif not (created and step.kind == StepKind.UP_TO_DATE):
-                parts.append(str(step))
-            previous = step
-        return "; ".join(parts)
-
-
-def mapped_calendar(row: CalendarMapping) -> MappedCalendar:
-    """The plain value the planner reads for a mapping row."""
-    return MappedCalendar(
-        section_id=row.section_id,
-        state=row.state,
-        nonce=row.nonce,
-        calendar_id=row.google_calendar_id,
-        applied=CalendarState.from_json(row.applied),
-        section_type=row.section_type,
-        owner_id=row.owner_id,
-    )
 
 
 def apply_action(
@@ -159,7 +65,7 @@ def apply_action(
         return Outcome(action.kind, step.calendar_id, (step,))
     section = action.section
     assert section is not None
-    row, fresh = _mapping_for(lease, section)
+    row, fresh = mapping_for(lease, section)
     current = None
     if action.kind == ActionKind.UPDATE and observed is not None:
         current = observed_state(observed, CalendarState.from_json(row.applied))
@@ -214,7 +120,7 @@ def _create(
             raise
         return adopted
     inserted = CalendarState(desired.summary, desired.description, desired.time_zone)
-    _save(
+    save_mapping(
         lease,
         mapping,
         state=MappingState.ACTIVE,
@@ -241,8 +147,10 @@ def _converge(
     changes = desired.differences(before)
     if not changes and mapping.state == MappingState.ACTIVE:
         return Step(StepKind.UP_TO_DATE, calendar_id)
-    _push(google, calendar_id, desired, before, changes, notify=portal.mirror.share_notifications)
-    _save(lease, mapping, state=MappingState.ACTIVE, applied=desired.to_json())
+    push_changes(
+        google, calendar_id, desired, before, changes, notify=portal.mirror.share_notifications
+    )
+    save_mapping(lease, mapping, state=MappingState.ACTIVE, applied=desired.to_json())
     return Step(StepKind.UPDATED, calendar_id, tuple(changes))
 
 
@@ -252,9 +160,9 @@ def _relist_or_replace(lease: Lease, mapping: CalendarMapping, google: CalendarG
     old_id = mapping.google_calendar_id
     if old_id and google.calendar_exists(old_id):
         google.add_to_list(old_id)
-        _save(lease, mapping, applied=None)
+        save_mapping(lease, mapping, applied=None)
         return Step(StepKind.RELISTED, old_id)
-    _save(
+    save_mapping(
         lease,
         mapping,
         state=MappingState.CREATING,
@@ -275,22 +183,24 @@ def _retire(lease: Lease, portal: PortalConfig, action: Action, google: Calendar
         applied = mapping.applied or NOTHING_APPLIED
         archived = archived_state(applied)
         try:
-            _push(
+            push_changes(
                 google, calendar_id, archived, applied, archived.differences(applied), notify=False
             )
         except GoogleNotFound:
             pass  # nothing left to archive: forget it below, as `keep` would
         else:
             with fenced(lease) as session:
-                row = _row(session, lease.portal_key, mapping.section_id)
+                row = mapping_row(session, lease.portal_key, mapping.section_id)
                 assert row is not None
-                _update(session, row, state=MappingState.ARCHIVED, applied=archived.to_json())
+                update_mapping(
+                    session, row, state=MappingState.ARCHIVED, applied=archived.to_json()
+                )
                 record_removal(session, portal, mapping.section_id)
             return Step(StepKind.ARCHIVED, calendar_id)
     elif calendar_id and policy == OnDelete.DELETE:
         google.delete_calendar(calendar_id)
     with fenced(lease) as session:
-        row = _row(session, lease.portal_key, mapping.section_id)
+        row = mapping_row(session, lease.portal_key, mapping.section_id)
         if row is not None:
             session.delete(row)
         if calendar_id and policy == OnDelete.DELETE:
@@ -298,55 +208,6 @@ def _retire(lease: Lease, portal: PortalConfig, action: Action, google: Calendar
     if not calendar_id:
         return Step(StepKind.FORGOTTEN)
     return Step(StepKind.DELETED if policy == OnDelete.DELETE else StepKind.UNMAPPED, calendar_id)
-
-
-def _push(
-    google: CalendarGateway,
-    calendar_id: str,
-    desired: CalendarState,
-    before: CalendarState,
-    changes: list[Change],
-    *,
-    notify: bool,
-) -> None:
-    fields = {
-        key: value
-        for change, key, value in (
-            (Change.SUMMARY, "summary", desired.summary),
-            (Change.DESCRIPTION, "description", desired.description),
-            (Change.TIME_ZONE, "timeZone", desired.time_zone),
-        )
-        if change in changes
-    }
-    if fields:
-        google.patch_calendar(calendar_id, fields)
-    entry: dict[str, object] = {}
-    if Change.COLOUR in changes:
-        entry.update(backgroundColor=desired.background, foregroundColor=desired.foreground)
-    if Change.HIDDEN in changes:
-        entry["hidden"] = desired.hidden
-    if entry:
-        google.patch_list_entry(calendar_id, entry)
-    if Change.SHARING in changes:
-        _share(google, calendar_id, desired.acl, before.acl, notify=notify)
-
-
-def _share(
-    google: CalendarGateway,
-    calendar_id: str,
-    desired: Mapping[str, str],
-    ours: Mapping[str, str],
-    *,
-    notify: bool,
-) -> None:
-    """Insert what is missing; remove only rules the bridge added that the config dropped."""
-    current = google.list_acl(calendar_id)
-    for rule_id, role in desired.items():
-        if current.get(rule_id) != role:
-            google.insert_acl(calendar_id, rule_id, role, notify=notify)
-    for rule_id in ours:
-        if rule_id not in desired and rule_id in current:
-            google.delete_acl(calendar_id, rule_id)
 
 
 def _adopt_marked(
@@ -368,7 +229,7 @@ def _adopt_marked(
     for twin in twins:
         google.delete_calendar(twin.id)
     observed = observed_state(keep, None)
-    _save(
+    save_mapping(
         lease,
         mapping,
         state=MappingState.ACTIVE,
@@ -376,74 +237,3 @@ def _adopt_marked(
         applied=observed.to_json(),
     )
     return Step(StepKind.ADOPTED, keep.id, duplicates=len(twins))
-
-
-def _mapping_for(lease: Lease, section: Section) -> tuple[CalendarMapping, bool]:
-    """The section's mapping row, and whether this call created it (committed before any insert)."""
-    query = select(CalendarMapping).where(
-        CalendarMapping.portal_key == lease.portal_key, CalendarMapping.section_id == section.id
-    )
-    with fenced(lease) as session:
-        existing = session.exec(query).first()
-        if existing is not None:
-            return existing, False
-        mapping = CalendarMapping(
-            portal_key=lease.portal_key,
-            section_id=section.id,
-            section_type=section.type,
-            owner_id=section.owner_id,
-            nonce=uuid.uuid4().hex,
-        )
-        session.add(mapping)
-    return mapping, True
-
-
-def _row(session: Session, portal_key: str, section_id: str) -> CalendarMapping | None:
-    query = select(CalendarMapping).where(
-        CalendarMapping.portal_key == portal_key, CalendarMapping.section_id == section_id
-    )
-    return session.exec(query).first()
-
-
-def _save(lease: Lease, mapping: CalendarMapping, **values: object) -> None:
-    with fenced(lease) as session:
-        _update(session, mapping, **values)
-
-
-def _update(session: Session, mapping: CalendarMapping, **values: object) -> None:
-    row = session.get(CalendarMapping, mapping.id)
-    assert row is not None
-    for name, value in values.items():
-        setattr(row, name, value)
-        setattr(mapping, name, value)
-    row.updated_at = utcnow()
-    session.add(row)
-
-
-class CreationPaced(GoogleError):
-    """The owner has created as many calendars as the pace allows; try again at `retry_at`."""
-
-    def __init__(self, subject: str, retry_at: datetime, limit: int, window: timedelta) -> None:
-        minutes = window.total_seconds() / 60
-        super().__init__(
-            f"{subject} created {limit} calendars in the last {minutes:g} minutes, the configured "
-            f"pace; the next one waits until {retry_at:%Y-%m-%d %H:%M:%S} UTC"
-        )
-        self.retry_at = retry_at
-
-
-def reserve_creation(engine: Engine, subject: str, limit: int, window: timedelta) -> None:
-    """Record one calendar creation by `subject`, or raise CreationPaced if over the pace."""
-    now = utcnow()
-    with Session(engine) as session:
-        since = now - window
-        recent = session.exec(
-            select(func.count(), func.min(CalendarCreation.created_at)).where(
-                CalendarCreation.subject == subject, col(CalendarCreation.created_at) > since
-            )
-        ).one()
-        count, oldest = int(recent[0]), recent[1]
-        if count >= limit:
-            raise CreationPaced(subject, (oldest or now) + window, limit, window)
-        session.add(CalendarCreation(subject=subject, created_at=now))
-        session.commit()

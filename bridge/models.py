@@ -126,7 +126,7 @@ class CalendarMapping(SQLModel, table=True):
     state: MappingState = Field(default=MappingState.CREATING, sa_type=_state_type(MappingState))
     nonce: str = Field(max_length=32)
     google_calendar_id: str | None = Field(default=None, max_length=255)
-    # What was last applied to Google (JSON of `mirror.CalendarState`), to skip no-op calls.
+    # What was last applied to Google (JSON of `calendar_state.CalendarState`), to skip no-op calls.
     applied: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())

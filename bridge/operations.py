@@ -14,13 +14,13 @@ from typing import TextIO
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from bridge.apply import mapped_calendar
 from bridge.clients import PortalClients
 from bridge.config import PortalConfig
 from bridge.google_calendar import GoogleError
 from bridge.lease import Lease, claim_portal, fenced, release_portal
-from bridge.mirror import PurgePlan, plan_purge
+from bridge.mappings import mapped_calendar
 from bridge.models import CalendarMapping
+from bridge.purge_plan import PurgePlan, plan_purge
 from bridge.queue import replay_parked
 from bridge.sync import Everything, sync
 from bridge.tokens import TokenCipher
@@ -105,7 +105,7 @@ def purge_portal(
     cipher: TokenCipher | None = None,
 ) -> int:
     """Delete the calendars the bridge made for the portal (by mapping or by marker), only those
-    (`mirror.plan_purge` decides which)."""
+    (`purge_plan.plan_purge` decides which)."""
     out = out or sys.stdout
     answer = answer or sys.stdin
     lease = _claim(engine, portal)

@@ -17,9 +17,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 
-from bridge.apply import CreationPaced
 from bridge.bitrix import TRANSIENT_ERRORS as BITRIX_TRANSIENT
 from bridge.bitrix import BitrixTimeBudgetExceeded
+from bridge.creation_pace import CreationPaced
 from bridge.google_calendar import TRANSIENT_ERRORS as GOOGLE_TRANSIENT
 from bridge.lease import Lease, fenced
 from bridge.models import InboxEvent, InboxState, utcnow

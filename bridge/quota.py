@@ -20,7 +20,7 @@ from sqlalchemy import Engine, delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from bridge.apply import Outcome, apply_action
+from bridge.apply import apply_action
 from bridge.config import PortalConfig, ReadOnlyProbe
 from bridge.google_calendar import (
     CalendarGateway,
@@ -31,6 +31,7 @@ from bridge.google_calendar import (
 from bridge.lease import Lease
 from bridge.mirror import Action
 from bridge.models import OwnerQuota, utcnow
+from bridge.outcome import Outcome
 
 log = logging.getLogger("bridge.quota")
 

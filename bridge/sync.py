@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 
 from sqlmodel import Session, col, select
 
-from bridge.apply import mapped_calendar
 from bridge.bitrix import BitrixError
 from bridge.clients import PortalClients
 from bridge.config import PortalConfig
 from bridge.google_calendar import CalendarListEntry, GoogleError
 from bridge.lease import Lease, fenced
+from bridge.mappings import mapped_calendar
 from bridge.metrics import RECONCILE_CHANGES, RECONCILIATIONS
 from bridge.mirror import Action, ActionKind, MappedCalendar, plan_portal, plan_section
 from bridge.models import CalendarMapping, InboxState, MappingState, PortalState, utcnow

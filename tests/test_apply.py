@@ -14,13 +14,16 @@ import pytest
 import sqlalchemy
 from sqlmodel import Session, func, select
 
-from bridge.apply import Outcome, Step, StepKind, apply_action, mapped_calendar
+from bridge.apply import apply_action
+from bridge.calendar_state import Change
 from bridge.calendars import CalendarListEntry, MappingState
 from bridge.config import OnDelete, PortalConfig, ShareRule
 from bridge.google_calendar import GoogleNotFound, GoogleUnavailable
 from bridge.lease import Lease, claim_portal
-from bridge.mirror import ActionKind, Change, plan_section
+from bridge.mappings import mapped_calendar
+from bridge.mirror import ActionKind, plan_section
 from bridge.models import CalendarMapping, CalendarRemoval
+from bridge.outcome import Outcome, Step, StepKind
 from bridge.selection import Section
 from tests.test_mirror import ACME, section
 

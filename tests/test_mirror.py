@@ -5,21 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from bridge.calendar_state import desired_state
 from bridge.calendars import CalendarListEntry, MappingState
 from bridge.config import PortalConfig
-from bridge.mirror import (
-    ActionKind,
-    MappedCalendar,
-    Marker,
-    desired_state,
-    marker,
-    marks_portal,
-    marks_section,
-    member_tag,
-    plan_portal,
-    plan_purge,
-    read_marker,
-)
+from bridge.markers import Marker, marker, marks_portal, marks_section, member_tag, read_marker
+from bridge.mirror import ActionKind, MappedCalendar, plan_portal
+from bridge.purge_plan import plan_purge
 from bridge.selection import Section
 
 ACME_MEMBER = "a223c6b3710f85df22e9377d6c4f7553"

@@ -7,18 +7,10 @@ from dataclasses import replace
 
 import pytest
 
+from bridge.calendar_state import Change, archived_state, desired_state
 from bridge.calendars import CalendarListEntry, MappingState
 from bridge.config import OnDelete, PortalConfig
-from bridge.mirror import (
-    Action,
-    ActionKind,
-    Change,
-    MappedCalendar,
-    archived_state,
-    desired_state,
-    plan_portal,
-    plan_section,
-)
+from bridge.mirror import Action, ActionKind, MappedCalendar, plan_portal, plan_section
 from tests.test_mirror import ACME, NONCE, section
 
 POLICIES = list(OnDelete)

@@ -9,7 +9,6 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from bridge import inbox, queue
-from bridge.apply import CreationPaced
 from bridge.bitrix import (
     BitrixAccessDenied,
     BitrixAuthFailed,
@@ -18,6 +17,7 @@ from bridge.bitrix import (
     BitrixTimeBudgetExceeded,
     BitrixUnavailable,
 )
+from bridge.creation_pace import CreationPaced
 from bridge.events import parse_body, read_event
 from bridge.google_calendar import (
     GoogleAuthFailed,

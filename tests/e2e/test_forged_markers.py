@@ -17,7 +17,7 @@ from sqlmodel import col
 
 from bridge.db import create_db_engine, migrate
 from bridge.harness import demo_portal
-from bridge.mirror import marks_portal, read_marker
+from bridge.markers import marks_portal, read_marker
 from bridge.models import CalendarMapping, InboxState
 from bridge.operations import purge_portal
 from tests.conftest import fresh_schema, schema_url
