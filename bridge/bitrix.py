@@ -1,10 +1,10 @@
-"""A thin Bitrix24 REST client over httpx: incoming-webhook auth, batch, error classes, retries.
+"""A thin Bitrix24 REST client over httpx: incoming-webhook or token auth, batch, retries, each
+method's time budget and a portal that moved to a new address.
 
-Errors keep Bitrix24's code and are raised as classes with a meaning; transient ones (503
-`QUERY_LIMIT_EXCEEDED`, other 5xx but `OVERLOAD_LIMIT`, network failures, HTML error pages) are
-retried here with exponential backoff and jitter. Each method's time budget (`operating`,
-`operating_reset_at`) is kept from every successful answer, to date a later 429. The webhook
-URL holds a secret code, so no message names it.
+Errors are raised as the classes of `bridge.bitrix_errors` (re-exported here for the modules that
+also use the client); transient ones are retried here with exponential backoff and jitter. Each
+method's time budget (`operating`, `operating_reset_at`) is kept from every successful answer, to
+date a later 429. The webhook URL holds a secret code, so no message names it.
 """
 
 from __future__ import annotations
@@ -24,6 +24,17 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from bridge.bitrix_errors import TRANSIENT_ERRORS as TRANSIENT_ERRORS
+from bridge.bitrix_errors import BitrixAccessDenied as BitrixAccessDenied
+from bridge.bitrix_errors import BitrixAuthFailed as BitrixAuthFailed
+from bridge.bitrix_errors import BitrixBadRequest as BitrixBadRequest
+from bridge.bitrix_errors import BitrixBlocked as BitrixBlocked
+from bridge.bitrix_errors import BitrixError as BitrixError
+from bridge.bitrix_errors import BitrixNotInstalled as BitrixNotInstalled
+from bridge.bitrix_errors import BitrixRateLimited as BitrixRateLimited
+from bridge.bitrix_errors import BitrixTimeBudgetExceeded as BitrixTimeBudgetExceeded
+from bridge.bitrix_errors import BitrixUnavailable as BitrixUnavailable
+from bridge.bitrix_errors import error_class
 from bridge.metrics import UPSTREAM_REQUESTS, UPSTREAM_RETRIES
 from bridge.pacing import LeakyBucket
 
@@ -32,65 +43,12 @@ BASKET_SECONDS = 60.0  # the method time budget is kept in one-minute baskets (`
 USER_AGENT = "bitrix-google-bridge/0.1"
 
 
-class BitrixError(Exception):
-    def __init__(self, method: str, code: str, description: str, status: int | None = None) -> None:
-        detail = f"{code or 'error'} {description}".strip()
-        super().__init__(f"Bitrix24 {method}: {detail}" + (f" (HTTP {status})" if status else ""))
-        self.method = method
-        self.code = code
-        self.description = description
-        self.status = status
-
-
-class BitrixRateLimited(BitrixError):
-    """503 QUERY_LIMIT_EXCEEDED: the portal's leaky bucket is full."""
-
-
-class BitrixUnavailable(BitrixError):
-    """5xx, a network failure, a timeout or a page that is not the REST envelope."""
-
-
-class BitrixTimeBudgetExceeded(BitrixError):
-    """429 OPERATION_TIME_LIMIT: the method's time budget is spent until `reset_at` (Unix time)."""
-
-    reset_at: float | None = None
-
-
-class BitrixBlocked(BitrixError):
-    """503 OVERLOAD_LIMIT: Bitrix24 support blocked the REST API by hand; no retry helps."""
-
-    def __str__(self) -> str:
-        return (
-            f"Bitrix24 {self.method}: REST API is blocked due to overload: contact Bitrix24 "
-            f"support ({self.code})"
-        )
-
-
-class BitrixAuthFailed(BitrixError):
-    """401: the webhook code or token is wrong or expired."""
-
-
-class BitrixAccessDenied(BitrixError):
-    """403: missing scope, rights or plan."""
-
-
-class BitrixBadRequest(BitrixError):
-    """400, including calendar methods' errors with an empty code."""
-
-
-class BitrixNotInstalled(BitrixError):
-    """App mode: no usable install (never installed, uninstalled, or the refresh was refused)."""
-
-
 class TokenSource(Protocol):
     """App-mode access tokens: the current one, and a fresh one when it expired."""
 
     def current(self) -> str: ...
 
     def refresh(self, stale: str) -> str: ...
-
-
-TRANSIENT_ERRORS = (BitrixRateLimited, BitrixUnavailable)
 
 
 @dataclass(frozen=True)
@@ -191,8 +149,8 @@ class BitrixClient:
                 code = str(error.get("error", ""))
                 text = str(error.get("error_description", ""))
                 method = chunk.get(key, "").split("?", 1)[0]
-                error_class = _error_class(None, code)
-                merged.errors[key] = self._budgeted(error_class(method, code, text), {})
+                meaning = error_class(None, code)
+                merged.errors[key] = self._budgeted(meaning(method, code, text), {})
         return merged
 
     def _call_once(self, method: str, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -225,7 +183,7 @@ class BitrixClient:
         if not isinstance(envelope, dict):
             if response.status_code == 200:
                 raise BitrixUnavailable(method, "BAD_ANSWER", "answer is not JSON", 200)
-            raise _error_class(response.status_code, "")(
+            raise error_class(response.status_code, "")(
                 method, "", "answer is not the REST envelope", response.status_code
             )
         if response.status_code == 200 and "error" not in envelope:
@@ -235,7 +193,7 @@ class BitrixClient:
         description = str(envelope.get("error_description", ""))
         if code == "QUERY_LIMIT_EXCEEDED" and self._bucket is not None:
             self._bucket.fill()  # others share the portal's bucket: assume it is full
-        error = _error_class(response.status_code, code)(
+        error = error_class(response.status_code, code)(
             method, code, description, response.status_code
         )
         raise self._budgeted(error, envelope)
@@ -280,24 +238,6 @@ class BitrixClient:
         else:
             error.reset_at = now + BASKET_SECONDS
         return error
-
-
-def _error_class(status: int | None, code: str) -> type[BitrixError]:
-    if code == "QUERY_LIMIT_EXCEEDED":
-        return BitrixRateLimited
-    if code == "OVERLOAD_LIMIT":
-        return BitrixBlocked
-    if code == "OPERATION_TIME_LIMIT" or status == 429:
-        return BitrixTimeBudgetExceeded
-    if code in ("expired_token", "NO_AUTH_FOUND", "invalid_token") or status == 401:
-        return BitrixAuthFailed
-    if code == "PORTAL_DELETED":
-        return BitrixAccessDenied
-    if (status is not None and status >= 500) or code == "INTERNAL_SERVER_ERROR":
-        return BitrixUnavailable
-    if status == 403 or code in ("ACCESS_DENIED", "insufficient_scope", "INVALID_CREDENTIALS"):
-        return BitrixAccessDenied
-    return BitrixBadRequest
 
 
 def _moved_base(response: httpx.Response, url: str, method: str) -> str | None:

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 
 from bridge.bindings import bind_events, unbind_events
-from bridge.bitrix import BitrixAccessDenied as BitrixAccessDenied
-from bridge.bitrix import BitrixError as BitrixError
+from bridge.bitrix_errors import BitrixAccessDenied as BitrixAccessDenied
+from bridge.bitrix_errors import BitrixError as BitrixError
 from bridge.config import PortalConfig
 from bridge.oauth import bitrix_client_for
 from bridge.oauth import installed_token as installed_token

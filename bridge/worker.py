@@ -1,14 +1,10 @@
-"""The worker schedules work: it claims a portal with due work, runs it, then sleeps or wakes.
+"""The worker is a thin scheduler: it claims a portal with due work, runs that work through the
+module that owns it, then sleeps until new work wakes it.
 
-The work of a claim is one of: a sync of the sections the taken inbox rows name
-(`bridge.sync`, settling each row through `bridge.queue`), a portal event (bind the events after
-a verified install, `bridge.portal_events`; pull the offline queue, `bridge.offline`), a scheduled
-offline pull, or a periodic full
-reconciliation. Guarantee: every pending row is eventually applied, skipped, or parked with its
-reason; each section is synced once per pass however many events named it, because the sync is
-state-based. New work wakes an idle worker (`bridge.wakeups`: a notification on PostgreSQL, a
-50 ms poll on SQLite); alerts and the portal's
-credential state are kept here, from what the sync and the queue report.
+Due work is inbox rows (a sync of the sections they name, `bridge.sync`, settled by
+`bridge.settle`; a portal event, `bridge.portal_events` and `bridge.offline`), a scheduled offline
+pull (`bridge.offline`) or a periodic reconciliation (`bridge.schedule`). Wake-ups come from
+`bridge.wakeups`; alerts and credential state from `bridge.alerts`.
 """
 
 from __future__ import annotations
@@ -24,24 +20,20 @@ from datetime import timedelta
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session, select
 
-from bridge import offline, queue
-from bridge.addresses import alert as address_alert
-from bridge.addresses import claim_unreported
-from bridge.bitrix import BitrixAuthFailed, BitrixBlocked, BitrixError
+from bridge import offline, queue, settle
+from bridge.alerts import Alerts
+from bridge.bitrix_errors import BitrixError
 from bridge.clients import PortalClients
 from bridge.config import PortalConfig
 from bridge.events import INSTALL, PORTAL_EVENTS
-from bridge.google_calendar import GoogleAuthFailed
-from bridge.lease import Lease, LeaseLost, claim_portal, fenced, release_portal
-from bridge.metrics import APPLY_LATENCY, EVENTS_APPLIED
-from bridge.models import InboxEvent, InboxState, PortalState, utcnow
+from bridge.lease import Lease, LeaseLost, claim_portal, release_portal
+from bridge.models import InboxEvent, InboxState
 from bridge.notify import Notifier
-from bridge.oauth import app_problem, app_ready
+from bridge.oauth import app_problem
 from bridge.portal_events import bind_after_install, check_installs
-from bridge.queue import TryLater
-from bridge.sync import Everything, Sections, Settled, sync
+from bridge.schedule import reconciliations_due
+from bridge.sync import Everything, Sections, sync
 from bridge.tokens import TokenCipher, require_cipher
 from bridge.wakeups import FALLBACK_SECONDS, Wakeups
 
@@ -51,6 +43,9 @@ LEASE_TTL = timedelta(seconds=30)
 
 
 class Worker:
+    """Every pending row is eventually applied, skipped, or parked with its reason; each section
+    is synced once per pass however many events named it, because the sync is state-based."""
+
     def __init__(
         self,
         *,
@@ -72,7 +67,6 @@ class Worker:
             require_cipher(cipher)
         self.engine = engine
         self.cipher = cipher
-        self.notifier = notifier
         self.lease_ttl = lease_ttl
         self.portals = {portal.key: portal for portal in portals}
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
@@ -82,9 +76,7 @@ class Worker:
         pulls = [p.bitrix.offline_poll_seconds for p in portals if p.bitrix.delivery == "offline"]
         self._wakeups = Wakeups(engine, fallback=min([poll_seconds, *pulls]))
         self._pulls = offline.PullSchedule()
-        self._credential_trouble: set[str] = {
-            key for key in self.portals if _has_credential_error(engine, key)
-        }
+        self.alerts = Alerts(engine, self.portals, notifier)
 
     def stop(self) -> None:
         self._stop.set()
@@ -116,7 +108,7 @@ class Worker:
         """One pass: drain every portal with due work, then reconcile those that are due."""
         try:
             due = queue.due_portals(self.engine)
-            stale = self._portals_to_reconcile()
+            stale = reconciliations_due(self.engine, list(self.portals.values()))
         except SQLAlchemyError as exc:
             log.error("database unavailable: %s", exc.__class__.__name__)
             self._stop.wait(1.0)
@@ -158,15 +150,15 @@ class Worker:
         rows = queue.take_due(lease)
         if not rows:
             return False
-        self._report_addresses(portal)
+        self.alerts.addresses(portal)
         if portal.app_mode:
             rows = self._settle_installs(lease, portal, rows)
             if not rows:
                 return True
         problem = app_problem(self.engine, portal)
         if problem is not None:
-            _finish(lease, rows, InboxState.PARKED, problem)
-            self._alert(portal, "app", problem)
+            settle.finish(lease, rows, InboxState.PARKED, problem)
+            self.alerts.alert(portal, "app", problem)
             self._clients.pop(portal.key, None)  # tokens change with the next install
             return True
         clients = self.clients(portal)
@@ -188,60 +180,10 @@ class Worker:
         by_section: dict[str, list[InboxEvent]],
     ) -> None:
         """The event path: one sync of the named sections; each settles its rows as it ends."""
-
-        def settle(section_id: str, settled: Settled) -> None:
-            group = by_section[section_id]
-            if settled.error is not None:
-                self._fail(lease, group, settled.error)
-            elif settled.state is not None:
-                _finish(lease, group, settled.state, settled.outcome)
-                self._log_settled(portal, section_id, group, settled)
-
-        report = sync(
-            lease,
-            portal,
-            Sections(tuple(by_section)),
-            clients,
-            stop=self._stop,
-            on_settled=settle,
-        )
-        if report.read_error is not None:
-            self._fail(
-                lease, [row for group in by_section.values() for row in group], report.read_error
-            )
-            return
-        left = [key for key in by_section if key not in report.settled]
-        if left:
-            queue.put_back(lease, [row.id for key in left for row in by_section[key] if row.id])
-            log.info("portal %s: stopping; %d section(s) left for later", portal.key, len(left))
-        self._credentials_ok(lease)
-
-    def _log_settled(
-        self, portal: PortalConfig, section_id: str, group: list[InboxEvent], settled: Settled
-    ) -> None:
-        if settled.state == InboxState.PARKED:  # only the delete guard parks without an error
-            blocked = settled.outcome.removeprefix("mass-delete guard: ")
-            log.warning("mass-delete guard tripped: %s", blocked, extra={"portal": portal.key})
-            self._alert(
-                portal,
-                "delete_guard",
-                f"the mass-delete guard held back removals (parked; everything else was "
-                f"applied): {blocked}",
-            )
-        elif settled.action is not None:
-            log.info(
-                "section %s: %s",
-                section_id,
-                settled.outcome,
-                extra={
-                    "portal": portal.key,
-                    "member_id": portal.member_id,
-                    "section_id": section_id,
-                    "event": ",".join(sorted({row.event for row in group})),
-                    "outcome": settled.action.kind.value,
-                    "duration_ms": settled.duration_ms,
-                },
-            )
+        rows = settle.SectionRows(lease, portal, by_section, self.alerts)
+        scope = Sections(tuple(by_section))
+        report = sync(lease, portal, scope, clients, stop=self._stop, on_settled=rows.settled)
+        rows.ended(report)
 
     def _settle_installs(
         self, lease: Lease, portal: PortalConfig, rows: list[InboxEvent]
@@ -250,19 +192,7 @@ class Worker:
         checked = check_installs(self.engine, require_cipher(self.cipher), portal, rows)
         if checked.verified:
             self._clients.pop(portal.key, None)  # its client caches the previous access token
-        if checked.refused:
-            self._alert(
-                portal,
-                "install_refused",
-                f"{len(checked.refused)} install(s) could not be verified and are not trusted: "
-                f"{checked.refused[-1]}. See `bridge status`.",
-            )
-        waiting = [row.id for row in checked.waiting if row.id]
-        if waiting:
-            queue.reschedule(lease, waiting, TryLater("install not verified yet"))
-        for row, detail in checked.untrusted:
-            _finish(lease, [row], InboxState.IGNORED, f"install not trusted: {detail}")
-        return checked.go_on
+        return settle.installs(lease, portal, checked, self.alerts)
 
     def _portal_event(
         self, lease: Lease, portal: PortalConfig, clients: PortalClients, row: InboxEvent
@@ -275,9 +205,9 @@ class Worker:
             else:
                 outcome = offline.outcome(self._pull(lease, portal, clients))
         except BitrixError as exc:
-            self._fail(lease, [row], exc)
+            settle.fail(lease, portal, [row], exc, self.alerts)
             return
-        _finish(lease, [row], InboxState.DONE, outcome)
+        settle.finish(lease, [row], InboxState.DONE, outcome)
 
     def pull(self, lease: Lease, portal: PortalConfig) -> bool:
         """A scheduled pull. A transient failure waits for the next one; a lasting one (rights,
@@ -291,7 +221,7 @@ class Worker:
                 return False
             row = offline.scheduled_pull_row(self.engine, portal)
             if row is not None:
-                self._fail(lease, [row], exc)
+                settle.fail(lease, portal, [row], exc, self.alerts)
             self._pulls.parked.add(portal.key)
             return True
         return pulled is not None and pulled.taken > 0
@@ -305,7 +235,7 @@ class Worker:
             return None
         self._pulls.parked.discard(portal.key)
         if pulled.downgraded:
-            self._alert(
+            self.alerts.alert(
                 portal,
                 "offline_mode",
                 "the plan refused extended offline events (WRONG_LICENSE); offline delivery "
@@ -315,106 +245,5 @@ class Worker:
 
     def reconcile(self, lease: Lease, portal: PortalConfig) -> bool:
         report = sync(lease, portal, Everything(), self.clients(portal))
-        log.info("periodic reconciliation: %s", report.summary(), extra={"portal": portal.key})
-        self._report_addresses(portal)
-        for line in report.failed:
-            log.warning("%s", line, extra={"portal": portal.key})
-        if report.blocked:
-            self._alert(
-                portal,
-                "delete_guard",
-                f"the mass-delete guard held back {len(report.held)} removal(s) in "
-                f"reconciliation; everything else was applied: {report.blocked}",
-            )
+        settle.reconciled(portal, report, self.alerts)
         return bool(report.actions)
-
-    def _portals_to_reconcile(self) -> list[PortalConfig]:
-        now = utcnow()
-        with Session(self.engine) as session:
-            last = {
-                state.portal_key: state.reconciled_at
-                for state in session.exec(select(PortalState)).all()
-            }
-        due = []
-        for key, portal in self.portals.items():
-            every = portal.mirror.reconcile_interval_minutes
-            if every <= 0:
-                continue
-            previous = last.get(key)
-            if (previous is None or now - previous >= timedelta(minutes=every)) and app_ready(
-                self.engine, portal
-            ):
-                due.append(portal)
-        return due
-
-    def _fail(self, lease: Lease, rows: Sequence[InboxEvent], error: Exception) -> None:
-        """The queue's policy decides the rows' fate; alerts and credentials are kept here."""
-        ids = [row.id for row in rows if row.id is not None]
-        reason = str(error)
-        parked = queue.reschedule(lease, ids, error)
-        portal = self.portals[lease.portal_key]
-        log.warning("%d event(s) not applied: %s", len(ids), reason, extra={"portal": portal.key})
-        if isinstance(error, BitrixAuthFailed | GoogleAuthFailed):
-            self._credentials_failed(lease, reason)
-        if isinstance(error, BitrixBlocked):
-            self._alert(
-                portal,
-                "bitrix_blocked",
-                f"{reason}. {parked} event(s) parked; `bridge replay` once the block is lifted.",
-            )
-        elif parked:
-            self._alert(
-                portal, "parked", f"{parked} event(s) parked: {reason}. See `bridge status`."
-            )
-
-    def _report_addresses(self, portal: PortalConfig) -> None:
-        """One alert for the addresses first seen since the last report (by the web in events,
-        or by a REST client after a redirect); the rows say which went out, across workers."""
-        try:
-            found = claim_unreported(self.engine, portal)
-        except SQLAlchemyError as exc:  # the next pass asks again
-            log.warning("addresses not reported: %s", exc.__class__.__name__)
-            return
-        if found:
-            self._alert(portal, *address_alert(portal, found))
-
-    def _alert(self, portal: PortalConfig, cause: str, message: str) -> None:
-        if self.notifier is not None:
-            self.notifier.notify(portal, cause, message)
-
-    def _credentials_failed(self, lease: Lease, reason: str) -> None:
-        with fenced(lease) as session:
-            state = session.get(PortalState, lease.portal_key)
-            if state is not None:
-                state.credential_error = reason
-                state.credential_error_at = state.credential_error_at or utcnow()
-                session.add(state)
-        self._credential_trouble.add(lease.portal_key)
-        self._alert(
-            self.portals[lease.portal_key], "credentials", f"credentials are refused: {reason}"
-        )
-
-    def _credentials_ok(self, lease: Lease) -> None:
-        if lease.portal_key not in self._credential_trouble:
-            return
-        with fenced(lease) as session:
-            state = session.get(PortalState, lease.portal_key)
-            if state is not None:
-                state.credential_error = state.credential_error_at = None
-                session.add(state)
-        self._credential_trouble.discard(lease.portal_key)
-
-
-def _finish(lease: Lease, rows: Sequence[InboxEvent], state: InboxState, outcome: str) -> None:
-    queue.finish(lease, [row.id for row in rows if row.id is not None], state, outcome)
-    now = utcnow()
-    for row in rows:
-        EVENTS_APPLIED.labels(lease.portal_key, state.value).inc()
-        if state == InboxState.DONE:
-            APPLY_LATENCY.labels(lease.portal_key).observe((now - row.received_at).total_seconds())
-
-
-def _has_credential_error(engine: Engine, portal_key: str) -> bool:
-    with Session(engine) as session:
-        state = session.get(PortalState, portal_key)
-        return state is not None and state.credential_error is not None

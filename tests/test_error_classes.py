@@ -8,7 +8,7 @@ import httplib2
 import pytest
 from googleapiclient.errors import HttpError
 
-from bridge.bitrix import (
+from bridge.bitrix_errors import (
     BitrixAccessDenied,
     BitrixAuthFailed,
     BitrixBadRequest,
@@ -17,7 +17,7 @@ from bridge.bitrix import (
     BitrixRateLimited,
     BitrixTimeBudgetExceeded,
     BitrixUnavailable,
-    _error_class,
+    error_class,
 )
 from bridge.google_calendar import (
     GoogleAuthFailed,
@@ -60,7 +60,7 @@ from bridge.google_calendar import (
 def test_bitrix_errors_are_classified_by_code_then_status(
     status: int | None, code: str, meaning: type[BitrixError]
 ) -> None:
-    assert _error_class(status, code) is meaning
+    assert error_class(status, code) is meaning
 
 
 def http_error(status: int, reason: str = "", body: bytes | None = None) -> HttpError:
