@@ -26,6 +26,8 @@ from bridge.sandbox.bitrix.address import view as address_view
 from bridge.sandbox.bitrix.budget import configure as configure_budget
 from bridge.sandbox.bitrix.budget import view as budget_view
 from bridge.sandbox.bitrix.delivery import DeliveryJob
+from bridge.sandbox.bitrix.entries import configure as configure_entries
+from bridge.sandbox.bitrix.entries import view as entries_view
 from bridge.sandbox.bitrix.methods import RestError
 from bridge.sandbox.bitrix.rights import configure as configure_rights
 from bridge.sandbox.bitrix.rights import view as rights_view
@@ -105,6 +107,7 @@ class Control:
                 portal.apps.automation = as_bool(body["automation"])
             configure_budget(portal.budget, body)
             configure_rights(portal.rights, body)
+            configure_entries(portal.entries, body)
             view = _portal_view(portal, emulator_base_url(request))
         return JSONResponse(view)
 
@@ -273,6 +276,7 @@ def _portal_view(portal: Portal, base_url: str) -> dict[str, Any]:
         **budget_view(portal.budget),
         **address_view(portal.address),
         **rights_view(portal.rights),
+        **entries_view(portal.entries),
         "apps": sorted(portal.apps.installs),
         "outgoing_webhooks": [
             {

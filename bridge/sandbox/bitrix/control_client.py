@@ -106,3 +106,74 @@ class BitrixControl(ControlClient):
             "POST", "/deliveries/flush", json={"timeout": timeout}
         )["deliveries"]
         return rows
+
+    # Calendar entries (entry_control.py): each change delivers ONCALENDARENTRY* unless
+    # `deliver=False`; answers are the entries as `calendar.event.getbyid` shows them.
+    def add_entry(
+        self,
+        member_id: str,
+        section: int | str,
+        name: str,
+        start: str,
+        end: str,
+        *,
+        zone: str = "UTC",
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """`start` / `end`: ISO instants (read in `zone` without an offset), or `Y-m-d` dates for
+        an all-day entry (`end` its last day). Fields: `zone_to`, `rrule`, `exdates`, `private`,
+        `accessibility`, `color`, `location`, `remind`, `attendees`, `description`,
+        `g_event_id`, `event_type`, `importance`, `created_by`, `room` (books that meeting room)."""
+        body = {"section": section, "name": name, "start": start, "end": end, "zone": zone}
+        entry: dict[str, Any] = self._call(
+            "POST", f"/portals/{member_id}/entries", json={**body, **fields}
+        )
+        return entry
+
+    def entries(self, member_id: str) -> list[dict[str, Any]]:
+        """Every entry, deleted ones too (`DELETED` "Y")."""
+        rows: list[dict[str, Any]] = self._call("GET", f"/portals/{member_id}/entries")["entries"]
+        return rows
+
+    def update_entry(self, member_id: str, entry_id: int | str, **fields: Any) -> dict[str, Any]:
+        entry: dict[str, Any] = self._call(
+            "PATCH", f"/portals/{member_id}/entries/{entry_id}", json=fields
+        )
+        return entry
+
+    def delete_entry(self, member_id: str, entry_id: int | str, *, deliver: bool = True) -> None:
+        """A series goes with its edited occurrences (a DELETE event for each)."""
+        path = f"/portals/{member_id}/entries/{entry_id}"
+        self._call("DELETE", path, params={"deliver": int(deliver)})
+
+    def edit_occurrence(
+        self, member_id: str, series_id: int | str, day: str, **fields: Any
+    ) -> dict[str, Any]:
+        """ "Only this one": `day` (Y-m-d, series zone) joins the series' EXDATE and a new entry
+        with `RECURRENCE_ID` takes the changed `fields`; returns {"series", "entry"}."""
+        return self._occurrence(member_id, series_id, "edit-occurrence", day, fields)
+
+    def cancel_occurrence(self, member_id: str, series_id: int | str, day: str) -> dict[str, Any]:
+        return self._occurrence(member_id, series_id, "cancel-occurrence", day, {})
+
+    def split_series(
+        self, member_id: str, series_id: int | str, day: str, **fields: Any
+    ) -> dict[str, Any]:
+        """ "This and following" from `day`: the series ends the day before; a new series starts
+        at that occurrence with the changed `fields`; returns {"series", "entry"}."""
+        return self._occurrence(member_id, series_id, "split", day, fields)
+
+    def add_room(self, member_id: str, name: str, **fields: Any) -> dict[str, Any]:
+        """A meeting room: a section of type `location`, owner 0."""
+        return self.add_section(member_id, "location", 0, name, **fields)
+
+    def set_locale(self, member_id: str, locale: str) -> dict[str, Any]:
+        """Dates in answers follow it: `en`, `de`, `ru`, `br`."""
+        return self.patch_portal(member_id, locale=locale)
+
+    def _occurrence(
+        self, member_id: str, series_id: int | str, action: str, day: str, fields: dict[str, Any]
+    ) -> dict[str, Any]:
+        path = f"/portals/{member_id}/entries/{series_id}/{action}"
+        answer: dict[str, Any] = self._call("POST", path, json={"date": day, **fields})
+        return answer

@@ -28,7 +28,8 @@ _log = logging.getLogger("bridge.sandbox.bitrix.emulator")
 class DeliveryJob:
     """One event for one handler; `ts` is stamped when it leaves the queue.
 
-    `data` None means the section events' `{"id": section_id}`; an empty `data` sends no `data`
+    `section_id` is the changed object's id: a section's, or an entry's for ONCALENDARENTRY*.
+    `data` None means the calendar events' `{"id": section_id}`; an empty `data` sends no `data`
     key at all (PHP drops empty arrays). An empty `handler_id` sends no `event_handler_id`, as
     for the install callback.
     """

@@ -6,10 +6,11 @@ behaviour follows `reference/bitrix24/NOTES.md` §9. A JSON control API under `/
 portals, data, outgoing webhooks, apps and faults, and reads back the request and delivery logs.
 
 This module assembles the app and answers `/rest/`; the rest lives next to it: the state in
-`state.py`, the REST methods in `methods.py`, `events.py` and `batch.py`, the method time budget
+`state.py` (calendar entries in `entries.py`, rendered by `entry_view.py`), the REST methods in
+`methods.py`, `entry_methods.py`, `events.py` and `batch.py`, the method time budget
 in `budget.py`, app installs, tokens and the offline queue in `apps.py` and `oauth.py`, the
-control API and fault injection in `control_api.py` and `app_control.py`, event delivery in
-`delivery.py`.
+control API and fault injection in `control_api.py`, `app_control.py` and `entry_control.py`,
+event delivery in `delivery.py`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from bridge.sandbox.bitrix.control_api import (
     emulator_base_url,
     guard,
 )
+from bridge.sandbox.bitrix.entry_control import EntryControl
 from bridge.sandbox.bitrix.events import run_method
 from bridge.sandbox.bitrix.methods import Call, Outcome, RestError, time_block
 from bridge.sandbox.bitrix.oauth import TokenServer, find_app_caller
@@ -65,6 +67,7 @@ class BitrixEmulator:
         self._state = State(deliver_timeout_s=deliver_timeout_s)
         control = Control(self._state)
         apps = AppControl(self._state)
+        entries = EntryControl(self._state)
         portal = "/_control/portals/{member_id}"
         read = ["GET", "DELETE"]
         get_post = ["GET", "POST"]
@@ -95,6 +98,18 @@ class BitrixEmulator:
                     f"{portal}/sections/{{section_id:int}}",
                     guard(control.change_section),
                     methods=["PATCH", "DELETE"],
+                ),
+                Route(f"{portal}/entries", guard(entries.add_entry), methods=["POST"]),
+                Route(f"{portal}/entries", guard(entries.list_entries), methods=["GET"]),
+                Route(
+                    f"{portal}/entries/{{entry_id:int}}",
+                    guard(entries.change_entry),
+                    methods=["PATCH", "DELETE"],
+                ),
+                Route(
+                    f"{portal}/entries/{{entry_id:int}}/{{action}}",
+                    guard(entries.occurrence),
+                    methods=["POST"],
                 ),
                 Route(f"{portal}/users", guard(control.add_users), methods=["POST"]),
                 Route(f"{portal}/notifications", guard(control.notifications), methods=["GET"]),

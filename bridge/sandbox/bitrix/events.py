@@ -3,7 +3,7 @@
 They answer only app (OAuth) calls; an incoming webhook gets 403 `WRONG_AUTH_TYPE`. Offline
 bindings and every `event.offline.*` method also need an admin (the installing user, unless
 installed with `admin: false`). `run_method` is the emulator's dispatcher: these methods first,
-then those of `methods`.
+then those of `methods` and `entry_methods`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from bridge.sandbox.bitrix.apps import OFFLINE_NOTICE, Binding, Install, OfflineRecord
+from bridge.sandbox.bitrix.entry_methods import ENTRY_METHODS
 from bridge.sandbox.bitrix.methods import (
     PAGE_SIZE,
     Call,
@@ -30,6 +31,9 @@ _KNOWN_EVENTS = frozenset(
         "ONCALENDARSECTIONADD",
         "ONCALENDARSECTIONUPDATE",
         "ONCALENDARSECTIONDELETE",
+        "ONCALENDARENTRYADD",
+        "ONCALENDARENTRYUPDATE",
+        "ONCALENDARENTRYDELETE",
         "ONAPPINSTALL",
         "ONAPPUNINSTALL",
         "ONAPPTEST",
@@ -43,7 +47,7 @@ _DENIED = "Access denied!"
 
 def run_method(method: str, call: Call) -> Outcome:
     handler = _EVENT_METHODS.get(method)
-    return handler(call) if handler is not None else dispatch(method, call)
+    return handler(call) if handler is not None else dispatch(method, call, ENTRY_METHODS)
 
 
 # event.bind, event.get, event.unbind

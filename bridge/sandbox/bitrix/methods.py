@@ -1,4 +1,5 @@
-"""The REST methods of the Bitrix24 emulator: calendar sections, resources, users and workgroups.
+"""The REST methods of the Bitrix24 emulator: calendar sections, resources, users and workgroups
+(calendar entries: `entry_methods.py`).
 
 Each method takes a `Call` (the portal, the merged parameters) and returns an `Outcome`; the
 caller holds the state lock and queues the deliveries a method appends to `call.jobs`. Errors
@@ -77,8 +78,11 @@ class Call:
         )
 
 
-def dispatch(method: str, call: Call) -> Outcome:
-    handler = _METHODS.get(method)
+def dispatch(
+    method: str, call: Call, more: Mapping[str, Callable[[Call], Outcome]] | None = None
+) -> Outcome:
+    """Run one of this module's methods or of `more` (the entry methods, entry_methods.py)."""
+    handler = _METHODS.get(method) or (more or {}).get(method)
     if handler is None:
         raise RestError(404, "ERROR_METHOD_NOT_FOUND", "Method not found!")
     if call.client_id is None and lacks_scope(call.portal.rights, method):
@@ -124,7 +128,7 @@ def _section_add(call: Call) -> Outcome:
     method = "calendar.section.add"
     cal_type, owner_id = _type_and_owner(call, method, dot=True)
     if cal_type not in ("user", "group"):
-        raise _calendar_error("Access denied")
+        raise calendar_error("Access denied")
     _check_texts(call.params, required_name=True)
     section = create_section(call.portal, cal_type, owner_id, call.params)
     call.changed("ADD", section.id)
@@ -136,10 +140,10 @@ def _section_update(call: Call) -> Outcome:
     cal_type, owner_id = _type_and_owner(call, method, dot=False)
     section_id = as_int(call.params.get("id"))
     if section_id is None:
-        raise _calendar_error("Section ID is not set")
+        raise calendar_error("Section ID is not set")
     section = _find_section(call.portal, section_id, cal_type, owner_id)
     if section is None:
-        raise _calendar_error("Access denied")
+        raise calendar_error("Access denied")
     _check_texts(call.params, required_name=False)
     apply_fields(section, call.params)
     call.changed("UPDATE", section.id)
@@ -150,10 +154,10 @@ def _section_delete(call: Call) -> Outcome:
     cal_type, owner_id = _type_and_owner(call, "calendar.section.delete", dot=True)
     section_id = as_int(call.params.get("id"))
     if section_id is None:
-        raise _calendar_error("Section ID is not set.")
+        raise calendar_error("Section ID is not set.")
     section = _find_section(call.portal, section_id, cal_type, owner_id)
     if section is None:
-        raise _calendar_error("Access denied.")
+        raise calendar_error("Access denied.")
     deactivate(section)
     call.changed("DELETE", section.id)
     return Outcome(True)
@@ -171,7 +175,7 @@ def _resource_list(call: Call) -> Outcome:
 
 def _resource_add(call: Call) -> Outcome:
     if not as_text(call.params.get("name")):
-        raise _required("name", "calendar.resource.add")
+        raise required("name", "calendar.resource.add")
     section = create_section(call.portal, "resource", 0, {"name": call.params["name"]})
     call.changed("ADD", section.id)
     return Outcome(section.id)
@@ -181,12 +185,12 @@ def _resource_update(call: Call) -> Outcome:
     method = "calendar.resource.update"
     resource_id = as_int(call.params.get("resourceId"))
     if resource_id is None:
-        raise _required("resourceId", method)
+        raise required("resourceId", method)
     if not as_text(call.params.get("name")):
-        raise _required("name", method)
+        raise required("name", method)
     section = _find_section(call.portal, resource_id, "resource", 0)
     if section is None:
-        raise _calendar_error("Access denied")
+        raise calendar_error("Access denied")
     apply_fields(section, {"name": call.params["name"]})
     call.changed("UPDATE", section.id)
     return Outcome(section.id)
@@ -195,33 +199,33 @@ def _resource_update(call: Call) -> Outcome:
 def _resource_delete(call: Call) -> Outcome:
     resource_id = as_int(call.params.get("resourceId"))
     if resource_id is None:
-        raise _required("resourceId", "calendar.resource.delete")
+        raise required("resourceId", "calendar.resource.delete")
     section = _find_section(call.portal, resource_id, "resource", 0)
     if section is None:
-        raise _calendar_error("Access denied")
+        raise calendar_error("Access denied")
     deactivate(section)
     call.changed("DELETE", section.id)
     return Outcome(True)
 
 
-def _calendar_error(description: str) -> RestError:
+def calendar_error(description: str) -> RestError:
     return RestError(400, "", description)
 
 
-def _required(name: str, method: str, *, dot: bool = False) -> RestError:
+def required(name: str, method: str, *, dot: bool = False) -> RestError:
     suffix = "." if dot else ""
     text = f'The required parameter "{name}" for the method "{method}" is not set{suffix}'
-    return _calendar_error(text)
+    return calendar_error(text)
 
 
 def _type_and_owner(call: Call, method: str, *, dot: bool) -> tuple[str, int]:
     cal_type = as_text(call.params.get("type"))
     if not cal_type:
-        raise _required("type", method, dot=dot)
+        raise required("type", method, dot=dot)
     owner_id = as_int(call.params.get("ownerId"))
     if owner_id is None:
         if cal_type != "user":
-            raise _required("ownerId", method, dot=dot)
+            raise required("ownerId", method, dot=dot)
         owner_id = call.user_id or call.portal.webhook_user_id
     return cal_type, owner_id
 
@@ -229,10 +233,10 @@ def _type_and_owner(call: Call, method: str, *, dot: bool) -> tuple[str, int]:
 def _check_texts(params: Mapping[str, Any], *, required_name: bool) -> None:
     name = params.get("name")
     if (required_name or name is not None) and (not as_text(name) or not _is_scalar(name)):
-        raise _calendar_error('Invalid value for the "name" parameter')
+        raise calendar_error('Invalid value for the "name" parameter')
     description = params.get("description")
     if description is not None and not _is_scalar(description):
-        raise _calendar_error('Invalid value for the "description" parameter')
+        raise calendar_error('Invalid value for the "description" parameter')
 
 
 def _is_scalar(value: Any) -> bool:

@@ -1,8 +1,9 @@
-"""What the Bitrix24 emulator remembers: portals, their sections, users, groups and webhooks.
+"""What the Bitrix24 emulator remembers: portals, their sections, entries, users, groups, webhooks.
 
 `State` holds every portal plus the fault list, the request log, the id sequence and the
 delivery queue, all behind one lock. Section changes made here never deliver events themselves;
-`section_events` says which deliveries a change causes and the caller queues them.
+`section_events` (and `entry_events` for calendar entries, `entries.py`) says which deliveries a
+change causes and the caller queues them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from bridge.sandbox.bitrix.address import Address, addressed
 from bridge.sandbox.bitrix.apps import PortalApps, app_events
 from bridge.sandbox.bitrix.budget import Budget
 from bridge.sandbox.bitrix.delivery import DeliveryJob, DeliveryQueue
+from bridge.sandbox.bitrix.entries import EntryBook
 from bridge.sandbox.bitrix.rights import Rights
 from bridge.sandbox.bitrix.values import as_bool, as_int, as_text
 
@@ -96,6 +98,7 @@ class Portal:
     # None: a self-hosted portal without a feature check handler.
     features: frozenset[str] | None = PLAN_FEATURES
     budget: Budget = field(default_factory=Budget)  # method time budget (limits.md)
+    entries: EntryBook = field(default_factory=EntryBook)  # calendar entries, locale (entries.py)
 
 
 @dataclass
@@ -249,14 +252,41 @@ def section_events(
     connector: str = "",
 ) -> list[DeliveryJob]:
     """Outgoing-webhook deliveries, then those of installed apps (online and offline)."""
-    event = f"ONCALENDARSECTION{action}"
+    return _change_events(
+        portal, f"ONCALENDARSECTION{action}", section_id, base_url, user_id, connector
+    )
+
+
+def entry_events(
+    portal: Portal,
+    action: str,
+    entry_id: int,
+    base_url: str,
+    *,
+    user_id: int | None = None,
+    connector: str = "",
+) -> list[DeliveryJob]:
+    """ONCALENDARENTRY{ADD,UPDATE,DELETE}: the section events' shape, `data[id]` the entry id
+    (api-reference/calendar/calendar-event/events/on-calendar-entry-add.md and siblings)."""
+    event = f"ONCALENDARENTRY{action}"
+    return _change_events(portal, event, entry_id, base_url, user_id, connector)
+
+
+def _change_events(
+    portal: Portal,
+    event: str,
+    object_id: int,
+    base_url: str,
+    user_id: int | None,
+    connector: str,
+) -> list[DeliveryJob]:
     hooks = [
         DeliveryJob(
             member_id=portal.member_id,
             handler_id=hook.id,
             url=hook.url,
             event=event,
-            section_id=section_id,
+            section_id=object_id,
             auth={
                 "domain": portal.domain,
                 "client_endpoint": f"{base_url}/rest/",
@@ -273,7 +303,7 @@ def section_events(
         member_id=portal.member_id,
         domain=portal.domain,
         event=event,
-        section_id=section_id,
+        section_id=object_id,
         base_url=base_url,
         user_id=user_id,
         connector=connector,
