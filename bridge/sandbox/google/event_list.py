@@ -134,12 +134,8 @@ def events_instances(
 def _page(
     store: Store, request: ApiRequest, calendar: JSON, user: str, items: list[JSON]
 ) -> ApiResponse:
-    page = paginate(
-        [render_event(item) for item in items],
-        request.query,
-        default=_PAGE_DEFAULT,
-        maximum=_PAGE_MAX,
-    )
+    page = paginate(items, request.query, default=_PAGE_DEFAULT, maximum=_PAGE_MAX)
+    page["items"] = [render_event(item) for item in page["items"]]  # copy only one page
     body: JSON = {
         "kind": "calendar#events",
         "etag": store.next_etag(),

@@ -20,7 +20,6 @@ from bridge.sandbox.google.events import (
     write_fields,
 )
 from bridge.sandbox.google.instances import editable_event, find_event, overrides_of
-from bridge.sandbox.google.recurrence import split_instance_id
 from bridge.sandbox.google.state import Store
 from bridge.sandbox.google.wire import (
     JSON,
@@ -101,10 +100,10 @@ def events_move(
         )
     destination = store.calendar_for(user, destination_id, need=_WRITER)
     from_events = events_of(store, source["id"])
-    event = from_events.get(event_id)
+    event = find_event(from_events, event_id, calendar_zone(source))
     if event is None or event["status"] == "cancelled":
         raise not_found()  # [inferred] a cancelled event cannot be moved
-    if "recurringEventId" in event or split_instance_id(event_id) is not None:
+    if "recurringEventId" in event:
         raise ApiError(
             400, "cannotChangeOrganizerOfInstance", "Cannot change the organizer of an instance."
         )

@@ -111,22 +111,21 @@ def write_fields(store: Store, event: JSON, fields: JSON, zone: ZoneInfo) -> Non
     if "recurringEventId" in event:
         fields = {name: value for name, value in fields.items() if name != "recurrence"}
     checked = _checked(fields, zone)
-    sequence = checked.pop("sequence", None)
+    sequence = checked.pop("sequence", event["sequence"])
+    if sequence < event["sequence"]:
+        raise ApiError(
+            400,
+            "invalidSequenceValue",  # [inferred]
+            "Invalid sequence value. The specified sequence number is below the current "
+            "sequence number of the resource.",
+        )
     timing_changed = any(event.get(name) != checked.get(name) for name in _TIMING)
-    if isinstance(sequence, int):
-        if sequence < event["sequence"]:
-            raise ApiError(
-                400,
-                "invalidSequenceValue",  # [inferred]
-                "Invalid sequence value. The specified sequence number is below the current "
-                "sequence number of the resource.",
-            )
-        event["sequence"] = sequence
-    elif timing_changed and "start" in event:
-        event["sequence"] += 1  # [inferred] a new time or rule is a new iCalendar revision
+    if sequence == event["sequence"] and timing_changed and "start" in event:
+        sequence += 1  # [inferred] a new time or rule is a new iCalendar revision
     for name in WRITABLE:
         event.pop(name, None)
     event.update(checked)
+    event["sequence"] = sequence
     event.setdefault("status", "confirmed")
     event.setdefault("reminders", {"useDefault": True})
     touch(store, event)
