@@ -170,6 +170,16 @@ def test_fields_are_checked(google: Google) -> None:
             "Missing time zone definition for start time.",
         ),
         ({**good, "recurrence": ["RRULE:FREQ=SOMETIMES"]}, (400, "invalid"), None),
+        (
+            {**good, "recurrence": ["RRULE:FREQ=DAILY;COUNT=2;UNTIL=20241220T000000Z"]},
+            (400, "invalid"),
+            None,
+        ),
+        (
+            {**good, "recurrence": ["EXDATE;TZID=Mars/Olympus:20241211T170000"]},
+            (400, "invalid"),
+            None,
+        ),
         ({**good, "colorId": "12"}, (400, "invalid"), None),
         ({**good, "transparency": "see-through"}, (400, "invalid"), None),
         (
@@ -230,6 +240,7 @@ def test_instances_of_count_until_and_exdate(google: Google) -> None:
         id="each00001",
         recurrence=[
             "RRULE:FREQ=DAILY;UNTIL=20241205T225959Z",
+            "RDATE;TZID=Europe/Berlin:20241201T180000",
             "EXDATE;TZID=Europe/Berlin:20241203T090000",
         ],
     )
@@ -256,6 +267,7 @@ def test_instances_of_count_until_and_exdate(google: Google) -> None:
     assert first["end"] == {"dateTime": "2024-12-02T11:00:00+01:00", "timeZone": BERLIN}
     assert "recurrence" not in first
     assert [i["start"]["dateTime"] for i in daily_items] == [
+        "2024-12-01T18:00:00+01:00",
         "2024-12-02T09:00:00+01:00",
         "2024-12-04T09:00:00+01:00",
         "2024-12-05T09:00:00+01:00",

@@ -7,7 +7,7 @@ ends carry `date`, the end being exclusive; both ends of an event are of the sam
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -115,7 +115,3 @@ def timed(moment: datetime, zone: str | None) -> JSON:
 
 def all_day(day: date) -> JSON:
     return {"date": day.isoformat()}
-
-
-def days(count: int) -> timedelta:
-    return timedelta(days=count)

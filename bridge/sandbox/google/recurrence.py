@@ -171,6 +171,9 @@ def _rule_text(rule: str, zone: ZoneInfo, all_day: bool) -> str:
     """The RRULE with `UNTIL` as a wall time in the series' zone, as dateutil wants it beside a
     naive DTSTART. A date-only UNTIL of a timed series includes that whole day [inferred]."""
     parts = []
+    names = {part.partition("=")[0].upper() for part in rule.split(";")}
+    if {"COUNT", "UNTIL"} <= names:
+        raise ValueError("RFC 5545: COUNT and UNTIL must not occur in the same RRULE")
     for part in rule.split(";"):
         name, _, value = part.partition("=")
         if name.upper() == "UNTIL":
