@@ -584,3 +584,27 @@ def test_hand_edits_through_the_control_api(google: Google) -> None:
         service.events().get(calendarId=calendar_id, eventId="hand00001").execute()["status"]
         == "cancelled"
     )
+
+
+def test_an_endless_series_reaches_any_window(google: Google) -> None:
+    service = google.service()
+    calendar_id = google.calendar(service)
+    events = service.events()
+    body = _timed(
+        "2020-01-01T09:00:00",
+        "2020-01-01T10:00:00",
+        id="endless01",
+        recurrence=["RRULE:FREQ=DAILY"],
+    )
+    events.insert(calendarId=calendar_id, body=body).execute()
+
+    far = events.list(calendarId=calendar_id, timeMin="2031-06-01T00:00:00Z").execute()["items"]
+    [one] = events.list(
+        calendarId=calendar_id,
+        singleEvents=True,
+        timeMin="2031-06-01T00:00:00Z",
+        timeMax="2031-06-02T00:00:00Z",
+    ).execute()["items"]
+
+    assert [event["id"] for event in far] == ["endless01"]
+    assert one["id"] == "endless01_20310601T070000Z"  # 09:00 in Berlin's summer time

@@ -94,7 +94,7 @@ def events_list(store: Store, request: ApiRequest, user: str, calendar_id: str) 
         if query.single and "recurringEventId" in event:
             continue  # listed in place of its occurrence, below
         if query.single and event.get("recurrence") and event["status"] != "cancelled":
-            before = query.time_max or horizon(event, zone)
+            before = query.time_max or horizon(event, zone, query.time_min)
             instances = series_instances(events, event, zone, before=before)
             items += _window(instances, query, zone, show_cancelled=query.show_deleted)
         elif _visible(event, query) and _series_in_window(event, query, zone):
@@ -121,7 +121,7 @@ def events_instances(
     if not series.get("recurrence"):
         items = [series]  # [inferred] a single event is its own only instance
     elif series["status"] != "cancelled":  # [inferred] a deleted series has no instances
-        before = query.time_max or horizon(series, zone)
+        before = query.time_max or horizon(series, zone, query.time_min)
         instances = series_instances(events, series, zone, before=before)
         items = _window(instances, query, zone, show_cancelled=show_deleted)
     original = request.query.get("originalStart")
@@ -173,7 +173,7 @@ def _series_in_window(event: JSON, query: _Query, zone: ZoneInfo) -> bool:
         return True
     if not event.get("recurrence") or event["status"] == "cancelled":
         return _overlaps(*span(event, zone), query)
-    before = query.time_max or horizon(event, zone)
+    before = query.time_max or horizon(event, zone, query.time_min)
     return any(_overlaps(o.begins, o.ends, query) for o in occurrences(event, zone, before=before))
 
 

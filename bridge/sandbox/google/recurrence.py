@@ -90,10 +90,11 @@ def occurrence_at(event: JSON, calendar_zone: ZoneInfo, key: str) -> Occurrence 
     return None
 
 
-def horizon(event: JSON, calendar_zone: ZoneInfo) -> datetime:
-    """Where a listing without `timeMax` stops expanding a series [inferred]."""
+def horizon(event: JSON, calendar_zone: ZoneInfo, after: datetime | None) -> datetime:
+    """Where a listing without `timeMax` stops expanding a series [inferred]: two years past
+    the latest of the series' start, now and the listing's `timeMin`."""
     first = parse_when(event["start"], "start").begins(calendar_zone)
-    return max(first, datetime.now(UTC)) + HORIZON
+    return max(first, datetime.now(UTC), after or first) + HORIZON
 
 
 class _Expansion:
