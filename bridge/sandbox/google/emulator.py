@@ -124,7 +124,8 @@ class GoogleEmulator:
         add_service_account(self._store, info)
 
     def reset(self) -> None:
-        """Forget calendars, lists, ACLs, tokens, faults, logs and read-only modes; keep keys."""
+        """Forget calendars, events, lists, ACLs, tokens, faults, logs and read-only modes; keep
+        keys and limits."""
         self._store.reset()
 
     def _build_app(self) -> Starlette:
