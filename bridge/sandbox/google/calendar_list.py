@@ -31,7 +31,7 @@ _EVENT_HEX = (
     "#a4bdfc #7ae7bf #dbadff #ff887c #fbd75b #ffb878 #46d6db #e1e1e1 #5484ed #51b749 #dc2127"
 )
 _CALENDAR_COLORS = {str(n): colour for n, colour in enumerate(_CALENDAR_HEX.split(), start=1)}
-_EVENT_COLORS = {str(n): colour for n, colour in enumerate(_EVENT_HEX.split(), start=1)}
+EVENT_COLORS = {str(n): colour for n, colour in enumerate(_EVENT_HEX.split(), start=1)}
 _FOREGROUND = "#1d1d1d"
 
 
@@ -183,7 +183,7 @@ def colors_get(store: Store, request: ApiRequest, user: str) -> ApiResponse:
             "kind": "calendar#colors",
             "updated": "2012-02-14T00:00:00.000Z",
             "calendar": palette(_CALENDAR_COLORS),
-            "event": palette(_EVENT_COLORS),
+            "event": palette(EVENT_COLORS),
         },
     )
 

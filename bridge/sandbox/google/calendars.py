@@ -1,7 +1,7 @@
 """The emulator's `calendars` resource: create, read, change and delete secondary calendars.
 
 A new calendar belongs to its creator (`dataOwner`), gets an owner ACL rule and a calendarList
-entry, and spends one unit of the creator's creation budget.
+entry, and spends one unit of the creator's creation budget. Deleting a calendar drops its events.
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ def calendars_delete(store: Store, request: ApiRequest, user: str, calendar_id: 
 def delete_calendar(store: Store, calendar_id: str) -> None:
     del store.state.calendars[calendar_id]
     store.state.acl.pop(calendar_id, None)
+    store.state.events.pop(calendar_id, None)
     for entries in store.state.lists.values():
         if calendar_id in entries:
             entries[calendar_id].deleted = True

@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from bridge.sandbox.google.calendar_list import render_entry
 from bridge.sandbox.google.calendars import delete_calendar, render_calendar
+from bridge.sandbox.google.event_control import EventControl
 from bridge.sandbox.google.oauth import add_service_account, user_of
 from bridge.sandbox.google.state import Fault, FaultAction, Store
 from bridge.sandbox.google.wire import (
@@ -124,6 +125,7 @@ class ControlApi:
         return [
             Route("/service-accounts", self._register, methods=["POST"]),
             Route("/calendars", self._list_calendars, methods=["GET"]),
+            *EventControl(self._store).routes(),
             Route(
                 "/calendars/{calendar_id:path}",
                 self._edit_calendar,
@@ -230,6 +232,7 @@ class ControlApi:
             with store.lock:
                 store.state.read_only_until.pop(email, None)
                 store.state.creations.pop(email, None)
+                store.state.event_creations.pop(email, None)
             return Response(status_code=204)
         body = await request.json() if await request.body() else {}
         seconds = float(body.get("seconds", store.quota_cooloff_s))

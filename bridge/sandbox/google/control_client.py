@@ -53,3 +53,31 @@ class GoogleControl(ControlClient):
 
     def clear_requests(self) -> None:
         self._call("DELETE", "/requests")
+
+    def events(self, calendar_id: str, *, show_deleted: bool = False) -> list[dict[str, Any]]:
+        """Every stored event of a calendar: series, single events and instance overrides
+        (cancelled ones too with `show_deleted`); unchanged instances are not stored."""
+        path = f"/calendars/{quote(calendar_id, safe='')}/events"
+        params = {"show_deleted": "true"} if show_deleted else {}
+        rows: list[dict[str, Any]] = self._call("GET", path, params=params)["items"]
+        return rows
+
+    def patch_event(self, calendar_id: str, event_id: str, **changes: Any) -> dict[str, Any]:
+        """Edit an event (or one instance, making an override) by hand, as a person in Google
+        Calendar would; patch semantics, no quota spent."""
+        path = f"/calendars/{quote(calendar_id, safe='')}/events/{quote(event_id, safe='')}"
+        event: dict[str, Any] = self._call("PATCH", path, json=changes)
+        return event
+
+    def delete_event(self, calendar_id: str, event_id: str) -> None:
+        """Delete an event (or cancel one instance) by hand; it stays as a cancelled event."""
+        path = f"/calendars/{quote(calendar_id, safe='')}/events/{quote(event_id, safe='')}"
+        self._call("DELETE", path)
+
+    def event_creation_budget(self, limit: int, window_s: float | None = None) -> None:
+        """Events a user may create per window before Google's "Calendar usage limits exceeded"
+        read-only mode (default 10,000 per hour)."""
+        body: dict[str, Any] = {"limit": limit}
+        if window_s is not None:
+            body["window_s"] = window_s
+        self._call("POST", "/event-budget", json=body)

@@ -2,9 +2,10 @@
 
 The real google-api-python-client, authorised by real google-auth service-account credentials, talks
 to it over HTTP: `/token` verifies the RS256 JWT assertion against registered keys, and
-`/calendar/v3/...` and `/batch/calendar/v3` serve calendars, calendarList, acl and colors with
-Google's error envelopes, abuse limits (creation budget, read-only mode, per-minute rate) and
-injectable faults. `/_control/...` is an unauthenticated JSON API for tests and demos.
+`/calendar/v3/...` and `/batch/calendar/v3` serve calendars, calendarList, acl, colors and events
+(with recurrence and instances) with Google's error envelopes, abuse limits (calendar and event
+creation budgets, read-only mode, per-minute rate) and injectable faults. `/_control/...` is an
+unauthenticated JSON API for tests and demos.
 """
 
 from __future__ import annotations
@@ -65,12 +66,16 @@ class GoogleEmulator:
         creation_window_s: float = 3600.0,
         quota_cooloff_s: float = 3 * 3600.0,
         user_rate_per_minute: int = 600,
+        event_creation_limit: int = 10_000,
+        event_creation_window_s: float = 3600.0,
     ) -> None:
         self._store = Store(
             creation_limit=creation_limit,
             creation_window_s=creation_window_s,
             quota_cooloff_s=quota_cooloff_s,
             user_rate_per_minute=user_rate_per_minute,
+            event_creation_limit=event_creation_limit,
+            event_creation_window_s=event_creation_window_s,
         )
         self.app: Starlette = self._build_app()
 
@@ -106,12 +111,21 @@ class GoogleEmulator:
     def user_rate_per_minute(self, value: int) -> None:
         self._store.user_rate_per_minute = value
 
+    @property
+    def event_creation_limit(self) -> int:
+        return self._store.event_creation_limit
+
+    @event_creation_limit.setter
+    def event_creation_limit(self, value: int) -> None:
+        self._store.event_creation_limit = value
+
     def register_service_account(self, info: Mapping[str, str]) -> None:
         """Trust JWT assertions signed by this key for `info["client_email"]`."""
         add_service_account(self._store, info)
 
     def reset(self) -> None:
-        """Forget calendars, lists, ACLs, tokens, faults, logs and read-only modes; keep keys."""
+        """Forget calendars, events, lists, ACLs, tokens, faults, logs and read-only modes; keep
+        keys and limits."""
         self._store.reset()
 
     def _build_app(self) -> Starlette:
@@ -170,13 +184,15 @@ class GoogleEmulator:
             headers = dict(part.headers)
             if outer_token is not None:
                 headers.setdefault("authorization", outer_token)
+            pairs = parse_qsl(target.query, keep_blank_values=True)
             inner = ApiRequest(
                 method=part.method,
                 raw_path=target.path,
-                query=dict(parse_qsl(target.query, keep_blank_values=True)),
+                query=dict(pairs),
                 headers=headers,
                 body=part.body,
                 in_batch=True,
+                query_pairs=pairs,
             )
             if not inner.path.startswith("/calendar/v3/"):
                 result = error_response(ApiError(404, "notFound", "Not Found"))

@@ -1,7 +1,8 @@
 """Route one Calendar v3 call to its handler, after the checks Google makes before any handler.
 
 A call needs a live bearer token whose scopes allow the operation, spends the user's per-minute
-request budget, and may not write while the user is in read-only (quota-exceeded) mode.
+request budget (event writes included, NOTES §13 "Limits"), and may not write while the user is in
+read-only (quota-exceeded) mode.
 """
 
 from __future__ import annotations
@@ -33,6 +34,15 @@ from bridge.sandbox.google.calendars import (
     calendars_patch,
     calendars_update,
 )
+from bridge.sandbox.google.event_list import events_instances, events_list
+from bridge.sandbox.google.event_routes import (
+    events_delete,
+    events_get,
+    events_insert,
+    events_move,
+    events_patch,
+    events_update,
+)
 from bridge.sandbox.google.state import Store, Token
 from bridge.sandbox.google.wire import (
     ApiError,
@@ -58,11 +68,19 @@ _RO, _LIST, _LIST_RO = (
     f"{_AUTH}.calendarlist.readonly",
 )
 _ACLS, _ACLS_RO = f"{_AUTH}.acls", f"{_AUTH}.acls.readonly"
+_EVENTS, _EVENTS_RO, _EVENTS_OWNED = (
+    f"{_AUTH}.events",
+    f"{_AUTH}.events.readonly",
+    f"{_AUTH}.events.owned",
+)
 _CAL_PATH, _ACL_PATH, _LIST_PATH = (
     ("calendars", "*"),
     ("calendars", "*", "acl"),
     ("users", "me", "calendarList"),
 )
+_EVENTS_PATH, _EVENT_PATH = ("calendars", "*", "events"), ("calendars", "*", "events", "*")
+_EVENT_WRITE = frozenset({_FULL, _APP, _EVENTS, _EVENTS_OWNED})
+_EVENT_READ = _EVENT_WRITE | {_RO, _EVENTS_RO}
 
 # (method, path under /calendar/v3 with "*" for an id, operation, the scopes that allow it)
 _OPERATIONS: tuple[tuple[str, tuple[str, ...], str, frozenset[str]], ...] = (
@@ -84,6 +102,14 @@ _OPERATIONS: tuple[tuple[str, tuple[str, ...], str, frozenset[str]], ...] = (
     ("PUT", (*_LIST_PATH, "*"), "calendarList.update", frozenset({_FULL, _APP, _LIST})),
     ("DELETE", (*_LIST_PATH, "*"), "calendarList.delete", frozenset({_FULL, _APP, _LIST})),
     ("GET", ("colors",), "colors.get", frozenset()),
+    ("GET", _EVENTS_PATH, "events.list", _EVENT_READ),
+    ("POST", _EVENTS_PATH, "events.insert", _EVENT_WRITE),
+    ("GET", _EVENT_PATH, "events.get", _EVENT_READ),
+    ("PATCH", _EVENT_PATH, "events.patch", _EVENT_WRITE),
+    ("PUT", _EVENT_PATH, "events.update", _EVENT_WRITE),
+    ("DELETE", _EVENT_PATH, "events.delete", _EVENT_WRITE),
+    ("GET", (*_EVENT_PATH, "instances"), "events.instances", _EVENT_READ),
+    ("POST", (*_EVENT_PATH, "move"), "events.move", _EVENT_WRITE),
 )
 
 _HANDLERS: dict[str, _Handler] = {
@@ -105,6 +131,14 @@ _HANDLERS: dict[str, _Handler] = {
     "calendarList.update": calendarlist_update,
     "calendarList.delete": calendarlist_delete,
     "colors.get": colors_get,
+    "events.list": events_list,
+    "events.insert": events_insert,
+    "events.get": events_get,
+    "events.patch": events_patch,
+    "events.update": events_update,
+    "events.delete": events_delete,
+    "events.instances": events_instances,
+    "events.move": events_move,
 }
 
 

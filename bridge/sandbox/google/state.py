@@ -103,10 +103,13 @@ class Subscription:
 @dataclass
 class _State:
     calendars: dict[str, JSON] = field(default_factory=dict)
+    # calendar id → event id → event; an instance override is stored under its instance id
+    events: dict[str, dict[str, JSON]] = field(default_factory=dict)
     acl: dict[str, dict[str, AclRule]] = field(default_factory=dict)
     lists: dict[str, dict[str, Subscription]] = field(default_factory=dict)
     tokens: dict[str, Token] = field(default_factory=dict)
     creations: dict[str, deque[float]] = field(default_factory=dict)
+    event_creations: dict[str, deque[float]] = field(default_factory=dict)
     recent_requests: dict[str, deque[float]] = field(default_factory=dict)
     read_only_until: dict[str, float] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
@@ -122,9 +125,13 @@ class Store:
         creation_window_s: float,
         quota_cooloff_s: float,
         user_rate_per_minute: int,
+        event_creation_limit: int,
+        event_creation_window_s: float,
     ) -> None:
         self.creation_limit = creation_limit
         self.creation_window_s = creation_window_s
+        self.event_creation_limit = event_creation_limit
+        self.event_creation_window_s = event_creation_window_s
         self.quota_cooloff_s = quota_cooloff_s
         self.user_rate_per_minute = user_rate_per_minute
         self.lock = threading.Lock()
@@ -153,11 +160,22 @@ class Store:
         recent.append(now)
 
     def spend_creation_budget(self, user: str) -> None:
-        now = time.monotonic()
         created = self.state.creations.setdefault(user, deque())
-        while created and created[0] <= now - self.creation_window_s:
+        self._spend_abuse_budget(user, created, self.creation_limit, self.creation_window_s)
+
+    def spend_event_creation_budget(self, user: str) -> None:
+        # NOTES §7.1: "100,000 events in a short period" → read-only, like too many calendars.
+        created = self.state.event_creations.setdefault(user, deque())
+        limit, window_s = self.event_creation_limit, self.event_creation_window_s
+        self._spend_abuse_budget(user, created, limit, window_s)
+
+    def _spend_abuse_budget(
+        self, user: str, created: deque[float], limit: int, window_s: float
+    ) -> None:
+        now = time.monotonic()
+        while created and created[0] <= now - window_s:
             created.popleft()
-        if len(created) >= self.creation_limit:
+        if len(created) >= limit:
             self.state.read_only_until[user] = now + self.quota_cooloff_s
             raise quota_exceeded()
         created.append(now)

@@ -31,10 +31,18 @@ class ApiRequest:
     headers: dict[str, str]  # lower-case names
     body: bytes
     in_batch: bool = False
+    # Every query parameter in order, repeats included (`query` keeps the last of each name).
+    query_pairs: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def path(self) -> str:
         return unquote(self.raw_path)
+
+    def query_values(self, name: str) -> list[str]:
+        """Every value of a repeatable parameter, e.g. `privateExtendedProperty`."""
+        if not self.query_pairs:
+            return [self.query[name]] if name in self.query else []
+        return [value for key, value in self.query_pairs if key == name]
 
 
 @dataclass
@@ -65,16 +73,16 @@ class ApiError(Exception):
 async def read_request(request: Request) -> ApiRequest:
     raw_path = request.scope.get("raw_path")
     path = raw_path.decode("latin-1") if raw_path else quote(request.scope["path"])
+    pairs = parse_qsl(
+        request.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True
+    )
     return ApiRequest(
         method=request.method,
         raw_path=path.split("?", 1)[0],
-        query=dict(
-            parse_qsl(
-                request.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True
-            )
-        ),
+        query=dict(pairs),
         headers={name.lower(): value for name, value in request.headers.items()},
         body=await request.body(),
+        query_pairs=pairs,
     )
 
 
@@ -151,9 +159,11 @@ def non_empty_str(value: Any) -> TypeGuard[str]:
     return isinstance(value, str) and bool(value.strip())
 
 
-def paginate(items: list[JSON], query: Mapping[str, str]) -> JSON:
+def paginate(
+    items: list[JSON], query: Mapping[str, str], *, default: int = 100, maximum: int = 250
+) -> JSON:
     try:
-        max_results = min(max(int(query.get("maxResults", "100")), 1), 250)
+        max_results = min(max(int(query.get("maxResults", str(default))), 1), maximum)
     except ValueError:
         raise ApiError(
             400,
