@@ -17,17 +17,18 @@ from typing import Any
 from bridge.bitrix import BitrixClient
 from bridge.config import PortalConfig
 from bridge.events import (
+    ENTRY_EVENTS,
     OFFLINE_NOTICE,
+    SECTION_EVENTS,
     UNINSTALL,
     BitrixEvent,
     MalformedEvent,
-    SectionEvent,
     read_event,
 )
 
 log = logging.getLogger("bridge.bindings")
 
-SECTION_EVENTS = [event.value for event in SectionEvent]
+MIRRORED_EVENTS = sorted(SECTION_EVENTS | ENTRY_EVENTS)  # all the bridge may have bound
 PAGE = 50
 EXTENDED_FEATURE = "rest_offline_extended"
 # `event.offline.get` with `clear=0` on a plan without the extended mode
@@ -66,17 +67,19 @@ class OfflineBatch:
 
 
 def bind_events(client: BitrixClient, portal: PortalConfig, handler_url: str | None) -> list[str]:
-    """Subscribe the section events (reading event.get first, so a second run changes nothing)."""
+    """Subscribe the section events, and the entry events when entries are mirrored (reading
+    event.get first, so a second run changes nothing)."""
     existing = _bindings(client)
+    events = sorted(SECTION_EVENTS | (ENTRY_EVENTS if portal.mirror.entries.enabled else set()))
     wanted: list[dict[str, Any]] = []
     if portal.bitrix.delivery == "offline":
-        wanted += [{"event": event, "event_type": "offline"} for event in SECTION_EVENTS]
+        wanted += [{"event": event, "event_type": "offline"} for event in events]
         if handler_url:
             wanted.append(
                 {"event": OFFLINE_NOTICE, "handler": handler_url, "options": {"minTimeout": 1}}
             )
     elif handler_url:
-        wanted += [{"event": event, "handler": handler_url} for event in SECTION_EVENTS]
+        wanted += [{"event": event, "handler": handler_url} for event in events]
     if handler_url:
         # Bitrix24 calls ONAPPUNINSTALL only for an app that bound a handler for it
         # (api-reference/common/events/on-app-uninstall.md, settings/app-uninstallation.md).
@@ -94,7 +97,7 @@ def bind_events(client: BitrixClient, portal: PortalConfig, handler_url: str | N
 def unbind_events(client: BitrixClient, handler_url: str | None) -> int:
     removed = 0
     for event, handler, offline in _bindings(client):
-        if event not in (*SECTION_EVENTS, OFFLINE_NOTICE, UNINSTALL) or (
+        if event not in (*MIRRORED_EVENTS, OFFLINE_NOTICE, UNINSTALL) or (
             handler_url and handler and handler != handler_url
         ):
             continue
@@ -186,7 +189,7 @@ def _as_event(portal: PortalConfig, record: dict[str, Any]) -> BitrixEvent | Non
     name = str(record.get("EVENT_NAME", "")).upper()
     data = record.get("EVENT_DATA")
     section = data.get("id") if isinstance(data, dict) else None
-    if name not in SECTION_EVENTS or section is None:
+    if name not in MIRRORED_EVENTS or section is None:
         return None
     fields = {
         "event": name,

@@ -21,10 +21,12 @@ from bridge.tokens import TokenCipher
 
 if TYPE_CHECKING:
     from bridge.google_calendar import CalendarGateway
+    from bridge.google_events import EventGateway
 
 
 class PortalClients:
-    """The Bitrix24 client and Google gateway of one portal, built once per worker or command."""
+    """The Bitrix24 client and Google gateways (calendars, events) of one portal, built once per
+    worker or command."""
 
     def __init__(
         self, engine: Engine, portal: PortalConfig, cipher: TokenCipher | None = None
@@ -32,6 +34,7 @@ class PortalClients:
         # Imported here: the web imports this module but never calls Google, and the Google
         # libraries are heavy.
         from bridge.google_calendar import GoogleCalendarGateway
+        from bridge.google_events import GoogleEventGateway
 
         rate = portal.bitrix.rate_limit
         self.bitrix = bitrix_client_for(
@@ -43,7 +46,10 @@ class PortalClients:
         per_minute = portal.google.requests_per_minute
         burst = max(1, per_minute // 10)
         pacer = LeakyBucket(burst=burst, per_second=max(per_minute - burst, 1) / 60)
-        self.google: CalendarGateway = GoogleCalendarGateway(portal.google, pacer=pacer)
+        calendars = GoogleCalendarGateway(portal.google, pacer=pacer)
+        self.google: CalendarGateway = calendars
+        # Events share the calendars' credentials, transport and pace (one subject, one quota).
+        self.events: EventGateway = GoogleEventGateway(calendars)
 
     def close(self) -> None:
         self.bitrix.close()

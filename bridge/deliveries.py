@@ -74,7 +74,12 @@ class Deliveries:
             log.warning("event from an unknown portal refused", extra={"event": event.event})
             count_delivery(UNKNOWN_PORTAL, event.event, "unknown_portal")
             return error_response(403, "auth[member_id] is not a configured portal")
-        fields = {"portal": portal.key, "event": event.event, "section_id": event.section_id}
+        fields = {
+            "portal": portal.key,
+            "event": event.event,
+            "section_id": event.section_id,
+            "entry_id": event.entry_id,
+        }
         refusal = _refused_install(portal, event, fields) if event.event == INSTALL else None
         if refusal is not None:
             return refusal

@@ -35,7 +35,18 @@ class SectionEvent(StrEnum):
     DELETE = "ONCALENDARSECTIONDELETE"
 
 
-HANDLED_EVENTS = frozenset(e.value for e in SectionEvent)
+class EntryEvent(StrEnum):
+    """A calendar entry (event, booking) was added, changed or deleted: `data[id]` is its id
+    (`api-reference/calendar/calendar-event/events/`)."""
+
+    ADD = "ONCALENDARENTRYADD"
+    UPDATE = "ONCALENDARENTRYUPDATE"
+    DELETE = "ONCALENDARENTRYDELETE"
+
+
+SECTION_EVENTS = frozenset(e.value for e in SectionEvent)
+ENTRY_EVENTS = frozenset(e.value for e in EntryEvent)
+HANDLED_EVENTS = SECTION_EVENTS | ENTRY_EVENTS
 INSTALL = "ONAPPINSTALL"
 UNINSTALL = "ONAPPUNINSTALL"
 OFFLINE_NOTICE = "ONOFFLINEEVENT"
@@ -80,6 +91,7 @@ class BitrixEvent:
     auth: EventAuth
     section_id: str | None  # set for the section events the bridge handles
     payload: dict[str, Any]  # what gets stored: the body without credentials
+    entry_id: str | None = None  # set for the entry events
 
     @property
     def handled(self) -> bool:
@@ -140,11 +152,15 @@ def read_event(fields: dict[str, Any]) -> BitrixEvent:
         _text(fields, optional, optional, required=False)
     payload = {key: value for key, value in fields.items() if key != "auth"}
     payload["auth"] = {k: v for k, v in auth_raw.items() if k not in SECRET_AUTH_KEYS}
-    section_id = _section_id(fields) if event in HANDLED_EVENTS else None
-    return BitrixEvent(event=event, auth=auth, section_id=section_id, payload=payload)
+    section_id = _object_id(fields, "section") if event in SECTION_EVENTS else None
+    entry_id = _object_id(fields, "entry") if event in ENTRY_EVENTS else None
+    return BitrixEvent(
+        event=event, auth=auth, section_id=section_id, payload=payload, entry_id=entry_id
+    )
 
 
-def _section_id(fields: dict[str, Any]) -> str:
+def _object_id(fields: dict[str, Any], kind: str) -> str:
+    """`data[id]`: the section's or the entry's id, a positive integer."""
     data = fields.get("data")
     if not isinstance(data, dict):
         raise MalformedEvent("data[id]", "is missing")
@@ -156,7 +172,7 @@ def _section_id(fields: dict[str, Any]) -> str:
             "data[id]", "is missing" if value in (None, "") else "must be a string"
         )
     if not value.isascii() or not value.isdigit() or len(value) > 18 or int(value) == 0:
-        raise MalformedEvent("data[id]", "must be a positive integer section id")
+        raise MalformedEvent("data[id]", f"must be a positive integer {kind} id")
     return str(int(value))
 
 

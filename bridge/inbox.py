@@ -255,6 +255,7 @@ def _record(connection: Connection, portal_key: str, event: BitrixEvent) -> Reco
         "portal_key": portal_key,
         "event": event.event,
         "section_id": event.section_id,
+        "entry_id": event.entry_id,
         "dedup_key": event.dedup_key,
         "payload": json.dumps(event.payload, ensure_ascii=False, sort_keys=True),
         "state": state,

@@ -74,6 +74,16 @@ def test_the_example_file_documents_a_valid_config() -> None:
     }
     portals = load_portals(ROOT / "config" / "portals.example.yaml", env)
     assert [p.key for p in portals] == ["acme"]
+    entries = portals[0].mirror.entries
+    assert (entries.enabled, entries.past_days, entries.future_days) == (True, 30, 365)
+    assert (entries.privacy, entries.attendees) == ("respect_private", "none")
+
+
+def test_entries_default_to_on_private_as_busy_and_nobody_invited(tmp_path: Path) -> None:
+    (acme,) = load_portals(write(tmp_path, portal()), ENV)
+    entries = acme.mirror.entries
+    assert entries.enabled and entries.privacy == "respect_private"
+    assert entries.attendees == "none" and not entries.reminders and entries.link_back
 
 
 @pytest.mark.parametrize(
@@ -88,6 +98,17 @@ def test_the_example_file_documents_a_valid_config() -> None:
         ({"mirror": {"groups": "some"}}, ENV, "portal acme, key mirror.groups"),
         ({"mirror": {"on_delete": "shred"}}, ENV, "portal acme, key mirror.on_delete"),
         ({"mirror": {"name": "{title}"}}, ENV, "portal acme, key mirror.name"),
+        (
+            {"mirror": {"entries": {"privacy": "secret"}}},
+            ENV,
+            "portal acme, key mirror.entries.privacy",
+        ),
+        (
+            {"mirror": {"entries": {"past_days": -1}}},
+            ENV,
+            "portal acme, key mirror.entries.past_days",
+        ),
+        ({"mirror": {"entries": {"invite": True}}}, ENV, "key mirror.entries.invite: unknown key"),
         (
             {"google": {"service_account": "${GSA}", "subject": "nobody"}},
             ENV,

@@ -23,6 +23,7 @@ from bridge.config.loading import load_portals, parse_portals
 from bridge.config.mirroring import (
     NAME_FIELDS,
     DeleteGuard,
+    EntriesConfig,
     MirrorConfig,
     OnDelete,
     OwnerSelection,
@@ -46,6 +47,7 @@ __all__ = [
     "ConfigError",
     "CreationPace",
     "DeleteGuard",
+    "EntriesConfig",
     "GoogleConfig",
     "MirrorConfig",
     "NotifyConfig",

@@ -71,6 +71,21 @@ class DeleteGuard(StrictModel):
         return self
 
 
+class EntriesConfig(StrictModel):
+    """`mirror.entries`: how the calendars' entries (events, bookings) are mirrored."""
+
+    enabled: bool = True
+    # The window for single entries; a recurring series is mirrored whole.
+    past_days: int = Field(default=30, ge=0, le=3650)
+    future_days: int = Field(default=365, ge=0, le=3650)
+    # full: everything; busy_only: "Busy", no description or location; respect_private: entries
+    # marked private in Bitrix24 are mirrored as busy only.
+    privacy: Literal["full", "busy_only", "respect_private"] = "respect_private"
+    attendees: Literal["none", "names"] = "none"  # never invite anyone; names go in the description
+    reminders: bool = False  # copy Bitrix24's reminders
+    link_back: bool = True  # a link to the entry in Bitrix24 in the description
+
+
 class MirrorConfig(StrictModel):
     company: bool = True
     resources: bool = True
@@ -85,6 +100,7 @@ class MirrorConfig(StrictModel):
     include_google_synced: bool = False
     reconcile_interval_minutes: float = Field(default=15, ge=0)  # 0 turns it off
     delete_guard: DeleteGuard = Field(default_factory=DeleteGuard)
+    entries: EntriesConfig = Field(default_factory=EntriesConfig)
 
     def share_for(self, section_type: str) -> list[ShareRule]:
         for kind, rules in self.share_by_type.items():
