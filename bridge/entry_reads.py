@@ -119,3 +119,32 @@ def _refused(reads: EntryReads, entry_id: str, error: BitrixError) -> None:
     else:
         raise error
 
+
+def room_names(client: BitrixClient) -> dict[str, str]:
+    """Meeting room (a `location` section) id → name: a booked room's `LOCATION` names only its
+    id (`calendar_<room>[_<booking>]`)."""
+    answer = client.call("calendar.section.get", {"type": "location", "ownerId": 0})
+    return {
+        str(row.get("ID")): str(row.get("NAME") or "")
+        for row in batch_rows(answer.get("result"))
+        if row.get("ID")
+    }
+
+
+def user_names(client: BitrixClient, user_ids: Sequence[str]) -> dict[str, str]:
+    """User id → display name (for `attendees: names`), 50 `user.get` lookups per batch."""
+    names: dict[str, str] = {}
+    ids = list(dict.fromkeys(user_ids))
+    for start in range(0, len(ids), BATCH):
+        chunk = ids[start : start + BATCH]
+        answer = client.batch(
+            {f"u{i}": batch_command("user.get", {"ID": user_id}) for i, user_id in enumerate(chunk)}
+        )
+        for i, user_id in enumerate(chunk):
+            for row in batch_rows(answer.results.get(f"u{i}")):
+                full = " ".join(
+                    str(row.get(key) or "").strip() for key in ("NAME", "LAST_NAME")
+                ).strip()
+                if full:
+                    names[user_id] = full
+    return names

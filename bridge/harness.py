@@ -30,7 +30,7 @@ from sqlmodel import Session, col, select
 from bridge.config import PortalConfig, parse_portals
 from bridge.db import create_db_engine, migrate
 from bridge.models import InboxEvent, InboxState
-from bridge.sandbox.bitrix import BitrixControl, BitrixEmulator
+from bridge.sandbox.bitrix import ENTRY_EVENTS, SECTION_EVENTS, BitrixControl, BitrixEmulator
 from bridge.sandbox.google import GoogleControl, GoogleEmulator, generate_service_account
 from bridge.sandbox.server import ServerThread
 
@@ -115,9 +115,14 @@ def demo_portal(
 
 
 def bind_outgoing_webhook(sandbox: Sandbox, portal: PortalConfig, handler_url: str) -> None:
-    """The portal's outgoing webhook for section events, pointed at the bridge."""
+    """The portal's outgoing webhook for the section and entry events, pointed at the bridge."""
     assert portal.application_token is not None
-    sandbox.bitrix.bind_outgoing_webhook(portal.member_id, handler_url, portal.application_token)
+    sandbox.bitrix.bind_outgoing_webhook(
+        portal.member_id,
+        handler_url,
+        portal.application_token,
+        events=(*SECTION_EVENTS, *ENTRY_EVENTS),
+    )
 
 
 def free_port() -> int:

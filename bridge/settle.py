@@ -21,7 +21,7 @@ from bridge.metrics import APPLY_LATENCY, EVENTS_APPLIED
 from bridge.models import InboxEvent, InboxState, utcnow
 from bridge.portal_events import CheckedInstalls
 from bridge.queue import TryLater
-from bridge.sync import Settled, SyncReport
+from bridge.sync_report import Settled, SyncReport
 
 log = logging.getLogger("bridge.worker")
 
@@ -93,49 +93,58 @@ def reconciled(portal: PortalConfig, report: SyncReport, alerts: Alerts) -> None
         )
 
 
-class SectionRows:
-    """The event path's rows, by the section they name, settled by one `Sections` sync: each
-    section's rows as it ends (`settled`), the rest once the sync is over (`ended`)."""
+class ObjectRows:
+    """The event path's rows, grouped by the object they name (a section, or an entry), settled
+    by one sync of those objects: each object's rows as it ends (`settled`), the rest once the
+    sync is over (`ended`). `kind` is "section" or "entry", for logs."""
 
     def __init__(
         self,
         lease: Lease,
         portal: PortalConfig,
-        by_section: dict[str, list[InboxEvent]],
+        groups: dict[str, list[InboxEvent]],
         alerts: Alerts,
+        kind: str = "section",
     ) -> None:
         self.lease = lease
         self.portal = portal
-        self.by_section = by_section
+        self.groups = groups
         self.alerts = alerts
+        self.kind = kind
 
-    def settled(self, section_id: str, settled: Settled) -> None:
-        group = self.by_section[section_id]
+    def settled(self, object_id: str, settled: Settled) -> None:
+        group = self.groups.get(object_id)
+        if group is None:  # an object the sync touched on its own account (an entry's series)
+            return
         if settled.error is not None:
             fail(self.lease, self.portal, group, settled.error, self.alerts)
         elif settled.state is not None:
             finish(self.lease, group, settled.state, settled.outcome)
-            self._log(section_id, group, settled)
+            self._log(object_id, group, settled)
 
     def ended(self, report: SyncReport) -> None:
-        """A selection that could not be read fails every row; sections the sync did not reach
-        (it was stopped) go back to the queue untouched."""
+        """A read that failed fails every row; objects the sync did not reach (it was stopped)
+        go back to the queue untouched."""
         if report.read_error is not None:
-            rows = [row for group in self.by_section.values() for row in group]
+            rows = [row for group in self.groups.values() for row in group]
             fail(self.lease, self.portal, rows, report.read_error, self.alerts)
             return
-        left = [key for key in self.by_section if key not in report.settled]
+        left = [key for key in self.groups if key not in report.settled]
         if left:
-            ids = [row.id for key in left for row in self.by_section[key] if row.id]
+            ids = [row.id for key in left for row in self.groups[key] if row.id]
             queue.put_back(self.lease, ids)
             log.info(
-                "portal %s: stopping; %d section(s) left for later", self.portal.key, len(left)
+                "portal %s: stopping; %d %s(s) left for later",
+                self.portal.key,
+                len(left),
+                self.kind,
             )
         self.alerts.credentials_ok(self.lease)
 
-    def _log(self, section_id: str, group: list[InboxEvent], settled: Settled) -> None:
+    def _log(self, object_id: str, group: list[InboxEvent], settled: Settled) -> None:
         portal = self.portal
-        if settled.state == InboxState.PARKED:  # only the delete guard parks without an error
+        if settled.state == InboxState.PARKED and self.kind == "section":
+            # only the delete guard parks a section without an error
             blocked = settled.outcome.removeprefix("mass-delete guard: ")
             log.warning("mass-delete guard tripped: %s", blocked, extra={"portal": portal.key})
             self.alerts.alert(
@@ -144,17 +153,19 @@ class SectionRows:
                 f"the mass-delete guard held back removals (parked; everything else was "
                 f"applied): {blocked}",
             )
-        elif settled.action is not None:
+        elif settled.action is not None or self.kind == "entry":
+            kind = settled.action.kind.value if settled.action is not None else settled.state
             log.info(
-                "section %s: %s",
-                section_id,
+                "%s %s: %s",
+                self.kind,
+                object_id,
                 settled.outcome,
                 extra={
                     "portal": portal.key,
                     "member_id": portal.member_id,
-                    "section_id": section_id,
+                    f"{self.kind}_id": object_id,
                     "event": ",".join(sorted({row.event for row in group})),
-                    "outcome": settled.action.kind.value,
+                    "outcome": kind,
                     "duration_ms": settled.duration_ms,
                 },
             )

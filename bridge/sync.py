@@ -1,7 +1,8 @@
 """The one sync step: read a portal's selection, plan, guard and apply, for some sections or all.
 
-`sync` is the only place that does this. Its scope is either `Sections` (the event path: the
-sections that inbox rows named, each settled with an outcome for its rows) or `Everything` (a
+`sync` is the only place that does this. Its scope is `Sections` (the event path: the
+sections that inbox rows named, each settled with an outcome for its rows), `Entries` (the same
+for entries, in `entry_sync.py`) or `Everything` (a
 reconciliation: the worker's periodic one and `bridge sync`, which also repairs deliveries
 Bitrix24 never made, calendars renamed or deleted by hand in Google, sections that left the
 selection and calendars that carry our marker but lost their mapping; its report is recorded in
@@ -15,15 +16,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlmodel import Session, col, select
 
 from bridge.bitrix import BitrixError
 from bridge.clients import PortalClients
 from bridge.config import PortalConfig
+from bridge.entry_sync import sync_entries
 from bridge.google_calendar import CalendarListEntry, GoogleError
 from bridge.lease import Lease, fenced
 from bridge.mappings import mapped_calendar
@@ -40,6 +41,7 @@ from bridge.selection import (
     resolve_sections,
     vanished,
 )
+from bridge.sync_report import Settled, SyncReport
 
 Progress = Callable[[int, int], None]
 
@@ -60,72 +62,14 @@ class Everything:
     progress: Progress | None = None
 
 
-Scope = Sections | Everything
-
-
 @dataclass(frozen=True)
-class Settled:
-    """How one section of a `Sections` sync ended for its inbox rows: a final `state` with its
-    `outcome`, or an `error` for the queue's retry policy, or neither (stopped before it)."""
+class Entries:
+    """The event path for entries: these entry ids (in the order their rows came)."""
 
-    state: InboxState | None
-    outcome: str = ""
-    error: Exception | None = None
-    action: Action | None = None
-    duration_ms: float = 0.0
+    ids: tuple[str, ...]
 
 
-@dataclass
-class SyncReport:
-    portal_key: str
-    actions: list[Action] = field(default_factory=list)
-    done: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-    blocked: str | None = None  # why the mass-delete guard tripped
-    held: list[Action] = field(default_factory=list)  # removals it held back
-    kept: list[str] = field(default_factory=list)  # unconfirmed sections kept, with the reason
-    read_only: str | None = None  # the owner is in Google's read-only mode (bridge.quota)
-    waiting: int = 0  # actions left for after the owner's probe
-    dry_run: bool = False
-    read_error: Exception | None = None  # the selection could not be read: nothing was planned
-    settled: dict[str, Settled] = field(default_factory=dict)  # per section (`Sections` only)
-    on_settled: Callable[[str, Settled], None] | None = field(default=None, repr=False)
-
-    def settle(self, section_id: str, settled: Settled) -> None:
-        self.settled[section_id] = settled
-        if self.on_settled is not None:
-            self.on_settled(section_id, settled)
-
-    def summary(self) -> str:
-        counts = Counter(action.kind for action in self.actions)
-        removing = sum(1 for action in self.actions if action.removes_calendar)
-        parts = [
-            f"{counts[ActionKind.CREATE] + counts[ActionKind.RECREATE]} to create",
-            f"{counts[ActionKind.ADOPT]} to adopt",
-            f"{counts[ActionKind.UPDATE]} to update",
-            f"{removing} to delete or archive",
-            f"{counts[ActionKind.RETIRE] - removing} to forget",
-        ]
-        head = f"{self.portal_key}: {', '.join(parts)}"
-        if self.dry_run:
-            guard = f"; the removals would be held back: {self.blocked}" if self.blocked else ""
-            return f"{head} (dry run: nothing changed){guard}"
-        head = f"{head}; {len(self.done)} done, {len(self.failed)} failed"
-        if self.kept:
-            head = f"{head}, {len(self.kept)} kept unconfirmed"
-        if self.held:
-            head = f"{head}; {len(self.held)} removal(s) held back: {self.blocked}"
-        if self.read_only:
-            head = f"{head}; {self.waiting} left, no Google writes: {self.read_only}"
-        return head
-
-    def details(self, portal_key: str) -> list[str]:
-        """One line per failure, held-back removal and unconfirmed section kept."""
-        return [
-            *self.failed,
-            *(f"{a.describe(portal_key)}: held back by the mass-delete guard" for a in self.held),
-            *self.kept,
-        ]
+Scope = Sections | Entries | Everything
 
 
 def sync(
@@ -140,6 +84,10 @@ def sync(
     """Read, plan, guard and apply `scope`. For `Sections`, `on_settled` hears each section as it
     settles and `stop` ends the apply between sections (the rest are left unsettled, for the
     caller to put back). The lease is renewed between sections."""
+    if isinstance(scope, Entries):
+        report = SyncReport(portal_key=portal.key, on_settled=on_settled)
+        sync_entries(lease, portal, scope.ids, clients, report, stop)
+        return report
     dry_run = isinstance(scope, Everything) and scope.dry_run
     report = SyncReport(portal_key=portal.key, dry_run=dry_run, on_settled=on_settled)
     try:

@@ -33,7 +33,7 @@ from bridge.notify import Notifier
 from bridge.oauth import app_problem
 from bridge.portal_events import bind_after_install, check_installs
 from bridge.schedule import reconciliations_due
-from bridge.sync import Everything, Sections, sync
+from bridge.sync import Entries, Everything, Sections, sync
 from bridge.tokens import TokenCipher, require_cipher
 from bridge.wakeups import FALLBACK_SECONDS, Wakeups
 
@@ -163,25 +163,36 @@ class Worker:
             return True
         clients = self.clients(portal)
         by_section: dict[str, list[InboxEvent]] = defaultdict(list)
+        by_entry: dict[str, list[InboxEvent]] = defaultdict(list)
         for row in rows:
             if row.event in PORTAL_EVENTS:
                 self._portal_event(lease, portal, clients, row)
+            elif row.entry_id is not None:
+                by_entry[row.entry_id].append(row)
             else:
                 by_section[row.section_id or ""].append(row)
+        # Sections first: an entry's calendar may be the one its section's row creates.
         if by_section:
-            self._sync_sections(lease, portal, clients, by_section)
+            self._sync_rows(lease, portal, clients, by_section, "section")
+        if by_entry and not self._stop.is_set():
+            self._sync_rows(lease, portal, clients, by_entry, "entry")
+        elif by_entry:
+            left = [row.id for group in by_entry.values() for row in group if row.id]
+            queue.put_back(lease, left)
         return True
 
-    def _sync_sections(
+    def _sync_rows(
         self,
         lease: Lease,
         portal: PortalConfig,
         clients: PortalClients,
-        by_section: dict[str, list[InboxEvent]],
+        groups: dict[str, list[InboxEvent]],
+        kind: str,
     ) -> None:
-        """The event path: one sync of the named sections; each settles its rows as it ends."""
-        rows = settle.SectionRows(lease, portal, by_section, self.alerts)
-        scope = Sections(tuple(by_section))
+        """The event path: one sync of the named sections or entries; each settles its rows as
+        it ends."""
+        rows = settle.ObjectRows(lease, portal, groups, self.alerts, kind)
+        scope = Sections(tuple(groups)) if kind == "section" else Entries(tuple(groups))
         report = sync(lease, portal, scope, clients, stop=self._stop, on_settled=rows.settled)
         rows.ended(report)
 

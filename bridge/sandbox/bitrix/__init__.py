@@ -4,11 +4,12 @@ delivery, faults) following `reference/bitrix24/NOTES.md`, and `BitrixControl` f
 
 from __future__ import annotations
 
-from bridge.sandbox.bitrix.control_client import SECTION_EVENTS, BitrixControl
+from bridge.sandbox.bitrix.control_client import ENTRY_EVENTS, SECTION_EVENTS, BitrixControl
 from bridge.sandbox.bitrix.emulator import BitrixEmulator
 from bridge.sandbox.bitrix.php_query import http_build_query, parse_php_query
 
 __all__ = [
+    "ENTRY_EVENTS",
     "SECTION_EVENTS",
     "BitrixControl",
     "BitrixEmulator",

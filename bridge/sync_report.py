@@ -1,0 +1,77 @@
+"""What one sync step reports: per object how its inbox rows settle (`Settled`), and for the
+whole step the actions, what was done or failed and why (`SyncReport`), which logs, the status
+and `bridge sync` render."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bridge.mirror import Action, ActionKind
+from bridge.models import InboxState
+
+
+@dataclass(frozen=True)
+class Settled:
+    """How one section of a `Sections` sync ended for its inbox rows: a final `state` with its
+    `outcome`, or an `error` for the queue's retry policy, or neither (stopped before it)."""
+
+    state: InboxState | None
+    outcome: str = ""
+    error: Exception | None = None
+    action: Action | None = None
+    duration_ms: float = 0.0
+
+
+@dataclass
+class SyncReport:
+    portal_key: str
+    actions: list[Action] = field(default_factory=list)
+    done: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    blocked: str | None = None  # why the mass-delete guard tripped
+    held: list[Action] = field(default_factory=list)  # removals it held back
+    kept: list[str] = field(default_factory=list)  # unconfirmed sections kept, with the reason
+    read_only: str | None = None  # the owner is in Google's read-only mode (bridge.quota)
+    waiting: int = 0  # actions left for after the owner's probe
+    dry_run: bool = False
+    read_error: Exception | None = None  # the selection could not be read: nothing was planned
+    settled: dict[str, Settled] = field(default_factory=dict)  # per section (`Sections` only)
+    on_settled: Callable[[str, Settled], None] | None = field(default=None, repr=False)
+
+    def settle(self, section_id: str, settled: Settled) -> None:
+        self.settled[section_id] = settled
+        if self.on_settled is not None:
+            self.on_settled(section_id, settled)
+
+    def summary(self) -> str:
+        counts = Counter(action.kind for action in self.actions)
+        removing = sum(1 for action in self.actions if action.removes_calendar)
+        parts = [
+            f"{counts[ActionKind.CREATE] + counts[ActionKind.RECREATE]} to create",
+            f"{counts[ActionKind.ADOPT]} to adopt",
+            f"{counts[ActionKind.UPDATE]} to update",
+            f"{removing} to delete or archive",
+            f"{counts[ActionKind.RETIRE] - removing} to forget",
+        ]
+        head = f"{self.portal_key}: {', '.join(parts)}"
+        if self.dry_run:
+            guard = f"; the removals would be held back: {self.blocked}" if self.blocked else ""
+            return f"{head} (dry run: nothing changed){guard}"
+        head = f"{head}; {len(self.done)} done, {len(self.failed)} failed"
+        if self.kept:
+            head = f"{head}, {len(self.kept)} kept unconfirmed"
+        if self.held:
+            head = f"{head}; {len(self.held)} removal(s) held back: {self.blocked}"
+        if self.read_only:
+            head = f"{head}; {self.waiting} left, no Google writes: {self.read_only}"
+        return head
+
+    def details(self, portal_key: str) -> list[str]:
+        """One line per failure, held-back removal and unconfirmed section kept."""
+        return [
+            *self.failed,
+            *(f"{a.describe(portal_key)}: held back by the mass-delete guard" for a in self.held),
+            *self.kept,
+        ]
