@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session, select
 
-from bridge.harness import settled, wait_for
+from bridge.deployment import settled
+from bridge.harness import wait_for
 from bridge.models import InboxState, PortalAddress
 from bridge.sandbox.bitrix import http_build_query
 from tests.e2e.conftest import Bridge, Deploy
