@@ -227,10 +227,7 @@ def test_alerts_go_out_once_per_cause_per_hour(make_bridge: Callable[..., Bridge
         message["portal"] == "acme" and "acme" in message["text"] for message in receiver.messages
     )
     assert any("NO_AUTH_FOUND" in message["text"] for message in receiver.messages)
-    answer = bridge.http.get(
-        f"{bridge.sandbox.bitrix_url}/_control/portals/{bridge.portal.member_id}/notifications"
-    )
-    in_bitrix = answer.json()["notifications"]
+    in_bitrix = bridge.bitrix.notifications(bridge.member_id)
     assert [n["user_id"] for n in in_bitrix] == [1, 1]
     assert sorted(m["text"] for m in receiver.messages) == sorted(n["message"] for n in in_bitrix)
 
