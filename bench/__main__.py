@@ -13,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 
 from bench import economy, end_to_end, ingestion, memory, reconciliation
-from bench.harness import PROFILING
+from bench.processes import PROFILING
 from bench.report import Figure, print_table, say
 
 BENCHMARKS: dict[str, ModuleType] = {

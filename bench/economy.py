@@ -75,8 +75,8 @@ def run(args: argparse.Namespace) -> list[Figure]:
 
         wait_for(settled, 900, "the burst to be applied", every=0.25)
         progress.close()
-        bitrix = emulators.bitrix_requests(portal.member_id)
-        google = emulators.google_requests(portal.subject)
+        bitrix = emulators.bitrix.requests(portal.member_id)
+        google = emulators.google.requests(portal.subject)
 
     refused = sum(1 for r in bitrix if r["status"] == 503)
     inserts = google_inserts(google)

@@ -15,7 +15,6 @@ import asyncio
 import time
 
 from bench.harness import (
-    Emulators,
     Portal,
     add_database_argument,
     company_sections_ready,
@@ -25,7 +24,7 @@ from bench.harness import (
 from bench.load import Connection, percentile
 from bench.progress import Progress
 from bench.report import Figure, say
-from bridge.harness import wait_for
+from bridge.harness import Sandbox, wait_for
 from bridge.markers import read_marker
 
 NAME = "end-to-end"
@@ -86,19 +85,19 @@ async def _post_paced(url: str, portal: Portal, ids: list[str], rate: float) -> 
 
 
 def _figures(
-    emulators: Emulators,
+    emulators: Sandbox,
     portal: Portal,
     acked: dict[str, float],
     wall: float,
     args: argparse.Namespace,
 ) -> list[Figure]:
     exists: dict[str, float] = {}
-    for row in google_inserts(emulators.google_requests(portal.subject)):
+    for row in google_inserts(emulators.google.requests(portal.subject)):
         found = read_marker(str((row.get("body") or {}).get("description", "")))
         if found:
             exists.setdefault(found[1], float(row["t"]))
     latencies = [exists[s] - t for s, t in acked.items() if s in exists]
-    bitrix = emulators.bitrix_requests(portal.member_id)
+    bitrix = emulators.bitrix.requests(portal.member_id)
     refused = sum(1 for r in bitrix if r["status"] == 503)
     p50, p95, p99 = (percentile(latencies, q) * 1000 for q in (50, 95, 99))
     say(f"  {NAME}: p50 {p50:.0f} ms p95 {p95:.0f} ms p99 {p99:.0f} ms over {len(latencies)}")

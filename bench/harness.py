@@ -1,15 +1,13 @@
-"""What every benchmark needs beyond `bridge.harness` (fresh databases, ports, waits, the control
-clients): the emulators in a process of their own, a portal at Bitrix24's real pace, and the
-bridge's own processes (`python -m bridge serve|worker|sync`), their peak memory and profiles."""
+"""What the benchmarks set up beyond `bridge.harness`: the emulators in a process of their own, a
+portal at Bitrix24's real pace, sections made silently, measured deployments of the bridge
+(`bench.processes`), and the readings of the emulators' request logs and the database."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,80 +15,19 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import sqlalchemy
-import yaml
 
-from bridge.harness import ROOT, free_port, wait_for
+from bench.processes import PROFILING, BenchDeployment, detach
+from bridge.harness import ROOT, Sandbox, wait_for
 from bridge.harness import fresh_database as fresh_test_database
 from bridge.sandbox.bitrix import BitrixControl, http_build_query
 from bridge.sandbox.google import GoogleControl, generate_service_account
 
 DATABASES = ("sqlite", "postgresql")
-
-
-@dataclass
-class PeakMemory:
-    """Peak RSS (VmHWM) in MiB per role ("web", "worker"), and which run set it."""
-
-    peaks: dict[str, tuple[float, str]] = field(default_factory=dict)
-
-    def note(self, role: str, mib: float, run: str) -> None:
-        if mib > self.peaks.get(role, (0.0, ""))[0]:
-            self.peaks[role] = (mib, run)
-
-
-MEMORY = PeakMemory()
-
-
-@dataclass
-class Profiling:
-    """`--profile DIR`: py-spy samples every process the benchmarks start (collapsed stacks)."""
-
-    folder: Path | None = None
-    count: int = 0
-
-    def attach(self, pid: int, role: str) -> subprocess.Popen[bytes] | None:
-        if self.folder is None:
-            return None
-        self.count += 1
-        self.folder.mkdir(parents=True, exist_ok=True)
-        output = self.folder / f"{self.count:02d}-{role}.txt"
-        spy = Path(sys.executable).with_name("py-spy")
-        return subprocess.Popen(
-            [
-                str(spy),
-                "record",
-                "--pid",
-                str(pid),
-                "--rate",
-                "250",
-                "--format",
-                "raw",
-                "--idle",
-                "--nonblocking",
-                "--output",
-                str(output),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-
-PROFILING = Profiling()
-
-
-def detach(spy: subprocess.Popen[bytes] | None) -> None:
-    if spy is not None and spy.poll() is None:
-        spy.send_signal(signal.SIGINT)
-        try:
-            spy.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            spy.kill()
-            spy.wait()
 
 
 @contextmanager
@@ -100,28 +37,16 @@ def fresh_database(kind: str) -> Iterator[str]:
         yield url
 
 
-@dataclass
-class Emulators:
-    bitrix_url: str
-    google_url: str
-    bitrix: BitrixControl
-    google: GoogleControl
-
-    def bitrix_requests(self, member_id: str) -> list[dict[str, Any]]:
-        return self.bitrix.requests(member_id)
-
-    def google_requests(self, user: str | None = None) -> list[dict[str, Any]]:
-        return self.google.requests(user)
-
-    def clear_logs(self) -> None:
-        self.bitrix.clear_requests()
-        self.google.clear_requests()
+def clear_logs(emulators: Sandbox) -> None:
+    """Both emulators' request logs."""
+    emulators.bitrix.clear_requests()
+    emulators.google.clear_requests()
 
 
 @contextmanager
 def running_emulators(
     *, creation_limit: int = 1_000_000, google_rate: int = 1_000_000
-) -> Iterator[Emulators]:
+) -> Iterator[Sandbox]:
     """Both emulators in a subprocess (`bench.emulators`), at zero added latency."""
     process = subprocess.Popen(
         [
@@ -142,11 +67,11 @@ def running_emulators(
         spy = PROFILING.attach(process.pid, "emulators")
         bitrix = BitrixControl(urls["bitrix"], timeout=120)
         google = GoogleControl(urls["google"], timeout=120)
+        emulators = Sandbox(urls["bitrix"], urls["google"], bitrix, google)
         try:
-            yield Emulators(urls["bitrix"], urls["google"], bitrix, google)
+            yield emulators
         finally:
-            bitrix.close()
-            google.close()
+            emulators.close()
     finally:
         detach(spy)
         process.send_signal(signal.SIGTERM)
@@ -185,12 +110,12 @@ class Portal:
             }
         ).encode()
 
-    def control(self, emulators: Emulators, what: str) -> str:
+    def control(self, emulators: Sandbox, what: str) -> str:
         return f"{emulators.bitrix_url}/_control/portals/{self.member_id}/{what}"
 
 
 def register_portal(
-    emulators: Emulators,
+    emulators: Sandbox,
     *,
     key: str = "bench",
     mirror: dict[str, Any] | None = None,
@@ -231,150 +156,21 @@ def register_portal(
     )
 
 
-class BridgeProcess:
-    """`python -m bridge COMMAND` (or any module) as an OS process, output to a log file."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], log: Path, role: str) -> None:
-        self.role = role
-        self.log = log
-        self._log_file: IO[str] = log.open("w")
-        self.process = subprocess.Popen(
-            [sys.executable, *argv],
-            env=env,
-            cwd=ROOT,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.peak_mib = 0.0
-        self._spy = PROFILING.attach(self.process.pid, role)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def read_peak(self) -> float:
-        """VmHWM of the live process, in MiB."""
-        try:
-            status = Path(f"/proc/{self.pid}/status").read_text()
-        except OSError:
-            return self.peak_mib
-        for line in status.splitlines():
-            if line.startswith("VmHWM:"):
-                self.peak_mib = max(self.peak_mib, int(line.split()[1]) / 1024)
-        return self.peak_mib
-
-    def wait(self, timeout: float | None = None) -> int:
-        """Wait for the exit; the peak RSS comes from the kernel's rusage of this child."""
-        if self.process.returncode is not None:  # already reaped by Popen.poll()
-            self._log_file.close()
-            return self.process.returncode
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            pid, status, usage = os.wait4(self.pid, os.WNOHANG)
-            if pid == self.pid:
-                self.peak_mib = max(self.peak_mib, usage.ru_maxrss / 1024)
-                self.process.returncode = os.waitstatus_to_exitcode(status)
-                self._log_file.close()
-                return self.process.returncode
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"{self.role} did not exit in {timeout}s")
-            time.sleep(0.02)
-
-    def stop(self, run: str) -> int:
-        detach(self._spy)
-        if self.process.returncode is None:
-            self.read_peak()
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.wait(30)
-            except TimeoutError:
-                self.process.kill()
-                self.wait()
-        MEMORY.note(self.role, self.peak_mib, run)
-        return self.process.returncode or 0
-
-
-@dataclass
-class Deployment:
-    """The YAML config and environment that `serve`, `worker` and `sync` share."""
-
-    database_url: str
-    folder: Path
-    portals: list[Portal]
-    processes: list[BridgeProcess] = field(default_factory=list)
-
-    def env(self, **extra: str) -> dict[str, str]:
-        config = self.folder / "portals.yaml"
-        if not config.exists():
-            portals = {"portals": [portal.config for portal in self.portals]}
-            config.write_text(yaml.safe_dump(portals), encoding="utf-8")
-        return {
-            "PATH": os.environ.get("PATH", ""),
-            "DATABASE_URL": self.database_url,
-            "BRIDGE_CONFIG": str(config),
-            **extra,
-        }
-
-    def start(self, argv: list[str], role: str, **env: str) -> BridgeProcess:
-        name = f"{role}-{len(self.processes)}.log"
-        process = BridgeProcess(argv, self.env(**env), self.folder / name, role)
-        self.processes.append(process)
-        return process
-
-    def start_web(self, module: str | None = None) -> tuple[BridgeProcess, str]:
-        """`python -m bridge serve`, or `module` (an ASGI app) under the same uvicorn settings."""
-        port = free_port()
-        if module is None:
-            argv = ["-m", "bridge", "serve", "--host", "127.0.0.1", "--port", str(port)]
-            role = "web"
-        else:
-            argv = ["-m", "uvicorn", module, "--host", "127.0.0.1", "--port", str(port)]
-            argv += ["--no-access-log", "--log-level", "warning"]
-            role = "floor"
-        process = self.start(argv, role)
-        url = f"http://127.0.0.1:{port}"
-        _wait_listening(port, process)
-        return process, url
-
-    def start_worker(self) -> BridgeProcess:
-        return self.start(["-m", "bridge", "worker"], "worker")
-
-    def stop_all(self, run: str) -> None:
-        for process in self.processes:
-            process.stop(run)
-        self.processes.clear()
-
-
 @contextmanager
-def deployment(database_url: str, portals: list[Portal], run: str) -> Iterator[Deployment]:
+def deployment(database_url: str, portals: list[Portal], run: str) -> Iterator[BenchDeployment]:
     with tempfile.TemporaryDirectory(prefix="bench-") as folder:
-        deployed = Deployment(database_url=database_url, folder=Path(folder), portals=portals)
+        configs = [portal.config for portal in portals]
+        deployed = BenchDeployment(database_url, Path(folder), configs, run)
         try:
             yield deployed
         finally:
-            deployed.stop_all(run)
-
-
-def _wait_listening(port: int, process: BridgeProcess, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        if process.process.poll() is not None:
-            raise RuntimeError(f"{process.role} exited: {process.log.read_text()[-2000:]}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{process.role} did not listen on {port} in {timeout}s")
-        time.sleep(0.05)
+            deployed.close()
 
 
 async def add_sections(
-    emulators: Emulators, portal: Portal, bodies: list[dict[str, Any]], label: str
+    emulators: Sandbox, portal: Portal, bodies: list[dict[str, Any]], label: str
 ) -> list[str]:
     """Create sections in the Bitrix24 emulator without delivering events; returns their ids."""
-    import asyncio
-
     from bench.load import Connection
     from bench.progress import Progress
 
@@ -453,7 +249,7 @@ def add_database_argument(parser: Any) -> None:
 class Prepared:
     """A running deployment with sections made in Bitrix24 whose events were not yet sent."""
 
-    emulators: Emulators
+    emulators: Sandbox
     portal: Portal
     database_url: str
     section_ids: list[str]
@@ -475,12 +271,8 @@ def company_sections_ready(database: str, run: str, count: int, name: str) -> It
                 for i in range(count)
             ]
             ids = asyncio.run(add_sections(emulators, portal, bodies, f"{run} setup"))
-            web_url = deployed.start_web()[1]
-            worker = deployed.start_worker()
-            wait_for(lambda: worker_started(worker), 30, "the worker")
-            emulators.clear_logs()
-            yield Prepared(emulators, portal, url, ids, web_url)
-
-
-def worker_started(process: BridgeProcess) -> bool:
-    return "started for" in process.log.read_text(encoding="utf-8", errors="replace")
+            deployed.start_web()
+            worker = deployed.start("worker")
+            wait_for(lambda: "started for" in worker.output(), 30, "the worker")
+            clear_logs(emulators)
+            yield Prepared(emulators, portal, url, ids, deployed.web_url)

@@ -51,11 +51,13 @@ def run(args: argparse.Namespace) -> list[Figure]:
 
         urls: dict[str, str] = {}
         floor = stack.enter_context(deployment("sqlite://", [portal], "ingestion floor"))
-        urls["floor"] = floor.start_web("bench.floor:app")[1]
+        floor.start_web("bench.floor:app", role="floor")
+        urls["floor"] = floor.web_url
         for kind in args.databases:
             url = stack.enter_context(fresh_database(kind))
             deployed = stack.enter_context(deployment(url, [portal], f"ingestion {kind}"))
-            urls[kind] = deployed.start_web()[1]
+            deployed.start_web()
+            urls[kind] = deployed.web_url
 
         results: dict[tuple[str, int], LoadResult] = {}
         first = 0

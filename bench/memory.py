@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench.harness import MEMORY
+from bench.processes import MEMORY
 from bench.report import Figure
 
 NAME = "memory"

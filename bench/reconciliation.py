@@ -19,20 +19,21 @@ from typing import Any
 
 from bench.harness import (
     RAISED_GOOGLE,
-    Deployment,
-    Emulators,
     Portal,
     add_database_argument,
     add_sections,
     call_name,
+    clear_logs,
     deployment,
     fresh_database,
     google_inserts,
     register_portal,
     running_emulators,
 )
+from bench.processes import BenchDeployment, MeasuredProcess
 from bench.progress import Progress
 from bench.report import Figure, say
+from bridge.harness import Sandbox
 
 NAME = "reconciliation"
 SECTIONS, USERS, GROUPS = 10_000, 2_000, 500
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> list[Figure]:
         portal = register_portal(emulators, mirror=mirror, google=RAISED_GOOGLE)
         size = _populate(emulators, portal, args.scale)
         with fresh_database(args.database) as url, deployment(url, [portal], NAME) as deployed:
-            emulators.clear_logs()
+            clear_logs(emulators)
             dry = _sync(deployed, emulators, portal, dry_run=True)
             figures += _bitrix_figures("dry run", dry, size, args.database)
         if args.real_scale > 0:
@@ -86,14 +87,14 @@ def run(args: argparse.Namespace) -> list[Figure]:
                 fresh_database(args.database) as url,
                 deployment(url, [portal], NAME) as deployed,
             ):
-                emulators.clear_logs()
+                clear_logs(emulators)
                 real = _sync(deployed, emulators, portal, dry_run=False)
                 figures += _bitrix_figures("real run", real, size, args.database)
                 figures += _google_figures(real)
     return figures
 
 
-def _populate(emulators: Emulators, portal: Portal, scale: float) -> str:
+def _populate(emulators: Sandbox, portal: Portal, scale: float) -> str:
     """Users, groups and their sections in the Bitrix24 emulator; returns a description."""
     users, groups = max(1, round(USERS * scale)), max(1, round(GROUPS * scale))
     sections = max(2, round(SECTIONS * scale))
@@ -120,34 +121,35 @@ def _populate(emulators: Emulators, portal: Portal, scale: float) -> str:
 
 
 def _sync(
-    deployed: Deployment, emulators: Emulators, portal: Portal, *, dry_run: bool
+    deployed: BenchDeployment, emulators: Sandbox, portal: Portal, *, dry_run: bool
 ) -> dict[str, Any]:
     label = "dry run" if dry_run else "real run"
     argv = ["-m", "bridge", "sync", *(["--dry-run"] if dry_run else [])]
     started = time.monotonic()
-    process = deployed.start(argv, "sync")
+    process = MeasuredProcess(argv, deployed.env, deployed.folder, "sync", f"{NAME} {label}")
     progress = Progress(f"{NAME} {label}", unit=" (calendars applied)")
     applied = re.compile(rb"applying: (\d+)/(\d+)")
-    while process.process.poll() is None:
-        process.read_peak()
-        found = applied.findall(process.log.read_bytes())
-        if found:
-            progress.total = int(found[-1][1])
-            progress.update(int(found[-1][0]))
-        time.sleep(0.05)
-    wall = time.monotonic() - started
-    code = process.stop(f"{NAME} {label}")
-    progress.close()
-    deployed.processes.remove(process)
+    try:
+        while process.poll() is None:
+            process.read_peak()
+            found = applied.findall(process.log.read_bytes())
+            if found:
+                progress.total = int(found[-1][1])
+                progress.update(int(found[-1][0]))
+            time.sleep(0.05)
+    finally:
+        wall = time.monotonic() - started
+        code = process.stop()
+        progress.close()
     summary = [
-        line for line in process.log.read_text().splitlines() if line.startswith(f"{portal.key}:")
+        line for line in process.output().splitlines() if line.startswith(f"{portal.key}:")
     ]
     say(f"  {label}: exit {code} in {wall:.1f} s: {summary[-1] if summary else '?'}")
     return {
         "wall": wall,
         "code": code,
-        "bitrix": emulators.bitrix_requests(portal.member_id),
-        "google": emulators.google_requests(portal.subject),
+        "bitrix": emulators.bitrix.requests(portal.member_id),
+        "google": emulators.google.requests(portal.subject),
         "summary": summary[-1] if summary else "",
     }
 

@@ -6,7 +6,6 @@ import secrets
 import time
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from bridge.bitrix import BitrixBlocked, BitrixClient, BitrixRateLimited, BitrixTimeBudgetExceeded
@@ -17,23 +16,18 @@ from bridge.pacing import LeakyBucket
 @pytest.fixture
 def webhook(sandbox: Sandbox) -> Iterator[tuple[str, str]]:
     member_id = secrets.token_hex(16)
-    answer = httpx.post(
-        f"{sandbox.bitrix_url}/_control/portals",
-        json={
-            "member_id": member_id,
-            "domain": "bucket.bitrix24.com",
-            "webhook_code": secrets.token_hex(8),
-            "bucket_burst": 5,
-            "bucket_drain_per_s": 20,
-        },
+    added = sandbox.bitrix.add_portal(
+        member_id,
+        "bucket.bitrix24.com",
+        secrets.token_hex(8),
+        bucket_burst=5,
+        bucket_drain_per_s=20,
     )
-    answer.raise_for_status()
-    yield answer.json()["webhook_url"], member_id
+    yield added["webhook_url"], member_id
 
 
 def statuses(sandbox: Sandbox, member_id: str) -> list[int]:
-    answer = httpx.get(f"{sandbox.bitrix_url}/_control/requests", params={"member_id": member_id})
-    return [r["status"] for r in answer.json()["requests"]]
+    return [r["status"] for r in sandbox.bitrix.requests(member_id)]
 
 
 def test_the_bucket_keeps_a_burst_under_the_portal_limit(
@@ -77,10 +71,9 @@ def test_a_429_is_dated_by_the_reset_of_the_last_successful_answer(
     sandbox: Sandbox, webhook: tuple[str, str]
 ) -> None:
     url, member_id = webhook
-    httpx.patch(
-        f"{sandbox.bitrix_url}/_control/portals/{member_id}",
-        json={"operating_limit_s": 30, "method_cost_s": {"calendar.resource.list": 20}},
-    ).raise_for_status()
+    sandbox.bitrix.patch_portal(
+        member_id, operating_limit_s=30, method_cost_s={"calendar.resource.list": 20}
+    )
     with BitrixClient(url) as client:
         answer = client.batch({"a": "calendar.resource.list", "b": "calendar.resource.list"})
         nested = client.operating_time("calendar.resource.list")
@@ -99,15 +92,12 @@ def test_overload_limit_is_a_block_and_not_retried(
     sandbox: Sandbox, webhook: tuple[str, str]
 ) -> None:
     url, member_id = webhook
-    httpx.post(
-        f"{sandbox.bitrix_url}/_control/faults",
-        json={"member_id": member_id, "status": 503, "error": "OVERLOAD_LIMIT", "count": None},
-    ).raise_for_status()
+    sandbox.bitrix.fault(member_id=member_id, status=503, error="OVERLOAD_LIMIT", count=None)
     try:
         with BitrixClient(url, max_wait=0.01) as client, pytest.raises(BitrixBlocked) as blocked:
             client.call("calendar.resource.list")
     finally:
-        httpx.delete(f"{sandbox.bitrix_url}/_control/faults").raise_for_status()
+        sandbox.bitrix.clear_faults()
 
     assert "contact Bitrix24 support" in str(blocked.value)
     assert statuses(sandbox, member_id) == [503]

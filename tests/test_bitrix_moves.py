@@ -25,22 +25,11 @@ def moved_portal(sandbox: Sandbox) -> Iterator[tuple[str, str, str]]:
     member_id = secrets.token_hex(16)
     port = httpx.URL(sandbox.bitrix_url).port
     old, new = f"http://localhost:{port}", f"http://127.0.0.1:{port}"
-    control = f"{sandbox.bitrix_url}/_control/portals"
-    created = httpx.post(
-        control,
-        json={
-            "member_id": member_id,
-            "domain": "old.bitrix24.com",
-            "webhook_code": secrets.token_hex(8),
-            "address": old,
-        },
+    created = sandbox.bitrix.add_portal(
+        member_id, "old.bitrix24.com", secrets.token_hex(8), address=old
     )
-    created.raise_for_status()
-    httpx.patch(
-        f"{control}/{member_id}",
-        json={"domain": "new.bitrix24.com", "address": new, "moved": True},
-    ).raise_for_status()
-    yield created.json()["webhook_url"].replace(new, old), f"{new}/rest/", member_id
+    sandbox.bitrix.patch_portal(member_id, domain="new.bitrix24.com", address=new, moved=True)
+    yield created["webhook_url"].replace(new, old), f"{new}/rest/", member_id
 
 
 def test_a_post_is_resent_to_the_new_address_and_later_calls_go_straight_there(
@@ -57,8 +46,8 @@ def test_a_post_is_resent_to_the_new_address_and_later_calls_go_straight_there(
     assert [s["NAME"] for s in listed["result"]] == ["Moved"]
     assert str(added["result"]) == listed["result"][0]["ID"]
     assert moves == [new_rest]  # the REST root only: no user id, no secret code
-    log = httpx.get(f"{sandbox.bitrix_url}/_control/requests", params={"member_id": member_id})
-    assert [(r["method"], r["status"]) for r in log.json()["requests"]] == [
+    log = sandbox.bitrix.requests(member_id)
+    assert [(r["method"], r["status"]) for r in log] == [
         ("calendar.section.add", 302),
         ("calendar.section.add", 200),
         ("calendar.section.get", 200),

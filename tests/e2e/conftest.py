@@ -22,7 +22,8 @@ from sqlmodel import Session, col, select
 from bridge.app import create_app
 from bridge.clients import PortalClients
 from bridge.config import PortalConfig, Settings
-from bridge.harness import Deployment, Sandbox, bind_outgoing_webhook, demo_portal, free_port
+from bridge.deployment import SandboxDeployment
+from bridge.harness import Sandbox, bind_outgoing_webhook, demo_portal, free_port
 from bridge.installs import Verdict, verify_waiting
 from bridge.models import CalendarMapping, InboxEvent, InboxState
 from bridge.notify import Notifier
@@ -281,16 +282,16 @@ def bridge(make_bridge: Callable[..., Bridge]) -> Bridge:
     return make_bridge()
 
 
-Deploy = Callable[..., Deployment]
+Deploy = Callable[..., SandboxDeployment]
 
 
 @pytest.fixture
 def deploy(sandbox: Sandbox, database_url: str, tmp_path: Path) -> Iterator[Deploy]:
     """Deployments whose processes (migrate, serve, worker) run as the Procfile runs them."""
-    made: list[Deployment] = []
+    made: list[SandboxDeployment] = []
 
-    def make(**options: Any) -> Deployment:
-        deployment = Deployment(sandbox, database_url, tmp_path, **options)
+    def make(**options: Any) -> SandboxDeployment:
+        deployment = SandboxDeployment(sandbox, database_url, tmp_path, **options)
         assert deployment.run("migrate").returncode == 0
         made.append(deployment)
         return deployment

@@ -30,10 +30,7 @@ def summaries(bridge: Bridge) -> list[str]:
 
 
 def set_plan(bridge: Bridge, features: list[str]) -> None:
-    bridge.http.put(
-        f"{bridge.sandbox.bitrix_url}/_control/portals/{bridge.portal.member_id}/plan",
-        json={"features": features},
-    ).raise_for_status()
+    bridge.bitrix.set_plan(bridge.member_id, features=features)
 
 
 def stored_mode(bridge: Bridge) -> str | None:
@@ -51,14 +48,10 @@ def test_uninstall_reaches_the_bridge_because_bind_subscribed_it(make_bridge: Ap
     bridge.install()
     wait_for(lambda: "ONAPPUNINSTALL" in bound_events(bridge), 20, "the worker to bind")
 
-    gone = bridge.http.post(
-        f"{bridge.sandbox.bitrix_url}/_control/portals/{bridge.portal.member_id}/uninstall",
-        json={"client_id": bridge.client_id},
-    )
-    gone.raise_for_status()
+    gone = bridge.bitrix.uninstall(bridge.member_id, bridge.client_id)
     deliveries = bridge.flush_deliveries()
 
-    assert gone.json()["deliveries"] == 1
+    assert gone["deliveries"] == 1
     [delivery] = [
         d
         for d in deliveries
@@ -105,8 +98,7 @@ def test_offline_delivery_on_a_plan_without_the_extended_mode(make_bridge: App) 
     assert reads and all(r["status"] == 200 for r in reads)  # never asked to reserve
     assert "offline delivery: basic (the plan lacks rest_offline_extended" in bridge.status_text()
     assert bridge.status_json()["offline"]["mode"] == "basic"
-    queue = f"{bridge.sandbox.bitrix_url}/_control/portals/{bridge.portal.member_id}/offline"
-    assert bridge.http.get(queue).json()["records"] == []
+    assert bridge.bitrix.offline(bridge.member_id) == []
 
 
 def test_a_plan_downgrade_switches_to_basic_without_losing_the_change(make_bridge: App) -> None:
@@ -186,14 +178,12 @@ def test_a_pull_refused_for_good_is_parked_alerted_shown_and_replayable(make_bri
 
     wait_for(lambda: "offline pull failed" in bridge.status_text(), 20, "status to show it")
     bridge.notifier.wait_idle()
-    notices = bridge.http.get(
-        f"{bridge.sandbox.bitrix_url}/_control/portals/{bridge.portal.member_id}/notifications"
-    ).json()["notifications"]
+    notices = bridge.bitrix.notifications(bridge.member_id)
     assert any("ACCESS_DENIED" in str(notice) for notice in notices)
     assert "ACCESS_DENIED" in bridge.status_json()["offline"]["pull_failed"]
     [parked] = [r for r in bridge.inbox() if r.state == InboxState.PARKED]
     assert parked.event == "ONOFFLINEEVENT"
-    bridge.http.delete(f"{bridge.sandbox.bitrix_url}/_control/faults").raise_for_status()
+    bridge.bitrix.clear_faults()
 
     assert replay_parked(bridge.engine, bridge.portal.key) == 1
     wait_for(

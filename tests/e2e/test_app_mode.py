@@ -111,8 +111,7 @@ def test_an_expired_token_is_refreshed_once_for_8_threads_and_2_processes(make_b
     bridge.install()
     verified(bridge)
     refreshes_before = bridge.app_state()["refresh_count"]  # the verification's refresh
-    control = f"{bridge.sandbox.bitrix_url}/_control/portals/{bridge.portal.member_id}"
-    bridge.http.post(f"{control}/expire-tokens").raise_for_status()
+    bridge.bitrix.expire_tokens(bridge.member_id)
     script = (
         "import sys, json, threading\n"
         "from bridge.config import PortalConfig, Settings\n"
@@ -164,8 +163,7 @@ def test_a_refused_refresh_parks_the_work_with_the_reason(make_bridge: App) -> N
         row.refresh_token = bridge.cipher.seal("revoked-refresh-token")
         session.add(row)
         session.commit()
-    control = f"{bridge.sandbox.bitrix_url}/_control/portals/{bridge.portal.member_id}"
-    bridge.http.post(f"{control}/expire-tokens").raise_for_status()
+    bridge.bitrix.expire_tokens(bridge.member_id)
     # Restart the worker so it reads the stored (now broken) tokens instead of its cached one.
     bridge.start_worker()
 
@@ -229,11 +227,7 @@ def test_offline_changes_made_while_the_bridge_is_down_are_all_applied(make_brid
 
 
 def _offline(bridge: Bridge) -> list[dict[str, Any]]:
-    answer = bridge.http.get(
-        f"{bridge.sandbox.bitrix_url}/_control/portals/{bridge.portal.member_id}/offline"
-    )
-    records: list[dict[str, Any]] = answer.json()["records"]
-    return records
+    return bridge.bitrix.offline(bridge.member_id)
 
 
 def test_a_crash_between_pull_and_clear_loses_nothing_and_duplicates_nothing(
@@ -260,7 +254,7 @@ def test_a_crash_between_pull_and_clear_loses_nothing_and_duplicates_nothing(
         lambda: summaries(bridge) == ["A", "B", "C"], 30, "the calendars despite the failed clear"
     )
     assert len(_offline(bridge)) == 3  # reserved, not confirmed
-    bridge.http.delete(f"{bridge.sandbox.bitrix_url}/_control/faults").raise_for_status()
+    bridge.bitrix.clear_faults()
 
     wait_for(lambda: not _offline(bridge), 30, "the saved batch to be re-read and cleared")
     # The worker writes a pulled batch to the inbox before it clears it: once those rows are
@@ -330,10 +324,7 @@ def test_uninstall_stops_the_portals_work(make_bridge: App) -> None:
     token = tokens(bridge)["application_token"]
     assert token is not None
 
-    bridge.http.post(
-        f"{bridge.sandbox.bitrix_url}/_control/portals/{bridge.portal.member_id}/uninstall",
-        json={"client_id": bridge.client_id},
-    ).raise_for_status()
+    bridge.bitrix.uninstall(bridge.member_id, bridge.client_id)
     bridge.flush_deliveries()
     wait_for(lambda: installed(bridge).uninstalled_at is not None, 20, "the uninstall")
     late = {

@@ -79,9 +79,7 @@ def test_overload_limit_parks_with_the_reason_and_alerts_without_retrying(
     assert row.state == InboxState.PARKED
     assert "REST API is blocked due to overload: contact Bitrix24 support" in (row.outcome or "")
     assert len([r for r in bridge.bitrix_requests() if r["method"] == "batch"]) == 1
-    notices = bridge.http.get(
-        f"{bridge.sandbox.bitrix_url}/_control/portals/{bridge.portal.member_id}/notifications"
-    ).json()["notifications"]
+    notices = bridge.bitrix.notifications(bridge.member_id)
     assert any("contact Bitrix24 support" in str(notice) for notice in notices)
     assert bridge.calendars() == []
 
@@ -91,10 +89,7 @@ def test_read_only_owner_is_probed_with_one_write_and_resumes_when_it_lifts(
 ) -> None:
     # The first probe after 1.2 s, then 2.4 s (the defaults are 5 and 120 minutes).
     bridge = make_bridge(google={"read_only_probe": {"first_minutes": 0.02, "max_minutes": 0.04}})
-    bridge.http.post(
-        f"{bridge.sandbox.google_url}/_control/users/{bridge.subject}/read-only",
-        json={"seconds": 4},
-    ).raise_for_status()
+    bridge.google.read_only(bridge.subject, seconds=4)
     for name in ("One", "Two", "Three"):
         bridge.add_section("company_calendar", 0, name)
     bridge.flush_deliveries()
@@ -131,10 +126,7 @@ def test_reconciliation_makes_no_google_writes_for_a_read_only_owner(
     make_bridge: Callable[..., Bridge],
 ) -> None:
     bridge = make_bridge(worker=False)
-    bridge.http.post(
-        f"{bridge.sandbox.google_url}/_control/users/{bridge.subject}/read-only",
-        json={"seconds": 3600},
-    ).raise_for_status()
+    bridge.google.read_only(bridge.subject, seconds=3600)
     for name in ("One", "Two"):
         bridge.add_section("company_calendar", 0, name, deliver=False)
 

@@ -90,10 +90,7 @@ def test_insert_committed_then_stalled_past_the_timeout_adopts_the_calendar(
 
 
 def test_quota_exceeded_waits_for_the_first_probe_without_a_hot_loop(bridge: Bridge) -> None:
-    bridge.http.post(
-        f"{bridge.sandbox.google_url}/_control/users/{bridge.subject}/read-only",
-        json={"seconds": 3600},
-    ).raise_for_status()
+    bridge.google.read_only(bridge.subject, seconds=3600)
     bridge.add_section("company_calendar", 0, "Over quota")
     bridge.flush_deliveries()
 

@@ -185,8 +185,7 @@ def test_calendars_with_an_earlier_versions_marker_are_adopted_and_purged_by_map
     [calendar] = bridge.calendars()
     [mapping] = bridge.mappings()
     legacy = f"Blue\n\n[bx24-bridge portal=acme section={section['ID']} nonce={mapping.nonce}]"
-    control = f"{bridge.sandbox.google_url}/_control/calendars/{calendar['id']}"
-    bridge.http.patch(control, json={"description": legacy}).raise_for_status()
+    bridge.google.patch_calendar(calendar["id"], description=legacy)
     lose_mappings(bridge)
 
     code, output = bridge.sync()
@@ -200,7 +199,7 @@ def test_calendars_with_an_earlier_versions_marker_are_adopted_and_purged_by_map
     assert (found.section_id, upgraded["description"].split("\n")[0]) == (section["ID"], "Blue")
     assert mapped(bridge) == {section["ID"]: calendar["id"]}
 
-    bridge.http.patch(control, json={"description": legacy}).raise_for_status()
+    bridge.google.patch_calendar(calendar["id"], description=legacy)
     clients = bridge.clients()
     unmapped = clients.google.insert_calendar(
         "An earlier version's", f"[bx24-bridge portal=acme section=999 nonce={'0' * 32}]", "UTC"

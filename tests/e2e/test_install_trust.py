@@ -137,8 +137,7 @@ def test_a_replayed_install_does_not_roll_back_the_tokens(make_bridge: App) -> N
     genuine = bridge.install()
     wait_for(lambda: bound(bridge) == 4, 20, "the install to be verified and bound")
     # The access token expires and the bridge refreshes: the refresh token rotates again.
-    control = f"{bridge.sandbox.bitrix_url}/_control/portals/{bridge.portal.member_id}"
-    bridge.http.post(f"{control}/expire-tokens").raise_for_status()
+    bridge.bitrix.expire_tokens(bridge.member_id)
     bridge.add_section("company_calendar", 0, "Before the replay")
     wait_for(lambda: summaries(bridge) == ["Before the replay"], 20, "the first calendar")
     current = live_tokens(bridge)

@@ -174,16 +174,13 @@ def test_secrets_in_tracebacks_stacks_and_notes_are_redacted(
     other = hook.replace("/rest/1/", "/rest/7/").replace(
         hook.rstrip("/").rsplit("/", 1)[-1], "0therc0deNotConfigured"
     )
-    deployment.http.post(
-        f"{deployment.sandbox.bitrix_url}/_control/faults",
-        json={
-            "member_id": deployment.portal.member_id,
-            "method": "calendar.section.get",
-            "status": 400,
-            "error": "ERROR_CORE",
-            "description": f"request to {hook}calendar.section.get failed",
-        },
-    ).raise_for_status()
+    deployment.sandbox.bitrix.fault(
+        member_id=deployment.portal.member_id,
+        method="calendar.section.get",
+        status=400,
+        error="ERROR_CORE",
+        description=f"request to {hook}calendar.section.get failed",
+    )
     script = tmp_path / "run.py"
     script.write_text(LOGGING_RUN.format(hook=hook, other=other), encoding="utf-8")
 

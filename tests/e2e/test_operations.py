@@ -20,7 +20,8 @@ from starlette.routing import Route
 
 from bridge.app import create_app
 from bridge.db import create_db_engine, migrate
-from bridge.harness import Deployment, Sandbox, demo_portal, settled, wait_for
+from bridge.deployment import SandboxDeployment, settled
+from bridge.harness import Sandbox, demo_portal, wait_for
 from bridge.sandbox.google import generate_service_account
 from bridge.sandbox.server import ServerThread
 from tests.conftest import POSTGRES_URL, fresh_schema, schema_url
@@ -143,7 +144,7 @@ def test_readyz_fails_while_the_database_is_down_and_recovers(
 
 
 def test_every_log_line_is_json_and_carries_no_secret(deploy: Deploy) -> None:
-    deployment: Deployment = deploy()
+    deployment: SandboxDeployment = deploy()
     web, worker = deployment.start_web(), deployment.start("worker")
     deployment.add_section("Logged")
     wait_for(lambda: bool(deployment.calendars()), 20, "the calendar")
@@ -164,7 +165,7 @@ def test_every_log_line_is_json_and_carries_no_secret(deploy: Deploy) -> None:
 
 
 def test_status_and_check_config_against_the_emulators(deploy: Deploy) -> None:
-    deployment: Deployment = deploy()
+    deployment: SandboxDeployment = deploy()
     good = deployment.run("check-config", "--online")
     assert good.returncode == 0, good.stdout + good.stderr
     assert "acme: bitrix24 ok" in good.stdout and "acme: google ok" in good.stdout
@@ -226,10 +227,7 @@ def test_alerts_go_out_once_per_cause_per_hour(make_bridge: Callable[..., Bridge
         message["portal"] == "acme" and "acme" in message["text"] for message in receiver.messages
     )
     assert any("NO_AUTH_FOUND" in message["text"] for message in receiver.messages)
-    answer = bridge.http.get(
-        f"{bridge.sandbox.bitrix_url}/_control/portals/{bridge.portal.member_id}/notifications"
-    )
-    in_bitrix = answer.json()["notifications"]
+    in_bitrix = bridge.bitrix.notifications(bridge.member_id)
     assert [n["user_id"] for n in in_bitrix] == [1, 1]
     assert sorted(m["text"] for m in receiver.messages) == sorted(n["message"] for n in in_bitrix)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from bridge.harness import settled, wait_for
+from bridge.deployment import settled
+from bridge.harness import wait_for
 from bridge.models import InboxState
 from tests.e2e.conftest import Deploy
 
@@ -60,8 +61,7 @@ def test_a_worker_killed_while_creating_leaves_one_calendar_after_restart(deploy
     deployment.add_section("Survivor")
     wait_for(lambda: bool(deployment.calendars()), 20, "the insert to reach Google")
 
-    worker.send_signal(signal.SIGKILL)
-    worker.communicate(timeout=10)
+    worker.kill()
     assert [row.state for row in deployment.inbox()] == [InboxState.WORKING]
     deployment.start("worker")
     wait_for(settled(deployment, 1), 30, "the restarted worker")
@@ -124,18 +124,15 @@ def test_a_second_worker_on_sqlite_is_refused(deploy: Deploy, database_url: str)
 
 def test_status_shows_parked_work_and_replay_puts_it_back(deploy: Deploy) -> None:
     deployment = deploy()
-    deployment.http.post(
-        f"{deployment.sandbox.bitrix_url}/_control/faults",
-        json={
-            "member_id": deployment.portal.member_id,
-            "method": "batch",
-            "count": 1,
-            "kind": "error",
-            "status": 401,
-            "error": "NO_AUTH_FOUND",
-            "description": "Wrong authorization data",
-        },
-    ).raise_for_status()
+    deployment.sandbox.bitrix.fault(
+        member_id=deployment.portal.member_id,
+        method="batch",
+        count=1,
+        kind="error",
+        status=401,
+        error="NO_AUTH_FOUND",
+        description="Wrong authorization data",
+    )
     deployment.start_web()
     deployment.add_section("Parked first")
     deployment.start("worker")  # drains the waiting event before its first reconciliation

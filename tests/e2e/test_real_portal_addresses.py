@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session, select
 
-from bridge.harness import settled, wait_for
+from bridge.deployment import settled
+from bridge.harness import wait_for
 from bridge.models import InboxState, PortalAddress
 from bridge.sandbox.bitrix import http_build_query
 from tests.e2e.conftest import Bridge, Deploy
@@ -131,10 +132,10 @@ def test_rest_calls_follow_a_portal_to_its_new_address(deploy: Deploy) -> None:
     bitrix = deployment.sandbox.bitrix_url
     port = httpx.URL(bitrix).port
     old, new = f"http://localhost:{port}", f"http://127.0.0.1:{port}"
-    control = f"{bitrix}/_control/portals/{deployment.portal.member_id}"
+    control, member_id = deployment.sandbox.bitrix, deployment.portal.member_id
     hook = deployment.portal.bitrix.webhook_url or ""
     deployment.env["ACME_BITRIX_WEBHOOK"] = hook.replace(new, old)  # the config names the old
-    deployment.http.patch(control, json={"address": old}).raise_for_status()
+    control.patch_portal(member_id, address=old)
     deployment.start_web()
     deployment.start("worker")
     deployment.add_section("Before the move")
@@ -142,9 +143,8 @@ def test_rest_calls_follow_a_portal_to_its_new_address(deploy: Deploy) -> None:
 
     # The log is cleared before the move: the worker may call REST at any moment (a periodic
     # reconciliation), and the one redirect it gets must stay in the log.
-    deployment.http.delete(f"{bitrix}/_control/requests").raise_for_status()
-    moved = {"domain": "acme-renamed.bitrix24.com", "address": new, "moved": True}
-    deployment.http.patch(control, json=moved).raise_for_status()
+    control.clear_requests()
+    control.patch_portal(member_id, domain="acme-renamed.bitrix24.com", address=new, moved=True)
     deployment.add_section("After the move")
     deployment.add_section("Later still")
     wait_for(settled(deployment, 3), 30, "the sections added after the move")
@@ -155,9 +155,7 @@ def test_rest_calls_follow_a_portal_to_its_new_address(deploy: Deploy) -> None:
         "BX: Later still",
     ]
     assert all(row.state == InboxState.DONE for row in deployment.inbox())
-    requests = httpx.get(
-        f"{bitrix}/_control/requests", params={"member_id": deployment.portal.member_id}
-    ).json()["requests"]
+    requests = control.requests(member_id)
     # Calls made before the move answered at the old address; exactly one answered 302 and
     # none came there after it: the client went straight to the new address from then on.
     at_old = [r["status"] for r in requests if r["address"] == old]

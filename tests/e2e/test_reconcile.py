@@ -54,11 +54,8 @@ def test_hand_made_changes_in_google_are_repaired(bridge: Bridge) -> None:
     bridge.add_section("company_calendar", 0, "Deleted by hand")
     bridge.wait_applied(2)
     by_name = {c["summary"]: c["id"] for c in bridge.calendars()}
-    control = f"{bridge.sandbox.google_url}/_control/calendars"
-    bridge.http.patch(
-        f"{control}/{by_name['Renamed by hand']}", json={"summary": "Oops"}
-    ).raise_for_status()
-    bridge.http.delete(f"{control}/{by_name['Deleted by hand']}").raise_for_status()
+    bridge.google.patch_calendar(by_name["Renamed by hand"], summary="Oops")
+    bridge.google.delete_calendar(by_name["Deleted by hand"])
 
     code, output = bridge.sync()
 

@@ -6,10 +6,6 @@ from __future__ import annotations
 import json
 import random
 import secrets
-import signal
-import subprocess
-import sys
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,11 +14,11 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy
-import yaml
 from sqlmodel import Session, select
 
 from bridge.db import create_db_engine, migrate
-from bridge.harness import ROOT, free_port, wait_for
+from bridge.deployment import Deployment
+from bridge.harness import Sandbox, free_port, wait_for
 from bridge.models import CalendarMapping, InboxEvent, InboxState
 from bridge.sandbox.bitrix import BitrixEmulator, http_build_query
 from bridge.sandbox.google import GoogleEmulator, generate_service_account
@@ -44,62 +40,55 @@ def test_two_webs_three_workers_500_sections_one_worker_killed(
     postgres_url: str, tmp_path: Path
 ) -> None:
     migrate(postgres_url)
-    rng = random.Random(20261127)
     bitrix = ServerThread(BitrixEmulator().app)
     google = ServerThread(
         GoogleEmulator(creation_limit=100_000, user_rate_per_minute=1_000_000).app
     )
-    processes: list[subprocess.Popen[str]] = []
-    with bitrix, google, httpx.Client(timeout=30) as http:
-        portals = [_portal(http, bitrix.url, google.url, n) for n in range(PORTALS)]
-        config = tmp_path / "portals.yaml"
-        config.write_text(
-            yaml.safe_dump({"portals": [p["config"] for p in portals]}), encoding="utf-8"
+    with bitrix, google:
+        sandbox = Sandbox.at(bitrix.url, google.url)
+        portals = [_portal(sandbox, n) for n in range(PORTALS)]
+        deployment = Deployment(
+            postgres_url, tmp_path, [p["config"] for p in portals], lease_seconds=2
         )
-        base_env = {
-            "PATH": "",
-            "DATABASE_URL": postgres_url,
-            "BRIDGE_CONFIG": str(config),
-            "BRIDGE_LEASE_SECONDS": "2",
-        }
+        try:
+            _run_stream(sandbox, deployment, portals, postgres_url)
+        finally:
+            deployment.close()
+            sandbox.close()
+
+
+def _run_stream(
+    sandbox: Sandbox, deployment: Deployment, portals: list[dict[str, Any]], postgres_url: str
+) -> None:
+    rng = random.Random(20261127)
+    with httpx.Client(timeout=30) as http:
         webs = []
         for _ in range(2):
-            port = free_port()
-            processes.append(_start("serve", {**base_env, "PORT": str(port)}, tmp_path))
-            webs.append(f"http://127.0.0.1:{port}")
-        workers = [_start("worker", base_env, tmp_path) for _ in range(3)]
-        processes.extend(workers)
-        for web in webs:
-            wait_for(lambda web=web: _healthy(http, web), 30, f"web {web}")
+            deployment.env["PORT"] = str(free_port())  # each web process on a port of its own
+            deployment.start_web()
+            webs.append(deployment.web_url)
+        workers = [deployment.start("worker") for _ in range(3)]
 
         # Bitrix24 changes nobody hears about yet: creates, then renames and deletes.
         live: dict[str, dict[str, str]] = {}
         stream: list[tuple[dict[str, Any], str, str]] = []
         for portal in portals:
-            control = f"{bitrix.url}/_control/portals/{portal['member_id']}/sections"
+            member_id = portal["member_id"]
             live[portal["key"]] = {}
             for i in range(SECTIONS_PER_PORTAL):
-                section = http.post(
-                    control,
-                    json={
-                        "type": "company_calendar",
-                        "owner_id": 0,
-                        "name": f"S{i}",
-                        "deliver": False,
-                    },
-                ).json()
+                section = sandbox.bitrix.add_section(
+                    member_id, "company_calendar", 0, f"S{i}", deliver=False
+                )
                 live[portal["key"]][section["ID"]] = section["NAME"]
                 stream.append((portal, "ONCALENDARSECTIONADD", section["ID"]))
             ids = list(live[portal["key"]])
             for section_id in rng.sample(ids, 40):
                 name = f"Renamed {section_id}"
-                http.patch(
-                    f"{control}/{section_id}", json={"name": name, "deliver": False}
-                ).raise_for_status()
+                sandbox.bitrix.update_section(member_id, section_id, name=name, deliver=False)
                 live[portal["key"]][section_id] = name
                 stream.append((portal, "ONCALENDARSECTIONUPDATE", section_id))
             for section_id in rng.sample(ids, 12):
-                http.delete(f"{control}/{section_id}", params={"deliver": 0}).raise_for_status()
+                sandbox.bitrix.delete_section(member_id, section_id, deliver=False)
                 live[portal["key"]].pop(section_id)
                 stream.append((portal, "ONCALENDARSECTIONDELETE", section_id))
         stream += rng.sample(stream, len(stream) // 5)  # re-deliveries
@@ -107,7 +96,7 @@ def test_two_webs_three_workers_500_sections_one_worker_killed(
 
         def deliver(item: tuple[int, tuple[dict[str, Any], str, str]]) -> int:
             index, (portal, event, section_id) = item
-            body = http_build_query(_event(portal, event, section_id, bitrix.url))
+            body = http_build_query(_event(portal, event, section_id, sandbox.bitrix_url))
             answer = http.post(
                 f"{webs[index % 2]}/bitrix/events",
                 content=body,
@@ -118,7 +107,7 @@ def test_two_webs_three_workers_500_sections_one_worker_killed(
         third = len(stream) // 3
         with ThreadPoolExecutor(8) as pool:
             codes = list(pool.map(deliver, enumerate(stream[:third])))
-            workers[0].send_signal(signal.SIGKILL)
+            workers[0].kill()
             codes += list(pool.map(deliver, enumerate(stream[third:], start=third)))
         assert codes == [200] * len(stream)
 
@@ -137,9 +126,7 @@ def test_two_webs_three_workers_500_sections_one_worker_killed(
             if row.state not in (InboxState.DONE, InboxState.SKIPPED)
         ]
         for portal in portals:
-            calendars = http.get(
-                f"{google.url}/_control/calendars", params={"owner": portal["subject"]}
-            ).json()["calendars"]
+            calendars = sandbox.google.calendars(owner=portal["subject"])
             assert sorted(c["summary"] for c in calendars) == sorted(
                 live[portal["key"]].values()
             ), portal["key"]
@@ -151,35 +138,28 @@ def test_two_webs_three_workers_500_sections_one_worker_killed(
             assert set(mapped) == set(live[portal["key"]])
             assert set(mapped.values()) == {c["id"] for c in calendars}
 
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes:
-            process.wait(timeout=30)
-        logs = [path.read_text(encoding="utf-8") for path in tmp_path.glob("*.log")]
+        for process in deployment.processes:
+            process.stop()
+        logs = [process.output() for process in deployment.processes]
         assert len(logs) == 5
         assert all("Traceback" not in log for log in logs), [
             log for log in logs if "Traceback" in log
         ]
 
 
-def _portal(http: httpx.Client, bitrix_url: str, google_url: str, n: int) -> dict[str, Any]:
+def _portal(sandbox: Sandbox, n: int) -> dict[str, Any]:
     key, member_id, token = f"p{n}", secrets.token_hex(16), secrets.token_hex(16)
-    answer = http.post(
-        f"{bitrix_url}/_control/portals",
-        json={
-            "member_id": member_id,
-            "domain": f"{key}.bitrix24.com",
-            "webhook_code": secrets.token_hex(8),
-            "bucket_burst": 10_000,
-            "bucket_drain_per_s": 10_000,
-        },
+    added = sandbox.bitrix.add_portal(
+        member_id,
+        f"{key}.bitrix24.com",
+        secrets.token_hex(8),
+        bucket_burst=10_000,
+        bucket_drain_per_s=10_000,
     )
-    answer.raise_for_status()
     account = generate_service_account(
-        f"{google_url}/token", f"bridge-{key}@sandbox.iam.gserviceaccount.com"
+        f"{sandbox.google_url}/token", f"bridge-{key}@sandbox.iam.gserviceaccount.com"
     )
-    http.post(f"{google_url}/_control/service-accounts", json=account).raise_for_status()
+    sandbox.google.add_service_account(account)
     subject = f"owner@{key}.example"
     return {
         "key": key,
@@ -192,13 +172,13 @@ def _portal(http: httpx.Client, bitrix_url: str, google_url: str, n: int) -> dic
             "domain": f"{key}.bitrix24.com",
             "application_token": token,
             "bitrix": {
-                "webhook_url": answer.json()["webhook_url"],
+                "webhook_url": added["webhook_url"],
                 "rate_limit": {"burst": 1000, "per_second": 1000},
             },
             "google": {
                 "service_account": json.dumps(account),
                 "subject": subject,
-                "api_endpoint": f"{google_url}/calendar/v3/",
+                "api_endpoint": f"{sandbox.google_url}/calendar/v3/",
                 "creation_pace": {"calendars": 100_000, "minutes": 1},
                 "requests_per_minute": 10_000,
             },
@@ -229,26 +209,6 @@ def _event(portal: dict[str, Any], event: str, section_id: str, bitrix_url: str)
             "application_token": portal["token"],
         },
     }
-
-
-def _start(command: str, env: dict[str, str], folder: Path) -> subprocess.Popen[str]:
-    """Output goes to a file: a full pipe would block a busy process."""
-    with (folder / f"{command}-{uuid.uuid4().hex[:6]}.log").open("w") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "bridge", command],
-            env=env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-
-
-def _healthy(http: httpx.Client, web: str) -> bool:
-    try:
-        return http.get(f"{web}/healthz", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def _settled(engine: sqlalchemy.Engine) -> bool:

@@ -4,14 +4,14 @@ LISTEN/NOTIFY wake-up (also after its connection was killed); on SQLite, the 50 
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
-from bridge.harness import Deployment, Sandbox, settled, wait_for
+from bridge.deployment import BridgeProcess, SandboxDeployment, settled
+from bridge.harness import Sandbox, wait_for
 from bridge.models import InboxState
 from tests.conftest import fresh_schema, schema_url
 from tests.e2e.conftest import Deploy, clear_faults
@@ -21,11 +21,11 @@ SLOW_POLL = "60"  # seconds: far beyond every bound below, so the poll cannot ex
 PROMPTLY = 10.0
 
 
-def _summaries(deployment: Deployment) -> list[str]:
+def _summaries(deployment: SandboxDeployment) -> list[str]:
     return sorted(c["summary"] for c in deployment.calendars())
 
 
-def _mirror_promptly(deployment: Deployment, *names: str) -> None:
+def _mirror_promptly(deployment: SandboxDeployment, *names: str) -> None:
     """Each section in turn, after the previous one was applied: the worker is idle each time
     (but for the pass right after one that found work, a few milliseconds)."""
     before = _summaries(deployment)
@@ -72,9 +72,9 @@ def test_a_backoff_that_ends_is_retried_without_waiting_for_the_poll(deploy: Dep
 
 
 @pytest.fixture
-def postgres_deployment(sandbox: Sandbox, tmp_path: Path) -> Iterator[Deployment]:
+def postgres_deployment(sandbox: Sandbox, tmp_path: Path) -> Iterator[SandboxDeployment]:
     with fresh_schema("wake") as schema:
-        deployment = Deployment(sandbox, schema_url(schema), tmp_path)
+        deployment = SandboxDeployment(sandbox, schema_url(schema), tmp_path)
         try:
             assert deployment.run("migrate").returncode == 0
             yield deployment
@@ -83,7 +83,7 @@ def postgres_deployment(sandbox: Sandbox, tmp_path: Path) -> Iterator[Deployment
             clear_faults(sandbox)
 
 
-def _listener(deployment: Deployment, worker: subprocess.Popen[str]) -> int | None:
+def _listener(deployment: SandboxDeployment, worker: BridgeProcess) -> int | None:
     """The backend pid of the worker's listening connection, once it has run LISTEN."""
     with deployment.engine.connect() as connection:
         pid = connection.execute(
@@ -97,7 +97,7 @@ def _listener(deployment: Deployment, worker: subprocess.Popen[str]) -> int | No
 
 
 def test_the_listener_reconnects_after_its_connection_is_killed(
-    postgres_deployment: Deployment,
+    postgres_deployment: SandboxDeployment,
 ) -> None:
     deployment = postgres_deployment
     deployment.env["BRIDGE_POLL_SECONDS"] = SLOW_POLL

@@ -3,56 +3,38 @@ differs from the one REST is called at, and an address change (NOTES.md §9a).""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qsl
 
 import httpx
 import pytest
 
-from bridge.sandbox.bitrix import parse_php_query
-from tests.sandbox.test_bitrix_emulator import CODE, DOMAIN, MEMBER, Receiver, bind_hook, flush
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    receiver = Receiver()
-    receiver.server.start()
-    yield receiver
-    receiver.server.stop()
+from bridge.sandbox.bitrix import BitrixControl
+from tests.sandbox.conftest import Receiver
+from tests.sandbox.test_bitrix_emulator import CODE, DOMAIN, MEMBER, bind_hook, flush
 
 
 @pytest.fixture
-def control(emulator_url: str, receiver: Receiver) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=emulator_url, timeout=10.0) as client:
-        client.post("/_control/reset").raise_for_status()
-        receiver.records.clear()
-        client.post(
-            "/_control/portals",
-            json={"member_id": MEMBER, "domain": DOMAIN, "webhook_code": CODE},
-        ).raise_for_status()
-        bind_hook(control=client, receiver=receiver)
-        yield client
+def control(control: BitrixControl, receiver: Receiver) -> BitrixControl:
+    """The module's portal, its section events delivered to the receiver."""
+    bind_hook(control, receiver)
+    return control
 
 
-def delivered_auth(control: httpx.Client, receiver: Receiver, name: str) -> dict[str, Any]:
+def delivered_auth(control: BitrixControl, receiver: Receiver, name: str) -> dict[str, Any]:
     """Create a section through the control API and return the `auth` block of its event."""
-    control.post(
-        f"/_control/portals/{MEMBER}/sections",
-        json={"type": "company_calendar", "owner_id": 0, "name": name},
-    ).raise_for_status()
+    control.add_section(MEMBER, "company_calendar", 0, name)
     flush(control)
-    body = receiver.records[-1]["body"]
-    auth: dict[str, Any] = parse_php_query(parse_qsl(body, keep_blank_values=True))["auth"]
+    auth: dict[str, Any] = receiver.records[-1]["body"]["auth"]
     return auth
 
 
-def patch(control: httpx.Client, **knobs: Any) -> httpx.Response:
-    return control.patch(f"/_control/portals/{MEMBER}", json=knobs)
+def patch(control: BitrixControl, **knobs: Any) -> httpx.Response:
+    """Raw, not `patch_portal`: these tests read the control API's refusals (400s) too."""
+    return control.http.patch(f"/portals/{MEMBER}", json=knobs)
 
 
 def test_deliveries_name_the_portals_oauth_server(
-    control: httpx.Client, receiver: Receiver
+    control: BitrixControl, receiver: Receiver
 ) -> None:
     assert delivered_auth(control, receiver, "World")["server_endpoint"] == (
         "https://oauth.bitrix.info/rest/"
@@ -70,7 +52,7 @@ def test_deliveries_name_the_portals_oauth_server(
     )
 
 
-def test_bad_address_knobs_are_refused_and_change_nothing(control: httpx.Client) -> None:
+def test_bad_address_knobs_are_refused_and_change_nothing(control: BitrixControl) -> None:
     unknown_region = patch(control, region="mars", domain="changed.example")
     no_new_address = patch(control, moved=True)
     no_old_address = patch(control, moved=True, address="http://127.0.0.1:1")
@@ -80,12 +62,12 @@ def test_bad_address_knobs_are_refused_and_change_nothing(control: httpx.Client)
     assert no_new_address.status_code == 400 and "address" in no_new_address.json()["error"]
     assert no_old_address.status_code == 400 and "previous" in no_old_address.json()["error"]
     assert with_path.status_code == 400
-    [portal] = control.get("/_control/portals").json()["portals"]
+    [portal] = control.portals()
     assert (portal["domain"], portal["address"], portal["server_endpoint"]) == (DOMAIN, None, None)
 
 
 def test_events_name_the_public_address_while_rest_answers_anywhere(
-    control: httpx.Client, receiver: Receiver, emulator_url: str
+    control: BitrixControl, receiver: Receiver, emulator_url: str
 ) -> None:
     patch(control, address="http://booking.ops.bx").raise_for_status()
 
@@ -102,7 +84,7 @@ def test_events_name_the_public_address_while_rest_answers_anywhere(
 
 
 def test_a_moved_portal_redirects_rest_from_its_old_address(
-    control: httpx.Client, receiver: Receiver, emulator_url: str
+    control: BitrixControl, receiver: Receiver, emulator_url: str
 ) -> None:
     port = httpx.URL(emulator_url).port
     old, new = f"http://localhost:{port}", f"http://127.0.0.1:{port}"
@@ -123,5 +105,5 @@ def test_a_moved_portal_redirects_rest_from_its_old_address(
     assert at_new.status_code == 200
     assert auth["domain"] == "acme-renamed.bitrix24.com"
     assert auth["client_endpoint"] == f"{new}/rest/"
-    logged = control.get("/_control/requests", params={"member_id": MEMBER}).json()["requests"]
+    logged = control.requests(MEMBER)
     assert [(r["address"], r["status"]) for r in logged] == [(old, 200), (old, 302), (new, 200)]

@@ -2,17 +2,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qsl
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route
 
-from bridge.sandbox.bitrix import parse_php_query
-from bridge.sandbox.server import ServerThread
+from bridge.sandbox.bitrix import BitrixControl
+from tests.sandbox.conftest import Receiver
 
 MEMBER = "a223c6b3710f85df22e9377d6c4f7553"
 DOMAIN = "acme.bitrix24.com"
@@ -35,63 +30,24 @@ FULL_AUTH = [
 SECTION_EVENTS = ["ONCALENDARSECTIONADD", "ONCALENDARSECTIONUPDATE", "ONCALENDARSECTIONDELETE"]
 
 
-class Receiver:
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-        self.server = ServerThread(
-            Starlette(routes=[Route("/{path:path}", self._record, methods=["POST"])])
-        )
-
-    async def _record(self, request: Request) -> PlainTextResponse:
-        raw = (await request.body()).decode()
-        self.records.append(
-            {
-                "path": "/" + request.path_params["path"],
-                "content_type": request.headers["content-type"],
-                "raw": raw,
-                "body": parse_php_query(parse_qsl(raw, keep_blank_values=True)),
-            }
-        )
-        return PlainTextResponse("ok")
-
-    def at(self, path: str) -> list[dict[str, Any]]:
-        return [record["body"] for record in self.records if record["path"] == path]
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    receiver = Receiver()
-    receiver.server.start()
-    yield receiver
-    receiver.server.stop()
+@pytest.fixture
+def control(control: BitrixControl) -> BitrixControl:
+    """The module's portal and the app (CLIENT_ID, SECRET), not yet installed."""
+    control.add_app(client_id=CLIENT_ID, client_secret=SECRET)
+    return control
 
 
 @pytest.fixture
-def control(emulator_url: str, receiver: Receiver) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=emulator_url, timeout=10.0) as client:
-        client.post("/_control/reset").raise_for_status()
-        receiver.records.clear()
-        portal = {"member_id": MEMBER, "domain": DOMAIN, "webhook_code": CODE}
-        assert client.post("/_control/portals", json=portal).status_code == 201
-        app = client.post("/_control/apps", json={"client_id": CLIENT_ID, "client_secret": SECRET})
-        assert app.status_code == 201
-        yield client
-
-
-@pytest.fixture
-def install(control: httpx.Client, receiver: Receiver) -> dict[str, Any]:
-    response = control.post(
-        f"/_control/portals/{MEMBER}/install",
-        json={
-            "client_id": CLIENT_ID,
-            "handler": f"{receiver.server.url}/install",
-            "access_lifetime_s": 3600,
-            "application_token": APP_TOKEN,
-        },
+def install(control: BitrixControl, receiver: Receiver) -> dict[str, Any]:
+    installed = control.install(
+        MEMBER,
+        CLIENT_ID,
+        f"{receiver.server.url}/install",
+        access_lifetime_s=3600,
+        application_token=APP_TOKEN,
     )
-    assert response.status_code == 201, response.text
     flush(control)
-    return dict(response.json())
+    return dict(installed)
 
 
 @pytest.fixture
@@ -104,10 +60,8 @@ def call(rest: httpx.Client, token: str, method: str, **params: Any) -> httpx.Re
     return rest.post(method, json={**params, "auth": token})
 
 
-def flush(control: httpx.Client) -> list[dict[str, Any]]:
-    response = control.post("/_control/deliveries/flush", json={"timeout": 5})
-    assert response.json()["pending"] == 0
-    return list(response.json()["deliveries"])
+def flush(control: BitrixControl) -> list[dict[str, Any]]:
+    return control.flush_deliveries(timeout=5)
 
 
 def refresh(emulator_url: str, refresh_token: str, secret: str = SECRET) -> httpx.Response:
@@ -126,11 +80,8 @@ def add_section(rest: httpx.Client, token: str, name: str = "Team") -> int:
     return int(response.json()["result"])
 
 
-def update_section(control: httpx.Client, section_id: int, name: str) -> None:
-    patched = control.patch(
-        f"/_control/portals/{MEMBER}/sections/{section_id}", json={"name": name}
-    )
-    assert patched.status_code == 200, patched.text
+def update_section(control: BitrixControl, section_id: int, name: str) -> None:
+    control.update_section(MEMBER, str(section_id), name=name)
 
 
 # install, OAuth calls, refresh
@@ -161,7 +112,7 @@ def test_install_posts_onappinstall_with_the_token_set(
 
 
 def test_oauth_calls_share_the_portal_and_expire(
-    control: httpx.Client, install: dict[str, Any], rest: httpx.Client
+    control: BitrixControl, install: dict[str, Any], rest: httpx.Client
 ) -> None:
     token = install["access_token"]
     section_id = add_section(rest, token)
@@ -181,7 +132,7 @@ def test_oauth_calls_share_the_portal_and_expire(
         "error": "NO_AUTH_FOUND",
         "error_description": "Wrong authorization data",
     }
-    assert control.post(f"/_control/portals/{MEMBER}/expire-tokens").json()["expired"] == 1
+    assert control.expire_tokens(MEMBER) == 1
     expired = call(rest, token, "calendar.section.get", type="user")
     assert expired.status_code == 401
     assert expired.json() == {
@@ -191,9 +142,9 @@ def test_oauth_calls_share_the_portal_and_expire(
 
 
 def test_refresh_rotates_and_the_old_refresh_token_fails(
-    control: httpx.Client, install: dict[str, Any], rest: httpx.Client, emulator_url: str
+    control: BitrixControl, install: dict[str, Any], rest: httpx.Client, emulator_url: str
 ) -> None:
-    control.post(f"/_control/portals/{MEMBER}/expire-tokens").raise_for_status()
+    control.expire_tokens(MEMBER)
     assert refresh(emulator_url, install["refresh_token"], "wrong").json()["error"] == (
         "invalid_client"
     )
@@ -212,7 +163,7 @@ def test_refresh_rotates_and_the_old_refresh_token_fails(
     assert again.status_code == 400
     assert again.json()["error"] == "invalid_grant"
     assert refresh(emulator_url, body["refresh_token"]).status_code == 200
-    app = control.get(f"/_control/portals/{MEMBER}/app").json()
+    app = control.app(MEMBER)
     assert app["refresh_count"] == 2
     assert app["apps"][0]["refresh_count"] == 2
 
@@ -251,14 +202,13 @@ def test_bind_twice_is_refused_and_unbind_counts(
 
 
 def test_app_events_carry_tokens_and_webhook_events_do_not(
-    control: httpx.Client, install: dict[str, Any], rest: httpx.Client, receiver: Receiver
+    control: BitrixControl, install: dict[str, Any], rest: httpx.Client, receiver: Receiver
 ) -> None:
     token = install["access_token"]
     for event in SECTION_EVENTS:
         bound = call(rest, token, "event.bind", event=event, handler=f"{receiver.server.url}/app")
         assert bound.status_code == 200
-    hook = {"handler": f"{receiver.server.url}/hook", "events": SECTION_EVENTS}
-    assert control.post(f"/_control/portals/{MEMBER}/outgoing-webhooks", json=hook).is_success
+    control.bind_outgoing_webhook(MEMBER, f"{receiver.server.url}/hook", events=SECTION_EVENTS)
     receiver.records.clear()
 
     section_id = add_section(rest, token)
@@ -280,7 +230,7 @@ def test_app_events_carry_tokens_and_webhook_events_do_not(
     }
 
     receiver.records.clear()
-    assert control.patch(f"/_control/portals/{MEMBER}", json={"automation": True}).is_success
+    control.patch_portal(MEMBER, automation=True)
     update_section(control, section_id, "By a robot")
     flush(control)
     [robot_event] = receiver.at("/app")
@@ -293,7 +243,7 @@ def test_app_events_carry_tokens_and_webhook_events_do_not(
 
 
 def test_offline_queue_coalesces_reserves_clears_and_marks_errors(
-    control: httpx.Client, install: dict[str, Any], rest: httpx.Client
+    control: BitrixControl, install: dict[str, Any], rest: httpx.Client
 ) -> None:
     token = install["access_token"]
     bound = call(rest, token, "event.bind", event="ONCALENDARSECTIONUPDATE", event_type="offline")
@@ -302,7 +252,7 @@ def test_offline_queue_coalesces_reserves_clears_and_marks_errors(
     for name in ("A1", "A2", "A3"):
         update_section(control, first, name)
     update_section(control, second, "B1")
-    stored = control.get(f"/_control/portals/{MEMBER}/offline").json()["records"]
+    stored = control.offline(MEMBER)
     assert [r["EVENT_DATA"] for r in stored] == [{"id": str(first)}, {"id": str(second)}]
     listed = call(rest, token, "event.offline.list").json()
     assert listed["total"] == 2
@@ -350,14 +300,11 @@ def test_offline_queue_coalesces_reserves_clears_and_marks_errors(
 
 
 def test_offline_methods_need_an_app_and_an_admin(
-    control: httpx.Client, rest: httpx.Client
+    control: BitrixControl, rest: httpx.Client
 ) -> None:
     webhook = httpx.post(f"{rest.base_url}1/{CODE}/event.offline.list")
     assert (webhook.status_code, webhook.json()["error"]) == (403, "WRONG_AUTH_TYPE")
-    installed = control.post(
-        f"/_control/portals/{MEMBER}/install", json={"client_id": CLIENT_ID, "admin": False}
-    )
-    token = installed.json()["access_token"]
+    token = control.install(MEMBER, CLIENT_ID, admin=False)["access_token"]
     bind = call(rest, token, "event.bind", event="ONCALENDARSECTIONADD", event_type="offline")
     assert (bind.status_code, bind.json()["error"]) == (403, "ACCESS_DENIED")
     listed = call(rest, token, "event.offline.get")
@@ -366,7 +313,7 @@ def test_offline_methods_need_an_app_and_an_admin(
 
 
 def test_onofflineevent_is_throttled_and_has_no_data(
-    control: httpx.Client, install: dict[str, Any], rest: httpx.Client, receiver: Receiver
+    control: BitrixControl, install: dict[str, Any], rest: httpx.Client, receiver: Receiver
 ) -> None:
     token = install["access_token"]
     call(rest, token, "event.bind", event="ONCALENDARSECTIONUPDATE", event_type="offline")
@@ -393,7 +340,7 @@ def test_onofflineevent_is_throttled_and_has_no_data(
 
 
 def test_uninstall_delivers_onappuninstall_and_kills_the_tokens(
-    control: httpx.Client,
+    control: BitrixControl,
     install: dict[str, Any],
     rest: httpx.Client,
     receiver: Receiver,
@@ -403,10 +350,8 @@ def test_uninstall_delivers_onappuninstall_and_kills_the_tokens(
     handler = f"{receiver.server.url}/uninstalled"
     assert call(rest, token, "event.bind", event="ONAPPUNINSTALL", handler=handler).is_success
     receiver.records.clear()
-    gone = control.post(
-        f"/_control/portals/{MEMBER}/uninstall", json={"client_id": CLIENT_ID, "clean": True}
-    )
-    assert gone.json() == {"uninstalled": CLIENT_ID, "deliveries": 1}
+    gone = control.uninstall(MEMBER, CLIENT_ID, clean=True)
+    assert gone == {"uninstalled": CLIENT_ID, "deliveries": 1}
     flush(control)
     [event] = receiver.at("/uninstalled")
     assert receiver.at("/install") == []
@@ -417,17 +362,17 @@ def test_uninstall_delivers_onappuninstall_and_kills_the_tokens(
 
     assert call(rest, token, "calendar.section.get", type="user").status_code == 401
     assert refresh(emulator_url, install["refresh_token"]).json()["error"] == "invalid_grant"
-    assert control.get(f"/_control/portals/{MEMBER}/app").json()["apps"] == []
+    assert control.app(MEMBER)["apps"] == []
 
 
 def test_uninstall_is_not_delivered_to_the_install_handler_when_nothing_is_bound(
-    control: httpx.Client, install: dict[str, Any], receiver: Receiver
+    control: BitrixControl, install: dict[str, Any], receiver: Receiver
 ) -> None:
     receiver.records.clear()
-    gone = control.post(f"/_control/portals/{MEMBER}/uninstall", json={"client_id": CLIENT_ID})
+    gone = control.uninstall(MEMBER, CLIENT_ID)
     flush(control)
 
-    assert gone.json() == {"uninstalled": CLIENT_ID, "deliveries": 0}
+    assert gone == {"uninstalled": CLIENT_ID, "deliveries": 0}
     assert receiver.records == []
 
 
@@ -435,7 +380,7 @@ def test_uninstall_is_not_delivered_to_the_install_handler_when_nothing_is_bound
 
 
 def test_feature_get_answers_per_plan_and_for_a_self_hosted_portal(
-    control: httpx.Client, install: dict[str, Any], rest: httpx.Client
+    control: BitrixControl, install: dict[str, Any], rest: httpx.Client
 ) -> None:
     token = install["access_token"]
 
@@ -445,30 +390,28 @@ def test_feature_get_answers_per_plan_and_for_a_self_hosted_portal(
         return str(answer.json()["result"]["value"])
 
     assert value("rest_offline_extended") == "Y"
-    plan = control.put(f"/_control/portals/{MEMBER}/plan", json={"features": []})
-    assert plan.json() == {"features": []}
+    assert control.set_plan(MEMBER, features=[]) == {"features": []}
     assert value("rest_offline_extended") == "N"
     assert value("rest_auth_connector") == "N"
     assert value("no_such_feature") == "Y"  # "the method does not check whether the code exists"
-    control.put(f"/_control/portals/{MEMBER}/plan", json={"features": None}).raise_for_status()
+    control.set_plan(MEMBER, features=None)
     assert value("rest_offline_extended") == "en_selfhosted"
     empty = call(rest, token, "feature.get")
     assert (empty.status_code, empty.json()["error"]) == (400, "CODE_EMPTY")
-    bad = control.put(f"/_control/portals/{MEMBER}/plan", json={"features": "all"})
+    # Raw: the control API's refusal of a plan that is not a list is what is tested here.
+    bad = control.http.put(f"/portals/{MEMBER}/plan", json={"features": "all"})
     assert bad.status_code == 400
 
 
 def test_a_plan_without_the_extended_mode_refuses_reservation_but_reads_with_delete(
-    control: httpx.Client, install: dict[str, Any], rest: httpx.Client
+    control: BitrixControl, install: dict[str, Any], rest: httpx.Client
 ) -> None:
     token = install["access_token"]
     call(rest, token, "event.bind", event="ONCALENDARSECTIONADD", event_type="offline")
     first = add_section(rest, token, "Reserved before the downgrade")
     reserved = call(rest, token, "event.offline.get", clear=0).json()["result"]
     add_section(rest, token, "After")
-    control.put(
-        f"/_control/portals/{MEMBER}/plan", json={"features": ["rest_auth_connector"]}
-    ).raise_for_status()
+    control.set_plan(MEMBER, features=["rest_auth_connector"])
 
     refused = call(rest, token, "event.offline.get", clear=0)
     again = call(rest, token, "event.offline.get", clear=0, process_id=reserved["process_id"])
@@ -490,7 +433,7 @@ def test_a_plan_without_the_extended_mode_refuses_reservation_but_reads_with_del
 
 
 def test_reading_a_batch_with_clear_deletes_all_of_it(
-    control: httpx.Client, install: dict[str, Any], rest: httpx.Client
+    control: BitrixControl, install: dict[str, Any], rest: httpx.Client
 ) -> None:
     token = install["access_token"]
     call(rest, token, "event.bind", event="ONCALENDARSECTIONADD", event_type="offline")

@@ -6,14 +6,17 @@ import time
 
 import httpx
 
+from bridge.sandbox.bitrix import BitrixControl
+
 MEMBER = "b0d9e1c3710f85df22e9377d6c4f7553"
 CODE = "budgetcode"
 DOMAIN = "budget.bitrix24.com"
 SECTIONS = "calendar.section.get"
 
 
-def budget(control: httpx.Client, **knobs: object) -> httpx.Response:
-    return control.patch(f"/_control/portals/{MEMBER}", json=knobs)
+def budget(control: BitrixControl, **knobs: object) -> httpx.Response:
+    """Raw, not `patch_portal`: these tests read the control API's refusals (400s) too."""
+    return control.http.patch(f"/portals/{MEMBER}", json=knobs)
 
 
 def sections(rest: httpx.Client) -> httpx.Response:
@@ -32,7 +35,7 @@ def test_every_answer_reports_the_method_budget(rest: httpx.Client) -> None:
 
 
 def test_the_call_that_crosses_completes_and_the_next_is_refused_until_a_reset(
-    control: httpx.Client, rest: httpx.Client
+    control: BitrixControl, rest: httpx.Client
 ) -> None:
     assert budget(control, operating_limit_s=30, method_cost_s={SECTIONS: 20}, basket_s=0.2).json()[
         "method_cost_s"
@@ -55,7 +58,7 @@ def test_the_call_that_crosses_completes_and_the_next_is_refused_until_a_reset(
 
 
 def test_batch_counts_each_nested_call_against_its_own_method(
-    control: httpx.Client, rest: httpx.Client
+    control: BitrixControl, rest: httpx.Client
 ) -> None:
     budget(control, operating_limit_s=15, method_cost_s={SECTIONS: 10, "user.get": 1})
     command = f"{SECTIONS}?type=company_calendar&ownerId=0"
@@ -75,7 +78,7 @@ def test_batch_counts_each_nested_call_against_its_own_method(
 
 
 def test_the_limit_can_be_turned_off_and_bad_knobs_are_refused(
-    control: httpx.Client, rest: httpx.Client
+    control: BitrixControl, rest: httpx.Client
 ) -> None:
     budget(control, operating_limit_s=None, method_cost_s={SECTIONS: 1000})
     assert [sections(rest).status_code for _ in range(3)] == [200, 200, 200]
@@ -85,17 +88,14 @@ def test_the_limit_can_be_turned_off_and_bad_knobs_are_refused(
     assert budget(control, method_cost_s=[1]).status_code == 400
 
 
-def test_overload_limit_is_a_fault(control: httpx.Client, rest: httpx.Client) -> None:
-    control.post(
-        "/_control/faults",
-        json={
-            "member_id": MEMBER,
-            "method": SECTIONS,
-            "status": 503,
-            "error": "OVERLOAD_LIMIT",
-            "description": "REST API is blocked due to overload",
-        },
-    ).raise_for_status()
+def test_overload_limit_is_a_fault(control: BitrixControl, rest: httpx.Client) -> None:
+    control.fault(
+        member_id=MEMBER,
+        method=SECTIONS,
+        status=503,
+        error="OVERLOAD_LIMIT",
+        description="REST API is blocked due to overload",
+    )
 
     answer = sections(rest)
 

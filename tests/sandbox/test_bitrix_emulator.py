@@ -2,19 +2,14 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route
 
-from bridge.sandbox.bitrix import http_build_query, parse_php_query
-from bridge.sandbox.server import ServerThread
+from bridge.sandbox.bitrix import BitrixControl, http_build_query, parse_php_query
+from tests.sandbox.conftest import Receiver
 
 MEMBER = "a223c6b3710f85df22e9377d6c4f7553"
 DOMAIN = "acme.bitrix24.com"
@@ -29,84 +24,29 @@ AUTH_KEYS = {
 }
 
 
-class Receiver:
-    def __init__(self) -> None:
-        self.records: list[dict[str, str]] = []
-        self.server = ServerThread(
-            Starlette(
-                routes=[
-                    Route("/hook", self._hook, methods=["POST"]),
-                    Route("/broken", self._broken, methods=["POST"]),
-                ]
-            )
-        )
+def test_a_portal_is_made_with_its_incoming_webhook(
+    control: BitrixControl, emulator_url: str
+) -> None:
+    [portal] = control.portals()
 
-    async def _hook(self, request: Request) -> PlainTextResponse:
-        body = (await request.body()).decode()
-        self.records.append({"content_type": request.headers["content-type"], "body": body})
-        return PlainTextResponse("ok")
-
-    async def _broken(self, request: Request) -> PlainTextResponse:
-        self.records.append({"content_type": request.headers["content-type"], "body": "broken"})
-        return PlainTextResponse("boom", status_code=500)
+    assert (portal["member_id"], portal["domain"]) == (MEMBER, DOMAIN)
+    assert portal["webhook_url"] == f"{emulator_url}/rest/1/{CODE}/"
 
 
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    receiver = Receiver()
-    receiver.server.start()
-    yield receiver
-    receiver.server.stop()
+def bind_hook(control: BitrixControl, receiver: Receiver, path: str = "/hook") -> str:
+    events = ["OnCalendarSectionAdd", "ONCALENDARSECTIONUPDATE", "ONCALENDARSECTIONDELETE"]
+    bound = control.bind_outgoing_webhook(MEMBER, f"{receiver.server.url}{path}", TOKEN, events)
+    assert bound["application_token"] == TOKEN
+    return str(bound["id"])
 
 
-@pytest.fixture
-def control(emulator_url: str, receiver: Receiver) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=emulator_url, timeout=10.0) as client:
-        client.post("/_control/reset").raise_for_status()
-        receiver.records.clear()
-        created = client.post(
-            "/_control/portals",
-            json={"member_id": MEMBER, "domain": DOMAIN, "webhook_code": CODE},
-        )
-        assert created.status_code == 201
-        assert created.json()["webhook_url"] == f"{emulator_url}/rest/1/{CODE}/"
-        yield client
+def add_section(control: BitrixControl, **fields: Any) -> dict[str, Any]:
+    kind, owner_id, name = fields.pop("type"), fields.pop("owner_id", None), fields.pop("name")
+    return control.add_section(MEMBER, kind, owner_id, name, **fields)
 
 
-@pytest.fixture
-def rest(control: httpx.Client, emulator_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=f"{emulator_url}/rest/1/{CODE}/", timeout=10.0) as client:
-        yield client
-
-
-def bind_hook(control: httpx.Client, receiver: Receiver, path: str = "/hook") -> str:
-    response = control.post(
-        f"/_control/portals/{MEMBER}/outgoing-webhooks",
-        json={
-            "handler": f"{receiver.server.url}{path}",
-            "events": [
-                "OnCalendarSectionAdd",
-                "ONCALENDARSECTIONUPDATE",
-                "ONCALENDARSECTIONDELETE",
-            ],
-            "application_token": TOKEN,
-        },
-    )
-    assert response.status_code == 201
-    assert response.json()["application_token"] == TOKEN
-    return str(response.json()["id"])
-
-
-def add_section(control: httpx.Client, **fields: Any) -> dict[str, Any]:
-    response = control.post(f"/_control/portals/{MEMBER}/sections", json=fields)
-    assert response.status_code == 201, response.text
-    return dict(response.json())
-
-
-def flush(control: httpx.Client) -> list[dict[str, Any]]:
-    response = control.post("/_control/deliveries/flush", json={"timeout": 5})
-    assert response.json()["pending"] == 0
-    return list(response.json()["deliveries"])
+def flush(control: BitrixControl) -> list[dict[str, Any]]:
+    return control.flush_deliveries(timeout=5)
 
 
 # REST: sections and resources
@@ -127,14 +67,14 @@ def test_section_get_requires_type_and_owner(rest: httpx.Client) -> None:
 
 
 def test_section_get_returns_active_sections_of_type_and_owner(
-    control: httpx.Client, rest: httpx.Client
+    control: BitrixControl, rest: httpx.Client
 ) -> None:
     mine = add_section(control, type="user", owner_id=1, name="Mine", color="#9cbeee")
     add_section(control, type="user", owner_id=2, name="Other user")
     add_section(control, type="group", owner_id=5, name="Group")
     gone = add_section(control, type="user", owner_id=1, name="Gone")
     room = add_section(control, type="resource", name="Room 1")
-    control.delete(f"/_control/portals/{MEMBER}/sections/{gone['ID']}").raise_for_status()
+    control.delete_section(MEMBER, gone["ID"])
 
     response = rest.post("calendar.section.get", json={"type": "user", "ownerId": 1})
     assert response.status_code == 200
@@ -167,7 +107,7 @@ def test_section_get_returns_active_sections_of_type_and_owner(
 
 
 def test_rest_changes_fire_form_encoded_events(
-    control: httpx.Client, rest: httpx.Client, receiver: Receiver, emulator_url: str
+    control: BitrixControl, rest: httpx.Client, receiver: Receiver, emulator_url: str
 ) -> None:
     handler_id = bind_hook(control, receiver)
     added = rest.post(
@@ -209,9 +149,9 @@ def test_rest_changes_fire_form_encoded_events(
         rf"&auth%5Bclient_endpoint%5D={re.escape(endpoint)}"
         r"&auth%5Bserver_endpoint%5D=https%3A%2F%2Foauth.bitrix.info%2Frest%2F"
         rf"&auth%5Bmember_id%5D={MEMBER}&auth%5Bapplication_token%5D={TOKEN}",
-        first["body"],
-    ), first["body"]
-    pairs = parse_qsl(first["body"], keep_blank_values=True)
+        first["raw"],
+    ), first["raw"]
+    pairs = parse_qsl(first["raw"], keep_blank_values=True)
     assert {key for key, _ in pairs if key.startswith("auth")} == AUTH_KEYS
     parsed = parse_php_query(pairs)
     assert parsed["data"] == {"id": str(section_id)}
@@ -227,20 +167,17 @@ def test_rest_changes_fire_form_encoded_events(
 
 
 def test_control_changes_fire_events_unless_deliver_is_false(
-    control: httpx.Client, rest: httpx.Client, receiver: Receiver
+    control: BitrixControl, rest: httpx.Client, receiver: Receiver
 ) -> None:
     bind_hook(control, receiver)
     lost = add_section(control, type="group", owner_id=7, name="Quiet", deliver=False)
     loud = add_section(control, type="group", owner_id=7, name="Loud", gapi_calendar_id="x@g")
     assert loud["GAPI_CALENDAR_ID"] == "x@g"
-    patched = control.patch(
-        f"/_control/portals/{MEMBER}/sections/{lost['ID']}",
-        json={"name": "Quiet 2", "deliver": False},
-    )
-    assert patched.json()["NAME"] == "Quiet 2"
-    control.patch(f"/_control/portals/{MEMBER}/sections/{loud['ID']}", json={"color": "#000000"})
-    control.delete(f"/_control/portals/{MEMBER}/sections/{lost['ID']}", params={"deliver": "0"})
-    control.delete(f"/_control/portals/{MEMBER}/sections/{loud['ID']}", params={"deliver": "1"})
+    patched = control.update_section(MEMBER, lost["ID"], name="Quiet 2", deliver=False)
+    assert patched["NAME"] == "Quiet 2"
+    control.update_section(MEMBER, loud["ID"], color="#000000")
+    control.delete_section(MEMBER, lost["ID"], deliver=False)
+    control.delete_section(MEMBER, loud["ID"], deliver=True)
 
     log = flush(control)
     assert [(d["event"], d["section_id"]) for d in log] == [
@@ -253,7 +190,7 @@ def test_control_changes_fire_events_unless_deliver_is_false(
 
 
 def test_failed_delivery_is_logged_and_never_retried(
-    control: httpx.Client, rest: httpx.Client, receiver: Receiver
+    control: BitrixControl, rest: httpx.Client, receiver: Receiver
 ) -> None:
     bind_hook(control, receiver, "/broken")
     desk = rest.post("calendar.resource.add", json={"name": "Desk"}).json()["result"]
@@ -298,9 +235,9 @@ def test_batch_map_with_references_and_empty_maps(rest: httpx.Client) -> None:
     assert sections[0]["DESCRIPTION"] == f"id {section_id}"
 
 
-def test_batch_list_form_encoded_with_errors(control: httpx.Client, rest: httpx.Client) -> None:
+def test_batch_list_form_encoded_with_errors(control: BitrixControl, rest: httpx.Client) -> None:
     users = [{"ID": str(n), "NAME": f"U{n}"} for n in range(2, 62)]
-    control.post(f"/_control/portals/{MEMBER}/users", json=users).raise_for_status()
+    control.add_owners(MEMBER, "users", users)
     form = http_build_query(
         {
             "halt": False,
@@ -347,7 +284,7 @@ def test_batch_list_form_encoded_with_errors(control: httpx.Client, rest: httpx.
         }
     }
 
-    logged = control.get("/_control/requests", params={"member_id": MEMBER}).json()["requests"]
+    logged = control.requests(MEMBER)
     batch = next(r for r in logged if r["method"] == "batch")
     assert [c["method"] for c in batch["commands"]] == [
         "user.get", "calendar.section.get", "no.such.method", "batch",
@@ -358,10 +295,8 @@ def test_batch_list_form_encoded_with_errors(control: httpx.Client, rest: httpx.
 # limits, faults, auth
 
 
-def test_leaky_bucket_rejects_then_recovers(control: httpx.Client, rest: httpx.Client) -> None:
-    control.patch(
-        f"/_control/portals/{MEMBER}", json={"bucket_burst": 3, "bucket_drain_per_s": 10}
-    ).raise_for_status()
+def test_leaky_bucket_rejects_then_recovers(control: BitrixControl, rest: httpx.Client) -> None:
+    control.patch_portal(MEMBER, bucket_burst=3, bucket_drain_per_s=10)
     batch = {"cmd": {f"c{n}": "calendar.resource.list" for n in range(10)}}
     statuses = [rest.post("batch", json=batch).status_code for _ in range(3)]
     statuses.append(rest.post("calendar.resource.list").status_code)
@@ -376,11 +311,9 @@ def test_leaky_bucket_rejects_then_recovers(control: httpx.Client, rest: httpx.C
 
 
 def test_faults_error_html_drop_delay(
-    control: httpx.Client, rest: httpx.Client, emulator_url: str
+    control: BitrixControl, rest: httpx.Client, emulator_url: str
 ) -> None:
-    def fault(**spec: Any) -> None:
-        assert control.post("/_control/faults", json=spec).status_code == 201
-
+    fault = control.fault
     fault(method="calendar.section.get", status=429, error="OPERATION_TIME_LIMIT",
           description="Method is blocked due to operation time limit.")  # fmt: skip
     query = {"type": "user", "ownerId": 1}
@@ -414,7 +347,7 @@ def test_faults_error_html_drop_delay(
 
     fault(method="batch", status=503, error="QUERY_LIMIT_EXCEEDED")
     assert rest.post("batch", json={"cmd": {"a": "user.get"}}).status_code == 503
-    assert control.delete("/_control/faults").status_code == 200
+    control.clear_faults()
 
 
 def test_wrong_webhook_and_unknown_method(rest: httpx.Client, emulator_url: str) -> None:
@@ -438,10 +371,10 @@ def test_wrong_webhook_and_unknown_method(rest: httpx.Client, emulator_url: str)
 
 
 def test_user_get_and_workgroup_list_page_by_fifty(
-    control: httpx.Client, rest: httpx.Client
+    control: BitrixControl, rest: httpx.Client
 ) -> None:
     users = [{"ID": n, "NAME": f"User {n}", "ACTIVE": n % 10 != 0} for n in range(2, 122)]
-    assert control.post(f"/_control/portals/{MEMBER}/users", json=users).status_code == 201
+    control.add_owners(MEMBER, "users", users)
     first = rest.post("user.get").json()
     assert (len(first["result"]), first["total"], first["next"]) == (50, 121, 50)
     assert first["result"][0]["ID"] == "1" and first["result"][0]["ACTIVE"] is True
@@ -453,7 +386,7 @@ def test_user_get_and_workgroup_list_page_by_fifty(
     assert {u["ID"] for u in inactive["result"]} == {str(n) for n in range(10, 122, 10)}
 
     groups = [{"ID": str(n), "NAME": f"Group {n}"} for n in range(1, 61)]
-    assert control.post(f"/_control/portals/{MEMBER}/groups", json=groups).status_code == 201
+    control.add_owners(MEMBER, "groups", groups)
     page = rest.post("socialnetwork.api.workgroup.list", json={"select": ["ID", "NAME"]}).json()
     assert (len(page["result"]["workgroups"]), page["total"], page["next"]) == (50, 60, 50)
     assert page["result"]["workgroups"][0] == {"id": "1", "name": "Group 1"}

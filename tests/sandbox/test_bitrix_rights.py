@@ -6,15 +6,15 @@ from typing import Any
 
 import httpx
 
+from bridge.sandbox.bitrix import BitrixControl
+
 MEMBER = "rights-portal"
 CODE = "rightscode"
 DOMAIN = "rights.bitrix24.com"
 
 
-def patch_portal(control: httpx.Client, **knobs: Any) -> dict[str, Any]:
-    answer = control.patch(f"/_control/portals/{MEMBER}", json=knobs)
-    assert answer.status_code == 200, answer.text
-    return dict(answer.json())
+def patch_portal(control: BitrixControl, **knobs: Any) -> dict[str, Any]:
+    return control.patch_portal(MEMBER, **knobs)
 
 
 def group_ids(rest: httpx.Client, **extra: Any) -> list[str]:
@@ -30,16 +30,17 @@ def user_ids(rest: httpx.Client, **extra: Any) -> list[str]:
 
 
 def test_secret_groups_are_listed_only_to_an_admin_asking_with_is_admin(
-    control: httpx.Client, rest: httpx.Client
+    control: BitrixControl, rest: httpx.Client
 ) -> None:
-    control.post(
-        f"/_control/portals/{MEMBER}/groups",
-        json=[
+    control.add_owners(
+        MEMBER,
+        "groups",
+        [
             {"ID": "5", "NAME": "Open"},
             {"ID": "6", "NAME": "Secret", "VISIBLE": "N", "OWNER_ID": "7"},
             {"ID": "8", "NAME": "Mine and secret", "VISIBLE": "N", "OWNER_ID": "1"},
         ],
-    ).raise_for_status()
+    )
 
     assert group_ids(rest) == ["5", "8"]
     assert group_ids(rest, params={"IS_ADMIN": "Y"}) == ["5", "6", "8"]
@@ -49,12 +50,13 @@ def test_secret_groups_are_listed_only_to_an_admin_asking_with_is_admin(
 
 
 def test_extranet_users_are_listed_only_in_admin_mode_by_an_admin(
-    control: httpx.Client, rest: httpx.Client
+    control: BitrixControl, rest: httpx.Client
 ) -> None:
-    control.post(
-        f"/_control/portals/{MEMBER}/users",
-        json=[{"ID": "2", "NAME": "Staff"}, {"ID": "3", "NAME": "Guest", "USER_TYPE": "extranet"}],
-    ).raise_for_status()
+    control.add_owners(
+        MEMBER,
+        "users",
+        [{"ID": "2", "NAME": "Staff"}, {"ID": "3", "NAME": "Guest", "USER_TYPE": "extranet"}],
+    )
 
     assert user_ids(rest) == ["1", "2"]
     assert user_ids(rest, ADMIN_MODE="True") == ["1", "2", "3"]
@@ -65,7 +67,7 @@ def test_extranet_users_are_listed_only_in_admin_mode_by_an_admin(
 
 
 def test_a_method_outside_the_webhooks_scopes_answers_insufficient_scope(
-    control: httpx.Client, rest: httpx.Client
+    control: BitrixControl, rest: httpx.Client
 ) -> None:
     assert rest.post("scope").json()["result"] == ["calendar", "im", "sonet_group", "user"]
     view = patch_portal(control, webhook_scopes=["calendar", "user_brief"])
@@ -98,20 +100,18 @@ def test_a_method_outside_the_webhooks_scopes_answers_insufficient_scope(
     assert rest.post("im.notify.system.add", json={"USER_ID": 1, "MESSAGE": "hi"}).is_success
 
 
-def test_bad_rights_knobs_are_refused(control: httpx.Client) -> None:
+def test_bad_rights_knobs_are_refused(control: BitrixControl) -> None:
     for knobs in ({"webhook_admin": "yes"}, {"webhook_scopes": "calendar"}):
-        answer = control.patch(f"/_control/portals/{MEMBER}", json=knobs)
+        # Raw: the control API's refusal (400) is what is tested here.
+        answer = control.http.patch(f"/portals/{MEMBER}", json=knobs)
         assert answer.status_code == 400, knobs
 
 
 def test_sections_carry_the_sync_providers_external_type(
-    control: httpx.Client, rest: httpx.Client
+    control: BitrixControl, rest: httpx.Client
 ) -> None:
     for external in ("icloud", "office365", "caldav", "google_readonly"):
-        control.post(
-            f"/_control/portals/{MEMBER}/sections",
-            json={"type": "company_calendar", "name": external, "external_type": external},
-        ).raise_for_status()
+        control.add_section(MEMBER, "company_calendar", None, external, external_type=external)
 
     rows = rest.post("calendar.section.get", json={"type": "company_calendar", "ownerId": 0})
 

@@ -12,11 +12,19 @@ ENTRY_EVENTS = ("ONCALENDARENTRYADD", "ONCALENDARENTRYUPDATE", "ONCALENDARENTRYD
 
 
 class BitrixControl(ControlClient):
+    def reset(self) -> None:
+        """Forget every portal, app, fault and log."""
+        self._call("POST", "/reset")
+
     # Portals and their data
     def add_portal(self, member_id: str, domain: str, webhook_code: str, **fields: Any) -> Any:
         """A portal with an incoming webhook; the answer names its `webhook_url`."""
         body = {"member_id": member_id, "domain": domain, "webhook_code": webhook_code, **fields}
         return self._call("POST", "/portals", json=body)
+
+    def portals(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self._call("GET", "/portals")["portals"]
+        return rows
 
     def patch_portal(self, member_id: str, **knobs: Any) -> dict[str, Any]:
         """Change the portal (address, plan, rights, budget…); returns its view."""
@@ -27,21 +35,28 @@ class BitrixControl(ControlClient):
         self,
         member_id: str,
         handler: str,
-        application_token: str,
+        application_token: str | None = None,
         events: tuple[str, ...] | list[str] = SECTION_EVENTS,
     ) -> Any:
-        body = {"handler": handler, "events": list(events), "application_token": application_token}
+        """The answer names the hook's `id` and `application_token` (made up unless given)."""
+        body: dict[str, Any] = {"handler": handler, "events": list(events)}
+        if application_token is not None:
+            body["application_token"] = application_token
         return self._call("POST", f"/portals/{member_id}/outgoing-webhooks", json=body)
 
     def add_section(
-        self, member_id: str, kind: str, owner_id: int, name: str, **fields: Any
+        self, member_id: str, kind: str, owner_id: int | None, name: str, **fields: Any
     ) -> dict[str, Any]:
+        """A section (`deliver=False`: without its event); with no `owner_id`, a "user"
+        section is the webhook user's."""
         body = {"type": kind, "owner_id": owner_id, "name": name, **fields}
         section: dict[str, Any] = self._call("POST", f"/portals/{member_id}/sections", json=body)
         return section
 
-    def update_section(self, member_id: str, section_id: str, **fields: Any) -> None:
-        self._call("PATCH", f"/portals/{member_id}/sections/{section_id}", json=fields)
+    def update_section(self, member_id: str, section_id: str, **fields: Any) -> dict[str, Any]:
+        path = f"/portals/{member_id}/sections/{section_id}"
+        section: dict[str, Any] = self._call("PATCH", path, json=fields)
+        return section
 
     def delete_section(self, member_id: str, section_id: str, *, deliver: bool = True) -> None:
         path = f"/portals/{member_id}/sections/{section_id}"
@@ -58,20 +73,29 @@ class BitrixControl(ControlClient):
         return rows
 
     # App mode
-    def add_app(self) -> dict[str, Any]:
-        """A registered app: its `client_id` and `client_secret`."""
-        app: dict[str, Any] = self._call("POST", "/apps", json={})
+    def add_app(self, **fields: Any) -> dict[str, Any]:
+        """A registered app (`client_id`, `client_secret` made up unless given)."""
+        app: dict[str, Any] = self._call("POST", "/apps", json=fields)
         return app
 
-    def install(self, member_id: str, client_id: str, handler: str, **fields: Any) -> Any:
-        body = {"client_id": client_id, "handler": handler, **fields}
+    def install(
+        self, member_id: str, client_id: str, handler: str | None = None, **fields: Any
+    ) -> Any:
+        """Install the app (with no `handler`, ONAPPINSTALL goes nowhere); the answer holds
+        the install's tokens."""
+        body = {"client_id": client_id, **fields}
+        if handler is not None:
+            body["handler"] = handler
         return self._call("POST", f"/portals/{member_id}/install", json=body)
 
-    def uninstall(self, member_id: str, client_id: str) -> Any:
-        return self._call("POST", f"/portals/{member_id}/uninstall", json={"client_id": client_id})
+    def uninstall(self, member_id: str, client_id: str, *, clean: bool = False) -> Any:
+        """The answer counts the ONAPPUNINSTALL `deliveries` queued."""
+        body = {"client_id": client_id, "clean": clean}
+        return self._call("POST", f"/portals/{member_id}/uninstall", json=body)
 
-    def expire_tokens(self, member_id: str) -> None:
-        self._call("POST", f"/portals/{member_id}/expire-tokens")
+    def expire_tokens(self, member_id: str) -> int:
+        """Expire the portal's access tokens now; how many were live."""
+        return int(self._call("POST", f"/portals/{member_id}/expire-tokens")["expired"])
 
     def app(self, member_id: str) -> dict[str, Any]:
         state: dict[str, Any] = self._call("GET", f"/portals/{member_id}/app")

@@ -47,7 +47,7 @@ from bridge.sandbox.bitrix.events import run_method
 from bridge.sandbox.bitrix.methods import Call, Outcome, RestError, time_block
 from bridge.sandbox.bitrix.oauth import TokenServer, find_app_caller
 from bridge.sandbox.bitrix.php_query import parse_php_query
-from bridge.sandbox.bitrix.state import Portal, State
+from bridge.sandbox.bitrix.state import Fault, Portal, State
 from bridge.sandbox.bitrix.values import method_name
 
 __all__ = ["BitrixEmulator"]
@@ -178,75 +178,85 @@ class BitrixEmulator:
     async def _answer(
         self, request: Request, find_caller: Callable[[dict[str, Any]], Call]
     ) -> Response:
-        state = self._state
         started = time.time()
         method = method_name(request.path_params["method"])
-        entry: dict[str, Any] = {
-            "member_id": None,
-            "client_id": None,
-            "method": method,
-            "http_method": request.method,
-            "params": {},
-            "status": None,
-            "error": None,
-            "t": started,
-            "address": emulator_base_url(request),  # where the request came in (address.py)
-        }
+        entry = _log_entry(request, method, started)
         try:
             entry["params"] = params = await _read_params(request)
+            call, moved, fault = self._identify(request, find_caller, params, method)
         except RestError as exc:
             return self._fail(entry, exc)
-        call: Call | None = None
-        failure = RestError(401, "NO_AUTH_FOUND", "Wrong authorization data")
-        with state.lock:
-            try:
-                call = find_caller(params)
-            except RestError as exc:
-                failure = exc
-            moved = _moved_to(call.portal, request) if call else None
-            fault = state.take_fault(call.portal.member_id, method) if call and not moved else None
-        if call is None:
-            return self._fail(entry, failure)
+        entry["member_id"] = call.portal.member_id
         if moved is not None:  # the portal's address changed: change-domen.md
-            entry.update(member_id=call.portal.member_id, status=302, location=moved)
-            state.record(entry)
+            entry.update(status=302, location=moved)
+            self._state.record(entry)
             return Response(status_code=302, headers={"location": moved})
-        portal: Portal = call.portal
-        entry["member_id"] = portal.member_id
         entry["client_id"] = call.client_id
-        if fault is not None:
-            try:
-                answer = await answer_fault(state, fault, request, entry)
-            except RestError as exc:
-                return self._fail(entry, exc)
-            if answer is not None:
-                return answer
-        with state.lock:
-            admitted = portal.bucket.admit()
-        if not admitted:
-            return self._fail(entry, RestError(503, "QUERY_LIMIT_EXCEEDED", "Too many requests"))
         try:
-            if method == "batch":
-                body = await run_batch(state, call, entry, started)
-            else:
-                with state.lock:
-                    caller = call.client_id or WEBHOOK
-                    if portal.budget.exhausted(caller, method, time.time()):
-                        raise RestError(*OVER_BUDGET)
-                    outcome = run_method(method, call)
-                    finished = time.time()
-                    spent = portal.budget.spend(caller, method, started, finished)
-                    body = _envelope(outcome, started, finished, spent)
+            if fault is not None:
+                answer = await answer_fault(self._state, fault, request, entry)
+                if answer is not None:
+                    return answer
+            body = await self._run(call, method, entry, started)
         except RestError as exc:
             return self._fail(entry, exc)
         entry["status"] = 200
-        state.record(entry)
-        return JSONResponse(body, background=state.background(call.jobs))
+        self._state.record(entry)
+        return JSONResponse(body, background=self._state.background(call.jobs))
+
+    def _identify(
+        self,
+        request: Request,
+        find_caller: Callable[[dict[str, Any]], Call],
+        params: dict[str, Any],
+        method: str,
+    ) -> tuple[Call, str | None, Fault | None]:
+        """The caller, where its portal moved to (if it did), and the fault this call takes."""
+        with self._state.lock:
+            call = find_caller(params)
+            moved = _moved_to(call.portal, request)
+            fault = None if moved else self._state.take_fault(call.portal.member_id, method)
+        return call, moved, fault
+
+    async def _run(
+        self, call: Call, method: str, entry: dict[str, Any], started: float
+    ) -> Any:
+        """The method's answer, once the portal's leaky bucket and time budget admit it."""
+        state, portal = self._state, call.portal
+        with state.lock:
+            admitted = portal.bucket.admit()
+        if not admitted:
+            raise RestError(503, "QUERY_LIMIT_EXCEEDED", "Too many requests")
+        if method == "batch":
+            return await run_batch(state, call, entry, started)
+        with state.lock:
+            caller = call.client_id or WEBHOOK
+            if portal.budget.exhausted(caller, method, time.time()):
+                raise RestError(*OVER_BUDGET)
+            outcome = run_method(method, call)
+            finished = time.time()
+            spent = portal.budget.spend(caller, method, started, finished)
+            return _envelope(outcome, started, finished, spent)
 
     def _fail(self, entry: dict[str, Any], exc: RestError) -> Response:
         entry.update(status=exc.status, error=exc.code, error_description=exc.description)
         self._state.record(entry)
         return JSONResponse(exc.body(), status_code=exc.status)
+
+
+def _log_entry(request: Request, method: str, started: float) -> dict[str, Any]:
+    """The request log's row for one REST call, completed as the call is answered."""
+    return {
+        "member_id": None,
+        "client_id": None,
+        "method": method,
+        "http_method": request.method,
+        "params": {},
+        "status": None,
+        "error": None,
+        "t": started,
+        "address": emulator_base_url(request),  # where the request came in (address.py)
+    }
 
 
 def _moved_to(portal: Portal, request: Request) -> str | None:
