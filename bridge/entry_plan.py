@@ -82,6 +82,7 @@ class EntryAction:
     kind: EntryActionKind
     entry_id: str
     calendar_id: str | None = None  # where the event is (DELETE) or goes (the others)
+    section_id: str | None = None  # the mirrored section whose calendar that is (not DELETE)
     event_id: str | None = None
     body: EventBody | None = None
     from_calendar: str | None = None  # MOVE
@@ -113,13 +114,13 @@ def plan_entry(
     """The one action `entry` needs. An edited occurrence needs its `series` (it lives in the
     series' calendar, as an instance of the series' event); a series takes the days of its
     overridden occurrences (see `desired_event`)."""
-    calendar_id, why_not = _destination(scope, entry, series)
-    if entry is None or calendar_id is None:
+    section_id, calendar_id, why_not = _destination(scope, entry, series)
+    if entry is None or section_id is None or calendar_id is None:
         active = mapping is not None and mapping.state == EntryMappingState.ACTIVE
         if active and why_not != SkipReason.SERIES_UNKNOWN:  # not knowing is no reason to delete
             assert mapping is not None
             return EntryAction(
-                EntryActionKind.DELETE, entry_id, mapping.calendar_id, mapping.event_id
+                EntryActionKind.DELETE, entry_id, mapping.calendar_id, event_id=mapping.event_id
             )
         return EntryAction(EntryActionKind.SKIP, entry_id, reason=why_not or SkipReason.GONE)
     body = desired_event(
@@ -136,13 +137,14 @@ def plan_entry(
             return EntryAction(EntryActionKind.SKIP, entry_id, reason=SkipReason.OUTSIDE_WINDOW)
         revive = mapping is not None and mapping.calendar_id == calendar_id
         kind = EntryActionKind.REVIVE if revive else EntryActionKind.CREATE
-        return EntryAction(kind, entry_id, calendar_id, body.event_id, body)
+        return EntryAction(kind, entry_id, calendar_id, section_id, body.event_id, body)
     changed = body.fingerprint() != mapping.fingerprint
     if mapping.calendar_id != calendar_id:
         return EntryAction(
             EntryActionKind.MOVE,
             entry_id,
             calendar_id,
+            section_id,
             mapping.event_id,
             body,
             from_calendar=mapping.calendar_id,
@@ -150,24 +152,26 @@ def plan_entry(
         )
     if not changed:
         return EntryAction(EntryActionKind.SKIP, entry_id, reason=SkipReason.UNCHANGED)
-    return EntryAction(EntryActionKind.UPDATE, entry_id, calendar_id, mapping.event_id, body)
+    return EntryAction(
+        EntryActionKind.UPDATE, entry_id, calendar_id, section_id, mapping.event_id, body
+    )
 
 
 def _destination(
     scope: EntryScope, entry: Entry | None, series: Entry | None
-) -> tuple[str | None, SkipReason | None]:
-    """The calendar the entry's event belongs in, or why it has none."""
+) -> tuple[str | None, str | None, SkipReason | None]:
+    """The section and calendar the entry's event belongs in, or why it has none."""
     if entry is None or entry.deleted:
-        return None, SkipReason.GONE
+        return None, None, SkipReason.GONE
     home = entry
     if entry.is_occurrence:
         if series is None or series.id != entry.series_id:
-            return None, SkipReason.SERIES_UNKNOWN
+            return None, None, SkipReason.SERIES_UNKNOWN
         home = series
     for candidate in {entry.id: entry, home.id: home}.values():
         if candidate.synced_from_google or candidate.section_id in scope.google_synced:
-            return None, SkipReason.SYNCED_FROM_GOOGLE
+            return None, None, SkipReason.SYNCED_FROM_GOOGLE
     calendar_id = scope.calendars.get(home.section_id)
     if calendar_id is None:
-        return None, SkipReason.NOT_MIRRORED_SECTION
-    return calendar_id, None
+        return None, None, SkipReason.NOT_MIRRORED_SECTION
+    return home.section_id, calendar_id, None

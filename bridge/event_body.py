@@ -83,6 +83,24 @@ def instance_id(series_event_id: str, series: Entry, original_day: date) -> str:
     return f"{series_event_id}_{start:%Y%m%dT%H%M%SZ}"
 
 
+def instance_day(event_id: str, series: Entry) -> date | None:
+    """The original day (in the series' zone) of the occurrence an instance id names: the inverse
+    of `instance_id`. None for an id that is not an instance id (no `_<YYYYMMDD>` or
+    `_<YYYYMMDDTHHMMSSZ>` suffix)."""
+    _, underscore, suffix = event_id.rpartition("_")
+    if not underscore:
+        return None
+    try:
+        if len(suffix) == len("YYYYMMDD"):
+            return datetime.strptime(suffix, "%Y%m%d").date()
+        if len(suffix) == len("YYYYMMDDTHHMMSSZ"):
+            start = datetime.strptime(suffix, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+            return start.astimezone(ZoneInfo(series.zone_from)).date()
+    except ValueError:
+        return None
+    return None
+
+
 def original_start(series: Entry, day: date) -> datetime:
     """The start of the series' occurrence on `day`: the series' wall-clock start time that day."""
     zone = ZoneInfo(series.zone_from)

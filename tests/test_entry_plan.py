@@ -45,7 +45,11 @@ def applied(
 def test_new_entry_is_created_in_its_sections_calendar() -> None:
     action = plan_entry(SCOPE, "100", entry(), None)
     assert action.kind == EntryActionKind.CREATE
-    assert (action.calendar_id, action.event_id) == ("cal-team@group", EVENT_ID)
+    assert (action.calendar_id, action.section_id, action.event_id) == (
+        "cal-team@group",
+        "4",
+        EVENT_ID,
+    )
     assert action.body is not None and action.body.summary == "Planning"
     assert action.describe("acme") == "acme: entry 100 'Planning': create event in cal-team@group"
 
@@ -206,7 +210,7 @@ def occurrence(**fields: Any) -> Entry:
 def test_edited_occurrence_is_created_as_the_series_instance() -> None:
     action = plan_entry(SCOPE, "600", occurrence(), None, series=SERIES)
     assert action.kind == EntryActionKind.CREATE
-    assert action.calendar_id == "cal-team@group"
+    assert (action.calendar_id, action.section_id) == ("cal-team@group", "4")  # the series'
     assert action.event_id == google_event_id("acme", "500") + "_20250113T080000Z"
     assert action.body is not None
     assert action.body.recurring_event_id == google_event_id("acme", "500")
