@@ -15,7 +15,7 @@ import re
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from sqlmodel import Session, col, select
 
@@ -23,11 +23,11 @@ from bridge.bitrix_errors import BitrixError
 from bridge.clients import PortalClients
 from bridge.config import PortalConfig
 from bridge.entries import Entry, MalformedEntry, parse_entry
-from bridge.entry_apply import apply_entry
+from bridge.entry_apply import SeriesNotMirrored, apply_entry
 from bridge.entry_mappings import entry_mappings, mapped_entry, occurrence_days
 from bridge.entry_plan import EntryAction, EntryActionKind, EntryScope, plan_entry
 from bridge.entry_reads import EntryReads, read_entries, room_names, user_names
-from bridge.event_body import AttendeeMode, EntryOptions, Privacy
+from bridge.event_body import AttendeeMode, EntryOptions, Privacy, google_event_id, instance_day
 from bridge.google_calendar import GoogleError
 from bridge.lease import Lease, fenced
 from bridge.locale_dates import DateFormat
@@ -88,8 +88,11 @@ def sync_entries(
     clients: PortalClients,
     report: SyncReport,
     stop: threading.Event | None = None,
+    *,
+    deleted: frozenset[str] = frozenset(),
 ) -> None:
-    """Read, plan and apply these entries; each id settles its rows through `report`."""
+    """Read, plan and apply these entries; each id settles its rows through `report`. An entry
+    in `deleted` (a delete event named it) that Bitrix24 will not show is gone."""
     if not portal.mirror.entries.enabled:
         for entry_id in ids:
             report.settle(
@@ -98,7 +101,7 @@ def sync_entries(
             )
         return
     try:
-        step = _read_step(lease, portal, ids, clients)
+        step = _read_step(lease, portal, ids, clients, deleted)
     except BitrixError as exc:
         report.failed.append(f"reading entries: {exc}")
         report.read_error = exc
@@ -135,14 +138,26 @@ class _Step:
         self.scope = scope
         touched = set(entries) | reads.gone | set(malformed)
         self.mappings = entry_mappings(session, portal.key, sorted(touched))
-        self.overrides = {
-            entry.id: occurrence_days(session, portal.key, entry)
+        self.overrides: dict[str, set[date]] = {
+            entry.id: set(occurrence_days(session, portal.key, entry))
             for entry in entries.values()
             if entry.is_series
         }
         for entry in entries.values():  # this step's occurrences count before they are applied
             if entry.is_occurrence and entry.series_id in self.overrides and entry.original_date:
                 self.overrides[entry.series_id].add(entry.original_date)
+        for entry_id in reads.gone:  # … and this step's deleted ones no longer do
+            self._forget_override(entry_id)
+
+    def _forget_override(self, entry_id: str) -> None:
+        mapping = self.mappings.get(entry_id)
+        if mapping is None:
+            return
+        for series_id, days in self.overrides.items():
+            prefix = google_event_id(self.portal.key, series_id) + "_"
+            if mapping.google_event_id.startswith(prefix):
+                day = instance_day(mapping.google_event_id, self.entries[series_id])
+                days.discard(day) if day is not None else None
 
     def order(self, ids: Sequence[str]) -> list[str]:
         """Series first (with a series pulled in for an occurrence), then the rest in order."""
@@ -178,13 +193,20 @@ class _Step:
 
 
 def _read_step(
-    lease: Lease, portal: PortalConfig, ids: Sequence[str], clients: PortalClients
+    lease: Lease,
+    portal: PortalConfig,
+    ids: Sequence[str],
+    clients: PortalClients,
+    deleted: frozenset[str],
 ) -> _Step:
     with Session(lease.engine) as session:
         state = session.get(PortalState, portal.key)
         known = state.entry_date_format if state is not None else None
     date_format = DateFormat(known) if known else None
     reads = read_entries(clients.bitrix, ids)
+    for entry_id in deleted & set(reads.refused):
+        del reads.refused[entry_id]
+        reads.gone.add(entry_id)
     entries, malformed = _parse(reads.found.values(), date_format)
     series_ids = sorted(
         {
@@ -241,7 +263,7 @@ def _books_rooms(entries: Iterable[Entry]) -> bool:
 
 
 def _attendee_ids(entries: Iterable[Entry]) -> list[str]:
-    return sorted({a.id for entry in entries for a in entry.attendees if a.id})
+    return sorted({a.user_id for entry in entries for a in entry.attendees if a.user_id})
 
 
 def _settle_one(lease: Lease, clients: PortalClients, step: _Step, entry_id: str) -> Settled:
@@ -258,10 +280,8 @@ def _settle_one(lease: Lease, clients: PortalClients, step: _Step, entry_id: str
         return Settled(state, action.describe(step.portal.key))
     entry = step.entries.get(entry_id)
     try:
-        outcome = apply_entry(
-            lease, clients.events, step.portal.key, action, entry, entry.version if entry else None
-        )
-    except GoogleError as exc:
+        outcome = apply_entry(lease, clients.events, action, entry.version if entry else None)
+    except (GoogleError, SeriesNotMirrored) as exc:
         return Settled(None, str(exc), exc)
     return Settled(InboxState.DONE, str(outcome))
 

@@ -187,9 +187,7 @@ class GoogleCalendarGateway:
     def patch_calendar(self, calendar_id: str, fields: dict[str, Any]) -> None:
         self._retrying(
             "calendars.patch",
-            lambda: (
-                self.service().calendars().patch(calendarId=calendar_id, body=fields).execute()
-            ),
+            lambda: self.service().calendars().patch(calendarId=calendar_id, body=fields).execute(),
         )
 
     def patch_list_entry(self, calendar_id: str, fields: dict[str, Any]) -> None:

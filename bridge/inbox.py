@@ -206,8 +206,7 @@ class InboxWriter:
 
 
 _BOUND_WAITS = text(
-    "SELECT set_config('lock_timeout', :limit, true), "
-    "set_config('statement_timeout', :limit, true)"
+    "SELECT set_config('lock_timeout', :limit, true), set_config('statement_timeout', :limit, true)"
 )
 
 

@@ -64,9 +64,12 @@ class Everything:
 
 @dataclass(frozen=True)
 class Entries:
-    """The event path for entries: these entry ids (in the order their rows came)."""
+    """The event path for entries: these entry ids (in the order their rows came); `deleted`
+    are those with a delete event among their rows (Bitrix24 shows a deleted entry to nobody,
+    and says so only as "Access denied", so the event is what tells gone from hidden)."""
 
     ids: tuple[str, ...]
+    deleted: frozenset[str] = frozenset()
 
 
 Scope = Sections | Entries | Everything
@@ -86,7 +89,7 @@ def sync(
     caller to put back). The lease is renewed between sections."""
     if isinstance(scope, Entries):
         report = SyncReport(portal_key=portal.key, on_settled=on_settled)
-        sync_entries(lease, portal, scope.ids, clients, report, stop)
+        sync_entries(lease, portal, scope.ids, clients, report, stop, deleted=scope.deleted)
         return report
     dry_run = isinstance(scope, Everything) and scope.dry_run
     report = SyncReport(portal_key=portal.key, dry_run=dry_run, on_settled=on_settled)

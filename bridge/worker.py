@@ -26,7 +26,7 @@ from bridge.alerts import Alerts
 from bridge.bitrix_errors import BitrixError
 from bridge.clients import PortalClients
 from bridge.config import PortalConfig
-from bridge.events import INSTALL, PORTAL_EVENTS
+from bridge.events import INSTALL, PORTAL_EVENTS, EntryEvent
 from bridge.lease import Lease, LeaseLost, claim_portal, release_portal
 from bridge.models import InboxEvent, InboxState
 from bridge.notify import Notifier
@@ -37,6 +37,7 @@ from bridge.sync import Entries, Everything, Sections, sync
 from bridge.tokens import TokenCipher, require_cipher
 from bridge.wakeups import FALLBACK_SECONDS, Wakeups
 
+DELETES = frozenset({EntryEvent.DELETE.value})
 log = logging.getLogger("bridge.worker")
 
 LEASE_TTL = timedelta(seconds=30)
@@ -192,7 +193,10 @@ class Worker:
         """The event path: one sync of the named sections or entries; each settles its rows as
         it ends."""
         rows = settle.ObjectRows(lease, portal, groups, self.alerts, kind)
-        scope = Sections(tuple(groups)) if kind == "section" else Entries(tuple(groups))
+        scope: Sections | Entries = Sections(tuple(groups))
+        if kind == "entry":
+            deleted = {key for key, rows in groups.items() if any(r.event in DELETES for r in rows)}
+            scope = Entries(tuple(groups), frozenset(deleted))
         report = sync(lease, portal, scope, clients, stop=self._stop, on_settled=rows.settled)
         rows.ended(report)
 

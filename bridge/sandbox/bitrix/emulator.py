@@ -218,9 +218,7 @@ class BitrixEmulator:
             fault = None if moved else self._state.take_fault(call.portal.member_id, method)
         return call, moved, fault
 
-    async def _run(
-        self, call: Call, method: str, entry: dict[str, Any], started: float
-    ) -> Any:
+    async def _run(self, call: Call, method: str, entry: dict[str, Any], started: float) -> Any:
         """The method's answer, once the portal's leaky bucket and time budget admit it."""
         state, portal = self._state, call.portal
         with state.lock:
