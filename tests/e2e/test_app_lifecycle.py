@@ -78,7 +78,26 @@ def test_binding_twice_leaves_one_binding_of_each_event(make_bridge: App) -> Non
         "ONCALENDARSECTIONADD": 1,
         "ONCALENDARSECTIONUPDATE": 1,
         "ONCALENDARSECTIONDELETE": 1,
+        "ONCALENDARENTRYADD": 1,
+        "ONCALENDARENTRYUPDATE": 1,
+        "ONCALENDARENTRYDELETE": 1,
         "ONAPPUNINSTALL": 1,
+    }
+
+
+def test_entry_events_are_not_bound_when_entries_are_not_mirrored(make_bridge: App) -> None:
+    bridge = make_bridge(
+        app={},
+        mirror={"groups": [12], "reconcile_interval_minutes": 0, "entries": {"enabled": False}},
+    )
+    bridge.install()
+    wait_for(lambda: "ONAPPUNINSTALL" in bound_events(bridge), 20, "the worker to bind")
+
+    assert set(bound_events(bridge)) == {
+        "ONCALENDARSECTIONADD",
+        "ONCALENDARSECTIONUPDATE",
+        "ONCALENDARSECTIONDELETE",
+        "ONAPPUNINSTALL",
     }
 
 
