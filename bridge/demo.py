@@ -10,10 +10,12 @@ import time
 from contextlib import suppress
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
+from bridge import demo_entries
 from bridge.app import create_app
+from bridge.config import PortalConfig
 from bridge.db import create_db_engine, migrate
 from bridge.harness import (
     Sandbox,
@@ -49,14 +51,16 @@ def run_demo(*, keep_serving: bool = False) -> int:
                 _say("4. the portal creates three sections; Bitrix24 delivers an event for each")
                 bitrix, member_id = sandbox.bitrix, portal.member_id
                 bitrix.add_owners(member_id, "groups", [{"ID": "12", "NAME": "Sales"}])
-                bitrix.add_section(
+                holidays = bitrix.add_section(
                     member_id, "company_calendar", 0, "Company holidays", color="#9cbeee"
                 )
                 bitrix.add_section(member_id, "resource", 0, "Meeting room Everest")
-                bitrix.add_section(member_id, "group", 12, "Sales team", color="#f4c542")
+                team = bitrix.add_section(member_id, "group", 12, "Sales team", color="#f4c542")
                 bitrix.flush_deliveries()
                 ok = _wait_until_applied(engine, timeout=30)
                 _print_results(sandbox, engine)
+                shown = _show_entries(sandbox, engine, portal, str(holidays["ID"]), str(team["ID"]))
+                ok = ok and shown
                 elapsed = time.monotonic() - started
                 _say(f"done in {elapsed:.1f} s" if ok else "some events were not applied in time")
                 if keep_serving:
@@ -86,6 +90,39 @@ def _wait_until_applied(engine: Engine, timeout: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+def _show_entries(
+    sandbox: Sandbox, engine: Engine, portal: PortalConfig, holidays: str, team: str
+) -> bool:
+    """Step 5: a meeting room, then four entries in the sections above, as Google shows them."""
+    bitrix, member_id = sandbox.bitrix, portal.member_id
+    _say(f"\n5. the portal adds the meeting room {demo_entries.ROOM} (one more calendar), then")
+    _say("   four entries: a meeting, an all-day holiday, a weekly series (one occurrence")
+    _say("   cancelled, one moved) and a meeting that books the room")
+    room = demo_entries.add_room(bitrix, member_id)
+    bitrix.flush_deliveries()
+    ok = _wait_until_applied(engine, timeout=30)  # the room's calendar, before its bookings
+    first_row = _last_inbox_id(engine) + 1
+    entries = demo_entries.add_entries(bitrix, member_id, holidays=holidays, team=team, room=room)
+    bitrix.flush_deliveries()
+    ok = _wait_until_applied(engine, timeout=30) and ok
+    demo_entries.print_entries(sandbox, engine, portal, entries, _say)
+    with Session(engine) as session:
+        rows = session.exec(
+            select(InboxEvent).where(col(InboxEvent.id) >= first_row).order_by(col(InboxEvent.id))
+        ).all()
+    _say(f"\nInbox, the entries' events ({len(rows)}):")
+    _table(
+        ["id", "event", "entry", "state", "outcome"],
+        [[str(r.id), r.event, r.entry_id or "", r.state, r.outcome or ""] for r in rows],
+    )
+    return ok
+
+
+def _last_inbox_id(engine: Engine) -> int:
+    with Session(engine) as session:
+        return session.exec(select(func.max(InboxEvent.id))).one() or 0
 
 
 def _print_results(sandbox: Sandbox, engine: Engine) -> None:

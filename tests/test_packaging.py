@@ -11,12 +11,14 @@ new virtualenv's own site-packages comes first, so `bridge` is imported from the
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 import sysconfig
 import venv
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -133,3 +135,70 @@ def test_demo_from_any_directory(installed: Installed, tmp_path: Path) -> None:
         assert name in result.stdout
     assert "done in" in result.stdout
     assert list(tmp_path.iterdir()) == []  # the demo's database lives in its own temporary folder
+    _assert_entries_shown(result.stdout)
+
+
+def _assert_entries_shown(stdout: str) -> None:
+    """The demo's four entries as Google shows them: a meeting at its local time, a one-day
+    holiday with Google's exclusive end, a weekly series without its cancelled Monday and with
+    its moved one at 11:00, a meeting whose location is the booked room's name."""
+    assert "Entries as Google shows them (4):" in stdout
+    shown = _entry_blocks(stdout)
+    assert list(shown) == [
+        "Pipeline review  (calendar Sales team)",
+        "Founders' Day  (calendar Company holidays)",
+        "Team stand-up  (calendar Sales team)",
+        "Customer visit  (calendar Sales team)",
+    ]
+    [meeting, holiday, series, visit] = shown.values()
+
+    assert re.fullmatch(rf"when {DAY} 10:00-11:00 Europe/Berlin", meeting[0])
+
+    [when] = holiday
+    first, after = re.findall(r"\d{4}-\d\d-\d\d", when)[-2:]
+    assert when.endswith(
+        f"all day (start.date {first}, end.date {after}: Google's end is exclusive)"
+    )
+    assert date.fromisoformat(after) - date.fromisoformat(first) == timedelta(days=1)
+
+    assert re.fullmatch(rf"when {DAY} 09:00-09:15 Europe/Berlin", series[0])
+    assert series[1] == "repeats RRULE:FREQ=WEEKLY;BYDAY=MO;COUNT=4"
+    exdate = re.fullmatch(r"EXDATE;TZID=Europe/Berlin:(\d{8})T090000", series[2])
+    assert exdate is not None
+    assert series[3].startswith("instances ")
+    instances = [series[3].removeprefix("instances "), series[4], series[5]]
+    days = [date.fromisoformat(re.findall(r"\d{4}-\d\d-\d\d", i)[0]) for i in instances]
+    cancelled = datetime.strptime(exdate.group(1), "%Y%m%d").date()
+    assert [d - days[0] for d in days] == [timedelta(weeks=n) for n in (0, 2, 3)]
+    assert cancelled == days[0] + timedelta(weeks=1)  # absent from the instances
+    assert instances[0].endswith("09:00-09:15 Europe/Berlin")
+    assert instances[1].endswith("11:00-11:30 Europe/Berlin  (moved from 09:00)")
+    assert instances[2].endswith("09:00-09:15 Europe/Berlin")
+    assert series[6].startswith("note ")
+
+    assert re.fullmatch(rf"when {DAY} 14:00-15:30 Europe/Berlin", visit[0])
+    assert visit[1] == "where Kilimanjaro"
+    assert re.fullmatch(
+        rf"booked calendar Kilimanjaro: Customer visit, {DAY} 14:00-15:30 Europe/Berlin", visit[3]
+    )
+    entry_events = stdout.split("Inbox, the entries' events")[1].split("done in")[0]
+    assert "ONCALENDARENTRYADD" in entry_events
+    assert all(" done " in line for line in entry_events.splitlines() if "ONCALENDARENTRY" in line)
+
+
+DAY = r"\w{3} \d{4}-\d\d-\d\d"
+
+
+def _entry_blocks(stdout: str) -> dict[str, list[str]]:
+    """Each printed entry's heading, with its lines ("label value", or the value alone on a
+    label's continuation lines)."""
+    part = stdout.split("Entries as Google shows them (4):\n")[1].split("\n\n")[0]
+    blocks: dict[str, list[str]] = {}
+    for line in part.splitlines():
+        if not line.startswith("    "):
+            heading = line.strip()
+            blocks[heading] = []
+        else:
+            label, value = line[4:14].strip(), line[15:]  # "    <label:10> <value>"
+            blocks[heading].append(f"{label} {value}" if label else value)
+    return blocks
