@@ -25,26 +25,16 @@ from bridge.sandbox.bitrix.address import configure as configure_address
 from bridge.sandbox.bitrix.address import view as address_view
 from bridge.sandbox.bitrix.budget import configure as configure_budget
 from bridge.sandbox.bitrix.budget import view as budget_view
+from bridge.sandbox.bitrix.change_events import section_events
 from bridge.sandbox.bitrix.delivery import DeliveryJob
+from bridge.sandbox.bitrix.directory import group_row, user_row
 from bridge.sandbox.bitrix.entries import configure as configure_entries
 from bridge.sandbox.bitrix.entries import view as entries_view
-from bridge.sandbox.bitrix.methods import RestError
+from bridge.sandbox.bitrix.rest import RestError
 from bridge.sandbox.bitrix.rights import configure as configure_rights
 from bridge.sandbox.bitrix.rights import view as rights_view
-from bridge.sandbox.bitrix.state import (
-    Fault,
-    Hook,
-    Portal,
-    Section,
-    State,
-    apply_fields,
-    create_section,
-    deactivate,
-    group_row,
-    section_events,
-    section_view,
-    user_row,
-)
+from bridge.sandbox.bitrix.sections import Section, apply_fields, deactivate, section_view
+from bridge.sandbox.bitrix.state import Fault, Hook, Portal, State, create_section
 from bridge.sandbox.bitrix.values import as_bool, as_int, as_text, method_name
 
 RAW_SEND = "bridge.sandbox.raw_send"

@@ -44,9 +44,9 @@ from bridge.sandbox.bitrix.control_api import (
 )
 from bridge.sandbox.bitrix.entry_control import EntryControl
 from bridge.sandbox.bitrix.events import run_method
-from bridge.sandbox.bitrix.methods import Call, Outcome, RestError, time_block
 from bridge.sandbox.bitrix.oauth import TokenServer, find_app_caller
 from bridge.sandbox.bitrix.php_query import parse_php_query
+from bridge.sandbox.bitrix.rest import Call, Outcome, RestError, time_block
 from bridge.sandbox.bitrix.state import Fault, Portal, State
 from bridge.sandbox.bitrix.values import method_name
 

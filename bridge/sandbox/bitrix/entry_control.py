@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from bridge.sandbox.bitrix.change_events import entry_events
 from bridge.sandbox.bitrix.control_api import ControlError, emulator_base_url, json_body
 from bridge.sandbox.bitrix.delivery import DeliveryJob
 from bridge.sandbox.bitrix.entries import (
@@ -35,7 +36,7 @@ from bridge.sandbox.bitrix.entries import (
 )
 from bridge.sandbox.bitrix.entry_input import optional_attrs, parse_when
 from bridge.sandbox.bitrix.entry_methods import entry_view
-from bridge.sandbox.bitrix.state import Portal, State, entry_events
+from bridge.sandbox.bitrix.state import Portal, State
 from bridge.sandbox.bitrix.values import as_bool, as_int, as_text
 
 T = TypeVar("T")
