@@ -35,6 +35,7 @@ from bridge.google_errors import GoogleRateLimited as GoogleRateLimited
 from bridge.google_errors import GoogleRequestRejected as GoogleRequestRejected
 from bridge.google_errors import GoogleUnavailable as GoogleUnavailable
 from bridge.google_errors import classify_http_error
+from bridge.google_http import SingleSendHttp
 from bridge.metrics import UPSTREAM_REQUESTS, UPSTREAM_RETRIES
 from bridge.pacing import LeakyBucket
 
@@ -62,38 +63,6 @@ class CalendarGateway(Protocol):
     def insert_acl(self, calendar_id: str, rule_id: str, role: str, *, notify: bool) -> None: ...
 
     def delete_acl(self, calendar_id: str, rule_id: str) -> None: ...
-
-
-class _SingleSendHttp(httplib2.Http):
-    """httplib2 that puts a POST on the wire at most once.
-
-    httplib2 re-sends any request once when the connection drops before the status line, taking
-    it for a stale keep-alive connection, whatever the retry settings; for `calendars.insert`
-    that makes a second calendar. Here a POST always starts on a fresh connection, so a drop
-    means the server did receive it: the error reaches the caller, which looks for the marker.
-    """
-
-    def _conn_request(
-        self, conn: Any, request_uri: str, method: str, body: Any, headers: Any
-    ) -> Any:
-        if method != "POST":
-            return super()._conn_request(conn, request_uri, method, body, headers)  # type: ignore[misc]
-        conn.close()
-        send = conn.request
-        sent = False
-
-        def send_once(*args: Any, **kwargs: Any) -> Any:
-            nonlocal sent
-            if sent:
-                raise ConnectionAbortedError("connection dropped after a POST was sent")
-            sent = True
-            return send(*args, **kwargs)
-
-        conn.request = send_once
-        try:
-            return super()._conn_request(conn, request_uri, method, body, headers)  # type: ignore[misc]
-        finally:
-            conn.request = send
 
 
 class GoogleCalendarGateway:
@@ -238,7 +207,7 @@ class GoogleCalendarGateway:
         service = getattr(self._local, "service", None)
         if service is None:
             http = google_auth_httplib2.AuthorizedHttp(
-                self._credentials, http=_SingleSendHttp(timeout=self._config.timeout_s)
+                self._credentials, http=SingleSendHttp(timeout=self._config.timeout_s)
             )
             service = build(
                 "calendar",
