@@ -141,9 +141,7 @@ def _sync(
         wall = time.monotonic() - started
         code = process.stop()
         progress.close()
-    summary = [
-        line for line in process.output().splitlines() if line.startswith(f"{portal.key}:")
-    ]
+    summary = [line for line in process.output().splitlines() if line.startswith(f"{portal.key}:")]
     say(f"  {label}: exit {code} in {wall:.1f} s: {summary[-1] if summary else '?'}")
     return {
         "wall": wall,

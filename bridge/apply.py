@@ -32,12 +32,8 @@ from bridge.calendar_state import (
 )
 from bridge.config import OnDelete, PortalConfig
 from bridge.creation_pace import reserve_creation
-from bridge.google_calendar import (
-    TRANSIENT_ERRORS,
-    CalendarGateway,
-    CalendarListEntry,
-    GoogleNotFound,
-)
+from bridge.google_calendar import CalendarGateway, CalendarListEntry
+from bridge.google_errors import TRANSIENT_ERRORS, GoogleNotFound
 from bridge.lease import Lease, fenced
 from bridge.mappings import mapping_for, mapping_row, save_mapping, update_mapping
 from bridge.markers import marks_section, read_marker

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 from sqlmodel import Session, col, func, select
 
-from bridge.google_calendar import GoogleError
+from bridge.google_errors import GoogleError
 from bridge.models import CalendarCreation, utcnow
 
 

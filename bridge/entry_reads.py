@@ -15,7 +15,7 @@ from datetime import date
 from typing import Any
 
 from bridge.bitrix import BitrixAccessDenied, BitrixBadRequest, BitrixClient, BitrixError
-from bridge.selection import batch_command, batch_rows
+from bridge.bitrix_batch import batch_command, batch_rows
 
 BATCH = 50
 

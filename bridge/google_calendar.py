@@ -3,7 +3,8 @@
 One gateway per portal. httplib2 is not thread-safe, so every thread builds its own transport.
 `calendars.insert` runs exactly once per call (no library retries: a retried POST can create a
 second calendar); idempotent calls retry transient failures with tenacity. HttpErrors become
-exception classes with a meaning, raised here and handled by the worker.
+the classes of `bridge.google_errors` (re-exported here for the modules that also use the
+gateway), raised here and handled by the worker.
 """
 
 from __future__ import annotations
@@ -25,45 +26,21 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from bridge.calendars import CalendarListEntry as CalendarListEntry
 from bridge.config import GoogleConfig
+from bridge.google_errors import TRANSIENT_ERRORS as TRANSIENT_ERRORS
+from bridge.google_errors import GoogleAuthFailed as GoogleAuthFailed
+from bridge.google_errors import GoogleError as GoogleError
+from bridge.google_errors import GoogleNotFound as GoogleNotFound
+from bridge.google_errors import GoogleQuotaExceeded as GoogleQuotaExceeded
+from bridge.google_errors import GoogleRateLimited as GoogleRateLimited
+from bridge.google_errors import GoogleRequestRejected as GoogleRequestRejected
+from bridge.google_errors import GoogleUnavailable as GoogleUnavailable
+from bridge.google_errors import classify_http_error
+from bridge.google_http import SingleSendHttp
 from bridge.metrics import UPSTREAM_REQUESTS, UPSTREAM_RETRIES
 from bridge.pacing import LeakyBucket
 
 SCOPES = ["https://www.googleapis.com/auth/calendar"]
 T = TypeVar("T")
-
-
-class GoogleError(Exception):
-    def __init__(self, message: str, status: int | None = None, reason: str = "") -> None:
-        super().__init__(message)
-        self.status = status
-        self.reason = reason
-
-
-class GoogleUnavailable(GoogleError):
-    """5xx, a timeout or a dropped connection: the request may or may not have taken effect."""
-
-
-class GoogleRateLimited(GoogleError):
-    """429 or 403 rateLimitExceeded/userRateLimitExceeded: back off for seconds."""
-
-
-class GoogleQuotaExceeded(GoogleError):
-    """403 quotaExceeded: the owner is in read-only mode, for hours."""
-
-
-class GoogleAuthFailed(GoogleError):
-    """The service account, its key or the delegation is refused."""
-
-
-class GoogleRequestRejected(GoogleError):
-    """A permanent refusal (400, 403 other than limits, 409 …): retrying will not help."""
-
-
-class GoogleNotFound(GoogleRequestRejected):
-    """404/410: gone, or not visible to the owner."""
-
-
-TRANSIENT_ERRORS = (GoogleUnavailable, GoogleRateLimited)
 
 
 class CalendarGateway(Protocol):
@@ -86,38 +63,6 @@ class CalendarGateway(Protocol):
     def insert_acl(self, calendar_id: str, rule_id: str, role: str, *, notify: bool) -> None: ...
 
     def delete_acl(self, calendar_id: str, rule_id: str) -> None: ...
-
-
-class _SingleSendHttp(httplib2.Http):
-    """httplib2 that puts a POST on the wire at most once.
-
-    httplib2 re-sends any request once when the connection drops before the status line, taking
-    it for a stale keep-alive connection, whatever the retry settings; for `calendars.insert`
-    that makes a second calendar. Here a POST always starts on a fresh connection, so a drop
-    means the server did receive it: the error reaches the caller, which looks for the marker.
-    """
-
-    def _conn_request(
-        self, conn: Any, request_uri: str, method: str, body: Any, headers: Any
-    ) -> Any:
-        if method != "POST":
-            return super()._conn_request(conn, request_uri, method, body, headers)  # type: ignore[misc]
-        conn.close()
-        send = conn.request
-        sent = False
-
-        def send_once(*args: Any, **kwargs: Any) -> Any:
-            nonlocal sent
-            if sent:
-                raise ConnectionAbortedError("connection dropped after a POST was sent")
-            sent = True
-            return send(*args, **kwargs)
-
-        conn.request = send_once
-        try:
-            return super()._conn_request(conn, request_uri, method, body, headers)  # type: ignore[misc]
-        finally:
-            conn.request = send
 
 
 class GoogleCalendarGateway:
@@ -262,7 +207,7 @@ class GoogleCalendarGateway:
         service = getattr(self._local, "service", None)
         if service is None:
             http = google_auth_httplib2.AuthorizedHttp(
-                self._credentials, http=_SingleSendHttp(timeout=self._config.timeout_s)
+                self._credentials, http=SingleSendHttp(timeout=self._config.timeout_s)
             )
             service = build(
                 "calendar",
@@ -330,26 +275,6 @@ class GoogleCalendarGateway:
             with attempt:
                 return self._once(method, request, paced=paced)
         raise AssertionError("unreachable")
-
-
-def classify_http_error(exc: HttpError) -> GoogleError:
-    status = int(exc.resp.status)
-    details = exc.error_details if isinstance(exc.error_details, list) else []
-    reason = str(details[0].get("reason", "")) if details and isinstance(details[0], dict) else ""
-    message = f"Google {status} {reason or ''}: {exc.reason}".replace("  ", " ")
-    if status == 403 and reason == "quotaExceeded":
-        return GoogleQuotaExceeded(message, status, reason)
-    if status == 429 or (
-        status == 403 and reason in ("rateLimitExceeded", "userRateLimitExceeded")
-    ):
-        return GoogleRateLimited(message, status, reason)
-    if status >= 500:
-        return GoogleUnavailable(message, status, reason)
-    if status == 401:
-        return GoogleAuthFailed(message, status, reason)
-    if status in (404, 410):
-        return GoogleNotFound(message, status, reason)
-    return GoogleRequestRejected(message, status, reason)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -19,9 +19,9 @@ from typing import Any, Protocol
 from googleapiclient.errors import HttpError
 from googleapiclient.http import BatchHttpRequest
 
-from bridge.google_calendar import (
+from bridge.google_calendar import GoogleCalendarGateway
+from bridge.google_errors import (
     TRANSIENT_ERRORS,
-    GoogleCalendarGateway,
     GoogleError,
     GoogleNotFound,
     GoogleRequestRejected,

@@ -16,7 +16,7 @@ from sqlmodel import Session, select
 
 from bridge.clients import PortalClients
 from bridge.config import PortalConfig
-from bridge.google_calendar import GoogleError
+from bridge.google_errors import GoogleError
 from bridge.lease import Lease, claim_portal, fenced, release_portal
 from bridge.mappings import mapped_calendar
 from bridge.models import CalendarMapping

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 
 from bridge.clients import BitrixAccessDenied, BitrixError, PortalClients
 from bridge.config import PortalConfig
-from bridge.google_calendar import GoogleError
+from bridge.google_errors import GoogleError
 from bridge.tokens import TokenCipher
 
 

@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 from bridge.bitrix import TRANSIENT_ERRORS as BITRIX_TRANSIENT
 from bridge.bitrix import BitrixTimeBudgetExceeded
 from bridge.creation_pace import CreationPaced
-from bridge.google_calendar import TRANSIENT_ERRORS as GOOGLE_TRANSIENT
+from bridge.google_errors import TRANSIENT_ERRORS as GOOGLE_TRANSIENT
 from bridge.lease import Lease, fenced
 from bridge.models import InboxEvent, InboxState, utcnow
 from bridge.quota import OwnerReadOnly

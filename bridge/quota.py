@@ -22,12 +22,8 @@ from sqlmodel import Session, col
 
 from bridge.apply import apply_action
 from bridge.config import PortalConfig, ReadOnlyProbe
-from bridge.google_calendar import (
-    CalendarGateway,
-    CalendarListEntry,
-    GoogleError,
-    GoogleQuotaExceeded,
-)
+from bridge.google_calendar import CalendarGateway, CalendarListEntry
+from bridge.google_errors import GoogleError, GoogleQuotaExceeded
 from bridge.lease import Lease
 from bridge.mirror import Action
 from bridge.models import OwnerQuota, utcnow

@@ -12,11 +12,11 @@ Listings depend on the caller's rights, so they are asked for as admin (`IS_ADMI
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from urllib.parse import urlencode
 
 from bridge.bitrix import BitrixAccessDenied, BitrixBadRequest, BitrixClient, BitrixError
+from bridge.bitrix_batch import batch_command, batch_rows
 from bridge.config import MirrorConfig
 
 PAGE = 50
@@ -264,32 +264,6 @@ def _names(kind: str, pages: list[object]) -> dict[str, str]:
                 full = " ".join(str(row.get(k) or "") for k in ("NAME", "LAST_NAME")).strip()
                 names[owner] = full or str(row.get("EMAIL") or "") or f"user {owner}"
     return names
-
-
-def batch_command(method: str, params: Mapping[str, object]) -> str:
-    """`method?query` with PHP bracket keys, as `batch` expects."""
-    return f"{method}?{urlencode(_flatten(params))}" if params else method
-
-
-def _flatten(params: Mapping[str, object], prefix: str = "") -> list[tuple[str, str]]:
-    pairs: list[tuple[str, str]] = []
-    for key, value in params.items():
-        name = f"{prefix}[{key}]" if prefix else str(key)
-        if isinstance(value, Mapping):
-            pairs.extend(_flatten(value, name))
-        elif isinstance(value, list):
-            pairs.extend(_flatten({str(i): item for i, item in enumerate(value)}, name))
-        else:
-            pairs.append((name, str(value)))
-    return pairs
-
-
-def batch_rows(value: object) -> list[dict[str, object]]:
-    if isinstance(value, list):
-        return [row for row in value if isinstance(row, dict)]
-    if isinstance(value, dict):
-        return [row for row in value.values() if isinstance(row, dict)]
-    return []
 
 
 def _section(row: dict[str, object], owner_name: str) -> Section:

@@ -15,7 +15,7 @@ from bridge import queue
 from bridge.alerts import Alerts
 from bridge.bitrix_errors import BitrixAuthFailed, BitrixBlocked
 from bridge.config import PortalConfig
-from bridge.google_calendar import GoogleAuthFailed
+from bridge.google_errors import GoogleAuthFailed
 from bridge.lease import Lease
 from bridge.metrics import APPLY_LATENCY, EVENTS_APPLIED
 from bridge.models import InboxEvent, InboxState, utcnow

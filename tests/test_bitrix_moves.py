@@ -38,9 +38,7 @@ def test_a_post_is_resent_to_the_new_address_and_later_calls_go_straight_there(
     webhook, new_rest, member_id = moved_portal
     moves: list[str] = []
     with BitrixClient(webhook, on_moved=moves.append) as client:
-        added = client.call(
-            "calendar.section.add", {"type": "user", "ownerId": 1, "name": "Moved"}
-        )
+        added = client.call("calendar.section.add", {"type": "user", "ownerId": 1, "name": "Moved"})
         listed = client.call("calendar.section.get", {"type": "user", "ownerId": 1})
 
     assert [s["NAME"] for s in listed["result"]] == ["Moved"]
@@ -76,9 +74,13 @@ class Redirecting:
 def test_a_redirect_is_followed_only_to_the_same_rest_call_and_only_once(target: str) -> None:
     redirecting = Redirecting(target)
     moves: list[str] = []
-    with redirecting.server, BitrixClient(
-        f"{redirecting.server.url}/rest/1/code/", attempts=1, on_moved=moves.append
-    ) as client, pytest.raises(BitrixError, match="not the REST envelope"):
+    with (
+        redirecting.server,
+        BitrixClient(
+            f"{redirecting.server.url}/rest/1/code/", attempts=1, on_moved=moves.append
+        ) as client,
+        pytest.raises(BitrixError, match="not the REST envelope"),
+    ):
         client.call("user.get")
 
     same_call = target.endswith("/user.get.json")

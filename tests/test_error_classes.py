@@ -19,7 +19,7 @@ from bridge.bitrix_errors import (
     BitrixUnavailable,
     error_class,
 )
-from bridge.google_calendar import (
+from bridge.google_errors import (
     GoogleAuthFailed,
     GoogleError,
     GoogleNotFound,

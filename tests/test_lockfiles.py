@@ -93,8 +93,7 @@ def unmet(lock: Path, roots: list[str]) -> list[str]:
         for text in metadata.requires(name) or []:
             dependency = Requirement(text)
             if dependency.marker is None or any(
-                dependency.marker.evaluate({"extra": extra})
-                for extra in {"", *requirement.extras}
+                dependency.marker.evaluate({"extra": extra}) for extra in {"", *requirement.extras}
             ):
                 dependency.marker = None
                 todo.append(dependency)

@@ -19,7 +19,7 @@ from bridge.bitrix import (
 )
 from bridge.creation_pace import CreationPaced
 from bridge.events import parse_body, read_event
-from bridge.google_calendar import (
+from bridge.google_errors import (
     GoogleAuthFailed,
     GoogleQuotaExceeded,
     GoogleRateLimited,

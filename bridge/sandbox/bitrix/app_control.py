@@ -23,13 +23,14 @@ from bridge.sandbox.bitrix.apps import (
     mint_pair,
     uninstall_events,
 )
-from bridge.sandbox.bitrix.control_api import (
+from bridge.sandbox.bitrix.control_http import (
     ControlError,
     emulator_base_url,
     json_body,
+    portal_of,
     required_text,
 )
-from bridge.sandbox.bitrix.state import Portal, State
+from bridge.sandbox.bitrix.state import State
 from bridge.sandbox.bitrix.values import as_bool, as_int, as_text
 
 _DEFAULT_SCOPE = "calendar,user,sonet_group"
@@ -58,7 +59,7 @@ class AppControl:
         with self._state.lock:
             if client_id not in self._state.apps:
                 raise ControlError(404, "no such app; POST /_control/apps first")
-            portal = self._portal(request)
+            portal = portal_of(self._state, request)
             user_id = as_int(body.get("user_id")) or portal.webhook_user_id
             install = Install(
                 client_id=client_id,
@@ -89,7 +90,7 @@ class AppControl:
         body = await json_body(request)
         client_id = required_text(body, "client_id")
         with self._state.lock:
-            portal = self._portal(request)
+            portal = portal_of(self._state, request)
             install = portal.apps.installs.pop(client_id, None)
             if install is None:
                 raise ControlError(404, "the app is not installed on this portal")
@@ -107,7 +108,7 @@ class AppControl:
         now = time.time()
         count = 0
         with self._state.lock:
-            for install in self._portal(request).apps.installs.values():
+            for install in portal_of(self._state, request).apps.installs.values():
                 for access in install.access.values():
                     if access.expires_at > now:
                         access.expires_at = now
@@ -117,7 +118,7 @@ class AppControl:
     async def view_app(self, request: Request) -> Response:
         now = time.time()
         with self._state.lock:
-            apps = self._portal(request).apps
+            apps = portal_of(self._state, request).apps
             view = {
                 "member_id": request.path_params["member_id"],
                 "automation": apps.automation,
@@ -128,7 +129,7 @@ class AppControl:
 
     async def view_offline(self, request: Request) -> Response:
         with self._state.lock:
-            apps: PortalApps = self._portal(request).apps
+            apps: PortalApps = portal_of(self._state, request).apps
             records = [
                 {**record.row(), "AUTH_CONNECTOR": record.connector, "client_id": client_id}
                 for client_id, install in apps.installs.items()
@@ -142,7 +143,7 @@ class AppControl:
         WRONG_LICENSE); `{"features": null}` is a self-hosted portal without a feature check."""
         body = await json_body(request) if request.method == "PUT" else {}
         with self._state.lock:
-            portal = self._portal(request)
+            portal = portal_of(self._state, request)
             if request.method == "PUT":
                 if "features" not in body:
                     raise ControlError(400, "features is required (a list, or null)")
@@ -152,12 +153,6 @@ class AppControl:
                 portal.features = None if given is None else frozenset(map(str, given))
             features = None if portal.features is None else sorted(portal.features)
         return JSONResponse({"features": features})
-
-    def _portal(self, request: Request) -> Portal:
-        portal = self._state.portals.get(request.path_params["member_id"])
-        if portal is None:
-            raise ControlError(404, "no such portal")
-        return portal
 
 
 def _install_view(install: Install, now: float) -> dict[str, Any]:

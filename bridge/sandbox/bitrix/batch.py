@@ -17,8 +17,8 @@ from urllib.parse import parse_qsl
 
 from bridge.sandbox.bitrix.budget import OVER_BUDGET, WEBHOOK
 from bridge.sandbox.bitrix.events import run_method
-from bridge.sandbox.bitrix.methods import Call, Outcome, RestError, time_block
 from bridge.sandbox.bitrix.php_query import parse_php_query, php_string
+from bridge.sandbox.bitrix.rest import Call, Outcome, RestError, time_block
 from bridge.sandbox.bitrix.state import State
 from bridge.sandbox.bitrix.values import as_bool, as_text, method_name, php_text
 

@@ -6,11 +6,13 @@ behaviour follows `reference/bitrix24/NOTES.md` §9. A JSON control API under `/
 portals, data, outgoing webhooks, apps and faults, and reads back the request and delivery logs.
 
 This module assembles the app and answers `/rest/`; the rest lives next to it: the state in
-`state.py` (calendar entries in `entries.py`, rendered by `entry_view.py`), the REST methods in
-`methods.py`, `entry_methods.py`, `events.py` and `batch.py`, the method time budget
-in `budget.py`, app installs, tokens and the offline queue in `apps.py` and `oauth.py`, the
-control API and fault injection in `control_api.py`, `app_control.py` and `entry_control.py`,
-event delivery in `delivery.py`.
+`state.py` (sections in `sections.py`, users and groups in `directory.py`, calendar entries in
+`entries.py`, rendered by `entry_view.py`), the REST methods in `methods.py`,
+`directory_methods.py`, `entry_methods.py`, `events.py` and `batch.py` (what they share in
+`rest.py` and `listing.py`), the method time budget in `budget.py`, app installs, tokens and the
+offline queue in `apps.py` and `oauth.py`, the control API in `control_routes.py` (its URLs),
+`control_api.py`, `section_control.py`, `entry_control.py` and `app_control.py`, fault injection
+in `faults.py`, event delivery in `change_events.py` (which) and `delivery.py` (how).
 """
 
 from __future__ import annotations
@@ -32,21 +34,15 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from bridge.sandbox.bitrix.address import moved_location
-from bridge.sandbox.bitrix.app_control import AppControl
 from bridge.sandbox.bitrix.batch import run_batch
 from bridge.sandbox.bitrix.budget import OVER_BUDGET, WEBHOOK
-from bridge.sandbox.bitrix.control_api import (
-    RAW_SEND,
-    Control,
-    answer_fault,
-    emulator_base_url,
-    guard,
-)
-from bridge.sandbox.bitrix.entry_control import EntryControl
+from bridge.sandbox.bitrix.control_http import emulator_base_url
+from bridge.sandbox.bitrix.control_routes import control_routes
 from bridge.sandbox.bitrix.events import run_method
-from bridge.sandbox.bitrix.methods import Call, Outcome, RestError, time_block
+from bridge.sandbox.bitrix.faults import RAW_SEND, answer_fault
 from bridge.sandbox.bitrix.oauth import TokenServer, find_app_caller
 from bridge.sandbox.bitrix.php_query import parse_php_query
+from bridge.sandbox.bitrix.rest import Call, Outcome, RestError, time_block
 from bridge.sandbox.bitrix.state import Fault, Portal, State
 from bridge.sandbox.bitrix.values import method_name
 
@@ -65,60 +61,13 @@ class BitrixEmulator:
 
     def __init__(self, *, deliver_timeout_s: float = 5.0) -> None:
         self._state = State(deliver_timeout_s=deliver_timeout_s)
-        control = Control(self._state)
-        apps = AppControl(self._state)
-        entries = EntryControl(self._state)
-        portal = "/_control/portals/{member_id}"
-        read = ["GET", "DELETE"]
         get_post = ["GET", "POST"]
         self.app: Starlette = _EmulatorApp(
             routes=[
                 Route("/rest/{user_id}/{code}/{method}", self._rest, methods=get_post),
                 Route("/rest/{method}", self._rest_app, methods=get_post),
                 Route("/oauth/token/", TokenServer(self._state).token, methods=get_post),
-                Route("/_control/apps", guard(apps.add_app), methods=["POST"]),
-                Route(f"{portal}/install", guard(apps.install), methods=["POST"]),
-                Route(f"{portal}/uninstall", guard(apps.uninstall), methods=["POST"]),
-                Route(f"{portal}/expire-tokens", guard(apps.expire_tokens), methods=["POST"]),
-                Route(f"{portal}/app", guard(apps.view_app), methods=["GET"]),
-                Route(f"{portal}/offline", guard(apps.view_offline), methods=["GET"]),
-                Route(f"{portal}/plan", guard(apps.plan), methods=["GET", "PUT"]),
-                Route("/_control/portals", guard(control.add_portal), methods=["POST"]),
-                Route("/_control/portals", guard(control.list_portals), methods=["GET"]),
-                Route(portal, guard(control.patch_portal), methods=["PATCH"]),
-                Route(f"{portal}/outgoing-webhooks", guard(control.add_hook), methods=["POST"]),
-                Route(
-                    f"{portal}/outgoing-webhooks/{{hook_id}}",
-                    guard(control.delete_hook),
-                    methods=["DELETE"],
-                ),
-                Route(f"{portal}/sections", guard(control.add_section), methods=["POST"]),
-                Route(f"{portal}/sections", guard(control.list_sections), methods=["GET"]),
-                Route(
-                    f"{portal}/sections/{{section_id:int}}",
-                    guard(control.change_section),
-                    methods=["PATCH", "DELETE"],
-                ),
-                Route(f"{portal}/entries", guard(entries.add_entry), methods=["POST"]),
-                Route(f"{portal}/entries", guard(entries.list_entries), methods=["GET"]),
-                Route(
-                    f"{portal}/entries/{{entry_id:int}}",
-                    guard(entries.change_entry),
-                    methods=["PATCH", "DELETE"],
-                ),
-                Route(
-                    f"{portal}/entries/{{entry_id:int}}/{{action}}",
-                    guard(entries.occurrence),
-                    methods=["POST"],
-                ),
-                Route(f"{portal}/users", guard(control.add_users), methods=["POST"]),
-                Route(f"{portal}/notifications", guard(control.notifications), methods=["GET"]),
-                Route(f"{portal}/groups", guard(control.add_groups), methods=["POST"]),
-                Route("/_control/faults", guard(control.faults), methods=[*read, "POST"]),
-                Route("/_control/requests", guard(control.requests), methods=read),
-                Route("/_control/deliveries", guard(control.deliveries), methods=read),
-                Route("/_control/deliveries/flush", guard(control.flush), methods=["POST"]),
-                Route("/_control/reset", guard(control.reset), methods=["POST"]),
+                *control_routes(self._state),
             ],
             lifespan=self._lifespan,
         )

@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from bridge.sandbox.bitrix.control_api import ControlError, emulator_base_url, json_body
+from bridge.sandbox.bitrix.change_events import entry_events
+from bridge.sandbox.bitrix.control_http import ControlError, emulator_base_url, json_body, portal_of
 from bridge.sandbox.bitrix.delivery import DeliveryJob
 from bridge.sandbox.bitrix.entries import (
     AllDay,
@@ -35,7 +36,7 @@ from bridge.sandbox.bitrix.entries import (
 )
 from bridge.sandbox.bitrix.entry_input import optional_attrs, parse_when
 from bridge.sandbox.bitrix.entry_methods import entry_view
-from bridge.sandbox.bitrix.state import Portal, State, entry_events
+from bridge.sandbox.bitrix.state import Portal, State
 from bridge.sandbox.bitrix.values import as_bool, as_int, as_text
 
 T = TypeVar("T")
@@ -49,7 +50,7 @@ class EntryControl:
     async def add_entry(self, request: Request) -> Response:
         body = await json_body(request)
         with self._state.lock:
-            portal = self._portal(request)
+            portal = portal_of(self._state, request)
             attrs = _attrs(portal, body, need_when=True)
             attrs.setdefault("created_by", portal.webhook_user_id)
             room = as_int(body.get("room"))
@@ -66,7 +67,7 @@ class EntryControl:
 
     async def list_entries(self, request: Request) -> Response:
         with self._state.lock:
-            portal = self._portal(request)
+            portal = portal_of(self._state, request)
             rows = [entry_view(portal, e) for e in portal.entries.entries.values()]
         return JSONResponse({"entries": rows})
 
@@ -74,7 +75,7 @@ class EntryControl:
         body = await json_body(request) if request.method == "PATCH" else {}
         deliver = body.get("deliver", request.query_params.get("deliver", True))
         with self._state.lock:
-            portal = self._portal(request)
+            portal = portal_of(self._state, request)
             entry = self._entry(portal, request)
             if request.method == "PATCH":
                 attrs = _attrs(portal, body, need_when=False, current=entry)
@@ -93,7 +94,7 @@ class EntryControl:
         if action not in _ACTIONS:
             raise ControlError(404, f"action must be one of {list(_ACTIONS)}")
         with self._state.lock:
-            portal = self._portal(request)
+            portal = portal_of(self._state, request)
             series = self._entry(portal, request)
             day = _day(body)
             book = portal.entries
@@ -110,12 +111,6 @@ class EntryControl:
             }
             jobs = self._jobs(portal, request, body, changes)
         return JSONResponse(view, background=self._state.background(jobs))
-
-    def _portal(self, request: Request) -> Portal:
-        portal = self._state.portals.get(request.path_params["member_id"])
-        if portal is None:
-            raise ControlError(404, "no such portal")
-        return portal
 
     def _entry(self, portal: Portal, request: Request) -> Entry:
         entry = portal.entries.live(request.path_params["entry_id"])

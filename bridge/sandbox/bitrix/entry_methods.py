@@ -15,6 +15,7 @@ from typing import Any
 
 from dateutil.relativedelta import relativedelta
 
+from bridge.sandbox.bitrix.change_events import entry_events
 from bridge.sandbox.bitrix.entries import (
     Change,
     Entry,
@@ -30,8 +31,8 @@ from bridge.sandbox.bitrix.entries import (
 )
 from bridge.sandbox.bitrix.entry_input import optional_attrs, parse_when
 from bridge.sandbox.bitrix.entry_view import entry_row, parse_date, render_datetime
-from bridge.sandbox.bitrix.methods import Call, Outcome, calendar_error, required
-from bridge.sandbox.bitrix.state import Portal, entry_events
+from bridge.sandbox.bitrix.rest import Call, Outcome, calendar_error, required
+from bridge.sandbox.bitrix.state import Portal
 from bridge.sandbox.bitrix.values import as_int, as_list, as_text
 
 _BAD_SECTION = "You specified an invalid calendar section ID or the user does not have access to it"

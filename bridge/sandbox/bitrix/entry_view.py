@@ -55,7 +55,6 @@ def entry_row(
     """One row; `occurrence` (index, when) renders one occurrence of an expanded series: its own
     dates and `RINDEX`, the series' ID and RRULE (CCalendarEvent::ParseRecursion) [inferred]."""
     when = entry.when if occurrence is None else occurrence[1]
-    meeting = bool(entry.attendees)
     row: dict[str, Any] = {
         "ID": str(entry.id),
         "PARENT_ID": str(entry.id),
@@ -64,6 +63,21 @@ def entry_row(
         "OWNER_ID": str(owner_id),
         "NAME": entry.name,
         **_dates(when, locale),
+        **_details(entry, locale, host_name),
+        **_relations_and_section(entry, locale),
+        **_formatted(when),
+        **_trailing_fields(entry),
+    }
+    row["ORIGINAL_DATE_FROM"] = _original_date_from(entry, locale)
+    if occurrence is not None:
+        row["RINDEX"] = occurrence[0]
+    return row
+
+
+def _details(entry: Entry, locale: str, host_name: str) -> dict[str, Any]:
+    """EVENT_TYPE … VERSION: who made it and when, its texts, the meeting, the recurrence."""
+    meeting = bool(entry.attendees)
+    return {
         "EVENT_TYPE": entry.event_type,
         "CREATED_BY": str(entry.created_by),
         "DATE_CREATE": render_datetime(locale, _utc_wall(entry.created)),
@@ -86,6 +100,14 @@ def entry_row(
         "DAV_EXCH_LABEL": "",
         "CAL_DAV_LABEL": "",
         "VERSION": str(entry.version),
+    }
+
+
+def _relations_and_section(entry: Entry, locale: str) -> dict[str, Any]:
+    """ATTENDEES_CODES … SECTION_DAV_XML_ID: attendees' codes, the series it came from, its
+    section."""
+    meeting = bool(entry.attendees)
+    return {
         "ATTENDEES_CODES": [f"U{user}" for user in _people(entry)] if meeting else None,
         "RECURRENCE_ID": entry.recurrence_id,
         "RELATIONS": _relations(entry, locale),
@@ -94,7 +116,13 @@ def entry_row(
         "UF_CRM_CAL_EVENT": False,
         "UF_WEBDAV_CAL_EVENT": False,
         "SECTION_DAV_XML_ID": None,
-        **_formatted(when),
+    }
+
+
+def _trailing_fields(entry: Entry) -> dict[str, Any]:
+    """SECT_ID … ~DESCRIPTION, after the formatted dates."""
+    meeting = bool(entry.attendees)
+    return {
         "SECT_ID": str(entry.section_id),
         "ATTENDEE_LIST": _attendee_list(entry) if meeting else [],
         "COLLAB_ID": None,
@@ -103,10 +131,6 @@ def entry_row(
         else [],
         "~DESCRIPTION": entry.description,
     }
-    row["ORIGINAL_DATE_FROM"] = _original_date_from(entry, locale)
-    if occurrence is not None:
-        row["RINDEX"] = occurrence[0]
-    return row
 
 
 def _dates(when: When, locale: str) -> dict[str, Any]:

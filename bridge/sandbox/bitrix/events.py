@@ -14,16 +14,9 @@ from typing import Any
 
 from bridge.sandbox.bitrix.apps import OFFLINE_NOTICE, Binding, Install, OfflineRecord
 from bridge.sandbox.bitrix.entry_methods import ENTRY_METHODS
-from bridge.sandbox.bitrix.methods import (
-    PAGE_SIZE,
-    Call,
-    Outcome,
-    RestError,
-    dispatch,
-    paged,
-    row_matches,
-    sort_key,
-)
+from bridge.sandbox.bitrix.listing import PAGE_SIZE, paged, row_matches, sort_key
+from bridge.sandbox.bitrix.methods import dispatch
+from bridge.sandbox.bitrix.rest import Call, Outcome, RestError
 from bridge.sandbox.bitrix.values import as_bool, as_int, as_list, as_text
 
 _KNOWN_EVENTS = frozenset(

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from bridge.sandbox.bitrix.apps import Install, mint_pair, oauth_server_endpoint
-from bridge.sandbox.bitrix.methods import RestError
+from bridge.sandbox.bitrix.rest import RestError
 from bridge.sandbox.bitrix.state import Portal, State
 from bridge.sandbox.bitrix.values import as_text
 
