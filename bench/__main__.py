@@ -15,6 +15,7 @@ from types import ModuleType
 from bench import (
     economy,
     end_to_end,
+    entry_backfill,
     entry_burst,
     entry_latency,
     ingestion,
@@ -31,6 +32,7 @@ BENCHMARKS: dict[str, ModuleType] = {
     "reconciliation": reconciliation,
     "entry-latency": entry_latency,
     "entry-burst": entry_burst,
+    "entry-backfill": entry_backfill,
 }
 
 
