@@ -12,7 +12,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 
-from bench import economy, end_to_end, ingestion, memory, reconciliation
+from bench import (
+    economy,
+    end_to_end,
+    entry_backfill,
+    entry_burst,
+    entry_latency,
+    ingestion,
+    memory,
+    reconciliation,
+)
 from bench.processes import PROFILING
 from bench.report import Figure, print_table, say
 
@@ -21,6 +30,9 @@ BENCHMARKS: dict[str, ModuleType] = {
     "end-to-end": end_to_end,
     "economy": economy,
     "reconciliation": reconciliation,
+    "entry-latency": entry_latency,
+    "entry-burst": entry_burst,
+    "entry-backfill": entry_backfill,
 }
 
 

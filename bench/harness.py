@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import sqlalchemy
 from bench.processes import PROFILING, BenchDeployment, detach
 from bridge.harness import ROOT, Sandbox, wait_for
 from bridge.harness import fresh_database as fresh_test_database
-from bridge.sandbox.bitrix import BitrixControl, http_build_query
+from bridge.sandbox.bitrix import ENTRY_EVENTS, BitrixControl, http_build_query
 from bridge.sandbox.google import GoogleControl, generate_service_account
 
 DATABASES = ("sqlite", "postgresql")
@@ -198,6 +199,57 @@ async def add_sections(
     return ids
 
 
+def entry_body(section_id: str, number: int, name: str) -> dict[str, Any]:
+    """A one-hour entry on one of the next 300 days (inside the default window), in Berlin."""
+    day = datetime.now(UTC).date() + timedelta(days=1 + number % 300)
+    hour = 8 + number % 10
+    return {
+        "section": section_id,
+        "name": f"{name} {number}",
+        "start": f"{day.isoformat()}T{hour:02d}:00:00",
+        "end": f"{day.isoformat()}T{hour:02d}:45:00",
+        "zone": "Europe/Berlin",
+    }
+
+
+async def add_entries(
+    emulators: Sandbox,
+    portal: Portal,
+    bodies: list[dict[str, Any]],
+    label: str,
+    *,
+    deliver: bool,
+    concurrency: int = 8,
+) -> list[str]:
+    """Create entries through the Bitrix24 emulator's control API, `concurrency` at a time; with
+    `deliver`, each sends its ONCALENDARENTRYADD as Bitrix24 would. Returns their ids."""
+    from bench.load import Connection
+    from bench.progress import Progress
+
+    progress = Progress(label, len(bodies), " entries")
+    ids: list[str] = [""] * len(bodies)
+    queue = list(enumerate(bodies))[::-1]
+    url = portal.control(emulators, "entries")
+
+    async def create() -> None:
+        connection = Connection(url)
+        try:
+            while queue:
+                index, body = queue.pop()
+                data = json.dumps({**body, "deliver": deliver}).encode()
+                status, answer = await connection.post(data, "application/json")
+                if status != 201:
+                    raise RuntimeError(f"entry not created: {status} {answer!r}")
+                ids[index] = str(json.loads(answer)["ID"])
+                progress.advance()
+        finally:
+            await connection.close()
+
+    await asyncio.gather(*(create() for _ in range(concurrency)))
+    progress.close()
+    return ids
+
+
 def count_rows(database_url: str, sql: str) -> int:
     engine = sqlalchemy.create_engine(database_url)
     try:
@@ -218,6 +270,27 @@ def google_inserts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+def google_event_writes(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`events.insert/update/patch/delete/move` calls, alone or inside a batch (the batch's own
+    request is not one), from the Google emulator's request log."""
+    return [
+        r
+        for r in rows
+        if r["method"] in ("POST", "PUT", "PATCH", "DELETE")
+        and "/events" in r["path"]
+        and r["path"].startswith("/calendar/v3/")
+    ]
+
+
+def event_entry(row: dict[str, Any]) -> str | None:
+    """The Bitrix24 entry id a Google event write carries (`extendedProperties.private`)."""
+    body = row.get("body")
+    if not isinstance(body, dict):
+        return None
+    entry = ((body.get("extendedProperties") or {}).get("private") or {}).get("b24_entry")
+    return str(entry) if entry is not None else None
+
+
 def call_name(row: dict[str, Any]) -> str:
     """`POST calendars`, `PATCH users/me/calendarList/{id}` … from a Google log row."""
     parts = row["path"].removeprefix("/calendar/v3/").strip("/").split("/")
@@ -225,7 +298,9 @@ def call_name(row: dict[str, Any]) -> str:
     return f"{row['method']} {'/'.join(named)}"
 
 
-_RESOURCES = frozenset({"calendars", "users", "me", "calendarList", "acl", "batch"})
+_RESOURCES = frozenset(
+    {"calendars", "users", "me", "calendarList", "acl", "batch", "events", "instances", "move"}
+)
 
 
 # Google limits raised for runs that create many calendars: the bridge's creation pace (default
@@ -258,9 +333,26 @@ class Prepared:
 
 @contextmanager
 def company_sections_ready(database: str, run: str, count: int, name: str) -> Iterator[Prepared]:
-    """The common start of the event benchmarks: emulators, one portal mirroring company
+    """The common start of the section event benchmarks: emulators, one portal mirroring company
     calendars only (no periodic reconciliation, Google's limits raised), `count` sections made
     silently, web and worker started, and the request logs cleared."""
+    with _sections_ready(database, run, count, name, mirrored=False) as ready:
+        yield ready
+
+
+@contextmanager
+def mirrored_sections_ready(database: str, run: str, count: int, name: str) -> Iterator[Prepared]:
+    """The common start of the entry event benchmarks: as `company_sections_ready`, but the
+    sections' calendars are made first (one `bridge sync`), and the portal's outgoing webhook
+    delivers its entry events (ONCALENDARENTRY*) to the web process."""
+    with _sections_ready(database, run, count, name, mirrored=True) as ready:
+        yield ready
+
+
+@contextmanager
+def _sections_ready(
+    database: str, run: str, count: int, name: str, *, mirrored: bool
+) -> Iterator[Prepared]:
     mirror = {"company": True, "resources": False, "locations": False, "groups": []}
     mirror["reconcile_interval_minutes"] = 0
     with running_emulators() as emulators:
@@ -271,8 +363,32 @@ def company_sections_ready(database: str, run: str, count: int, name: str) -> It
                 for i in range(count)
             ]
             ids = asyncio.run(add_sections(emulators, portal, bodies, f"{run} setup"))
+            if mirrored:
+                _mirror_sections(deployed, url, count)
             deployed.start_web()
+            if mirrored:
+                emulators.bitrix.bind_outgoing_webhook(
+                    portal.member_id,
+                    f"{deployed.web_url}/bitrix/events",
+                    portal.token,
+                    events=ENTRY_EVENTS,
+                )
             worker = deployed.start("worker")
             wait_for(lambda: "started for" in worker.output(), 30, "the worker")
             clear_logs(emulators)
             yield Prepared(emulators, portal, url, ids, deployed.web_url)
+
+
+def _mirror_sections(deployed: BenchDeployment, database_url: str, count: int) -> None:
+    """Every selected section's calendar, made by `bridge sync`."""
+    synced = deployed.run("sync")
+    active = count_rows(database_url, ACTIVE_CALENDARS)
+    if synced.returncode != 0 or active != count:
+        raise RuntimeError(
+            f"bridge sync made {active} of {count} calendars (exit {synced.returncode}): "
+            f"{(synced.stdout + synced.stderr)[-2000:]}"
+        )
+
+
+ACTIVE_CALENDARS = "SELECT count(*) FROM calendar_mapping WHERE state = 'active'"
+ACTIVE_ENTRIES = "SELECT count(*) FROM entry_mapping WHERE state = 'active'"

@@ -17,6 +17,7 @@ import re
 import time
 from typing import Any
 
+from bench.bucket import bucket_floor
 from bench.harness import (
     RAISED_GOOGLE,
     Portal,
@@ -37,7 +38,6 @@ from bridge.harness import Sandbox
 
 NAME = "reconciliation"
 SECTIONS, USERS, GROUPS = 10_000, 2_000, 500
-BURST, PER_SECOND = 50, 2.0  # Bitrix24's bucket, in the emulator and in the bridge's client
 WITHIN = 1.2
 DEFAULT_SCALE = 1.0
 # 10,000 creations take minutes (see RESULTS.md); the real run gets a portal of its own.
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> list[Figure]:
         size = _populate(emulators, portal, args.scale)
         with fresh_database(args.database) as url, deployment(url, [portal], NAME) as deployed:
             clear_logs(emulators)
-            dry = _sync(deployed, emulators, portal, dry_run=True)
+            dry = run_sync(deployed, emulators, portal, dry_run=True)
             figures += _bitrix_figures("dry run", dry, size, args.database)
         if args.real_scale > 0:
             portal = register_portal(emulators, key="real", mirror=mirror, google=RAISED_GOOGLE)
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> list[Figure]:
                 deployment(url, [portal], NAME) as deployed,
             ):
                 clear_logs(emulators)
-                real = _sync(deployed, emulators, portal, dry_run=False)
+                real = run_sync(deployed, emulators, portal, dry_run=False)
                 figures += _bitrix_figures("real run", real, size, args.database)
                 figures += _google_figures(real)
     return figures
@@ -120,14 +120,21 @@ def _populate(emulators: Sandbox, portal: Portal, scale: float) -> str:
     return f"{sections:,} sections / {users:,} users / {groups} groups (scale {scale:g})"
 
 
-def _sync(
-    deployed: BenchDeployment, emulators: Sandbox, portal: Portal, *, dry_run: bool
+def run_sync(
+    deployed: BenchDeployment,
+    emulators: Sandbox,
+    portal: Portal,
+    *,
+    dry_run: bool,
+    run_name: str = NAME,
 ) -> dict[str, Any]:
+    """`python -m bridge sync` as a measured process, to its end: wall time, exit code, the
+    emulators' request logs for the portal, its summary line and its peak RSS in MiB."""
     label = "dry run" if dry_run else "real run"
     argv = ["-m", "bridge", "sync", *(["--dry-run"] if dry_run else [])]
     started = time.monotonic()
-    process = MeasuredProcess(argv, deployed.env, deployed.folder, "sync", f"{NAME} {label}")
-    progress = Progress(f"{NAME} {label}", unit=" (calendars applied)")
+    process = MeasuredProcess(argv, deployed.env, deployed.folder, "sync", f"{run_name} {label}")
+    progress = Progress(f"{run_name} {label}", unit=" (calendars applied)")
     applied = re.compile(rb"applying: (\d+)/(\d+)")
     try:
         while process.poll() is None:
@@ -149,12 +156,9 @@ def _sync(
         "bitrix": emulators.bitrix.requests(portal.member_id),
         "google": emulators.google.requests(portal.subject),
         "summary": summary[-1] if summary else "",
+        "peak_mib": process.peak_mib,
+        "output": process.output(),
     }
-
-
-def bucket_floor(requests: int) -> float:
-    """Seconds Bitrix24's bucket needs to admit `requests` made back to back."""
-    return max(0, requests - BURST) / PER_SECOND
 
 
 def _bitrix_figures(label: str, run: dict[str, Any], size: str, database: str) -> list[Figure]:
