@@ -142,7 +142,7 @@ def test_an_authentic_event_naming_another_domain_is_applied_and_reported(bridge
 
 def test_an_event_the_bridge_does_not_handle_is_recorded_as_ignored(bridge: Bridge) -> None:
     fields = event_fields(bridge, "5")
-    fields["event"] = "ONCALENDARENTRYADD"
+    fields["event"] = "ONCRMLEADADD"
 
     answer = bridge.post_event(http_build_query(fields))
 
@@ -150,7 +150,7 @@ def test_an_event_the_bridge_does_not_handle_is_recorded_as_ignored(bridge: Brid
     assert answer.json()["status"] == "ignored"
     [row] = bridge.inbox()
     assert row.state == InboxState.IGNORED
-    assert row.event == "ONCALENDARENTRYADD"
+    assert row.event == "ONCRMLEADADD"
 
 
 def test_tokens_are_not_stored(bridge: Bridge) -> None:

@@ -4,16 +4,14 @@ deliveries, and the `calendar.event.add/update/delete` methods."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qsl
 
 import httpx
 import pytest
 
-from bridge.sandbox.bitrix import BitrixControl, parse_php_query
-from tests.sandbox.test_bitrix_emulator import Receiver
+from bridge.sandbox.bitrix import BitrixControl
+from tests.sandbox.conftest import Receiver
 
 MEMBER = "entries-portal"
 CODE = "entriescode"
@@ -21,22 +19,11 @@ DOMAIN = "entries.bitrix24.com"
 ENTRY_EVENTS = ["ONCALENDARENTRYADD", "ONCALENDARENTRYUPDATE", "ONCALENDARENTRYDELETE"]
 
 
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    receiver = Receiver()
-    receiver.server.start()
-    yield receiver
-    receiver.server.stop()
-
-
 @pytest.fixture
-def bx(control: httpx.Client, emulator_url: str, receiver: Receiver) -> Iterator[BitrixControl]:
-    """The typed control client on the conftest's fresh portal, its entry events bound."""
-    receiver.records.clear()
-    client = BitrixControl(emulator_url)
-    client.bind_outgoing_webhook(MEMBER, f"{receiver.server.url}/hook", "token", ENTRY_EVENTS)
-    yield client
-    client.close()
+def bx(control: BitrixControl, receiver: Receiver) -> BitrixControl:
+    """The conftest's control client on its fresh portal, with the entry events bound."""
+    control.bind_outgoing_webhook(MEMBER, f"{receiver.server.url}/hook", "token", ENTRY_EVENTS)
+    return control
 
 
 def delivered(bx: BitrixControl, receiver: Receiver) -> list[tuple[str, str]]:
@@ -44,7 +31,7 @@ def delivered(bx: BitrixControl, receiver: Receiver) -> list[tuple[str, str]]:
     bx.flush_deliveries()
     events = []
     for record in receiver.records:
-        payload = parse_php_query(parse_qsl(record["body"], keep_blank_values=True))
+        payload = record["body"]
         events.append((payload["event"], payload["data"]["id"]))
     receiver.records.clear()
     return events
