@@ -55,7 +55,7 @@ def test_install_stores_tokens_and_sections_are_mirrored_over_oauth(make_bridge:
     bridge = make_bridge(app={})
     answer = bridge.install()
     wait_for(
-        lambda: len(bridge.app_state()["apps"][0]["bindings"]) == 4, 20, "the worker to bind events"
+        lambda: len(bridge.app_state()["apps"][0]["bindings"]) == 7, 20, "the worker to bind events"
     )
 
     # Verified by a refresh: the bridge holds the refreshed pair and the install's app token.
@@ -156,7 +156,7 @@ def test_an_expired_token_is_refreshed_once_for_8_threads_and_2_processes(make_b
 def test_a_refused_refresh_parks_the_work_with_the_reason(make_bridge: App) -> None:
     bridge = make_bridge(app={})
     bridge.install()
-    wait_for(lambda: len(bridge.app_state()["apps"][0]["bindings"]) == 4, 20, "the binding")
+    wait_for(lambda: len(bridge.app_state()["apps"][0]["bindings"]) == 7, 20, "the binding")
     with Session(bridge.engine) as session:
         row = session.exec(select(PortalCredentials)).one()
         assert bridge.cipher is not None
@@ -188,14 +188,17 @@ def test_bind_twice_makes_one_set_and_unbind_removes_it(make_bridge: App) -> Non
         bindings = bridge.app_state()["apps"][0]["bindings"]
         removed = unbind_events(client, handler)
 
-    assert len(first) == 4 and second == []
+    assert len(first) == 7 and second == []
     assert sorted(b["event"] for b in bindings) == [
         "ONAPPUNINSTALL",
+        "ONCALENDARENTRYADD",
+        "ONCALENDARENTRYDELETE",
+        "ONCALENDARENTRYUPDATE",
         "ONCALENDARSECTIONADD",
         "ONCALENDARSECTIONDELETE",
         "ONCALENDARSECTIONUPDATE",
     ]
-    assert removed == 4
+    assert removed == 7
     assert bridge.app_state()["apps"][0]["bindings"] == []
 
 
@@ -308,7 +311,7 @@ def test_installs_naming_a_foreign_endpoint_are_refused(make_bridge: App) -> Non
         # A genuine install after them: the worker verifies a portal's installs oldest first, so
         # once this one is bound, a kept foreign one would have been verified (and called) before.
         bridge.install()
-        wait_for(lambda: len(bridge.app_state()["apps"][0]["bindings"]) == 4, 20, "the binding")
+        wait_for(lambda: len(bridge.app_state()["apps"][0]["bindings"]) == 7, 20, "the binding")
 
     assert (
         foreign_install.status_code == 403 and "client_endpoint" in foreign_install.json()["error"]
@@ -320,7 +323,7 @@ def test_installs_naming_a_foreign_endpoint_are_refused(make_bridge: App) -> Non
 def test_uninstall_stops_the_portals_work(make_bridge: App) -> None:
     bridge = make_bridge(app={})
     bridge.install()
-    wait_for(lambda: len(bridge.app_state()["apps"][0]["bindings"]) == 4, 20, "the binding")
+    wait_for(lambda: len(bridge.app_state()["apps"][0]["bindings"]) == 7, 20, "the binding")
     token = tokens(bridge)["application_token"]
     assert token is not None
 

@@ -86,7 +86,7 @@ def refused_count(bridge: Bridge) -> float:
 def test_a_forged_install_is_answered_but_trusted_for_nothing(make_bridge: App) -> None:
     bridge = make_bridge(app={})
     genuine = bridge.install()
-    wait_for(lambda: bound(bridge) == 4, 20, "the genuine install to be verified and bound")
+    wait_for(lambda: bound(bridge) == 7, 20, "the genuine install to be verified and bound")
     before = live_tokens(bridge)
     refused_before = refused_count(bridge)
     forged_token = secrets.token_hex(16)
@@ -122,7 +122,7 @@ def test_a_genuine_install_authenticates_nothing_until_it_is_verified(make_bridg
 
     early = bridge.post_event(signed_event(bridge, "ONCALENDARSECTIONADD", token, {"id": "1"}))
     bridge.start_worker()
-    wait_for(lambda: bound(bridge) == 4, 20, "the install to be verified and bound")
+    wait_for(lambda: bound(bridge) == 7, 20, "the install to be verified and bound")
     bridge.add_section("company_calendar", 0, "After verification")
 
     assert waiting == 1  # stored, answered, not yet trusted
@@ -135,7 +135,7 @@ def test_a_genuine_install_authenticates_nothing_until_it_is_verified(make_bridg
 def test_a_replayed_install_does_not_roll_back_the_tokens(make_bridge: App) -> None:
     bridge = make_bridge(app={})
     genuine = bridge.install()
-    wait_for(lambda: bound(bridge) == 4, 20, "the install to be verified and bound")
+    wait_for(lambda: bound(bridge) == 7, 20, "the install to be verified and bound")
     # The access token expires and the bridge refreshes: the refresh token rotates again.
     bridge.bitrix.expire_tokens(bridge.member_id)
     bridge.add_section("company_calendar", 0, "Before the replay")
@@ -174,7 +174,7 @@ def test_a_flood_of_forged_installs_is_bounded_and_cannot_push_out_a_genuine_one
         kept = session.exec(select(PendingInstall)).all()
     assert len(kept) <= KEEP_FINISHED + 1 and all(row.refresh_token is None for row in kept)
     bridge.start_worker()
-    wait_for(lambda: bound(bridge) == 4, 20, "the genuine install to be bound")
+    wait_for(lambda: bound(bridge) == 7, 20, "the genuine install to be bound")
     bridge.add_section("company_calendar", 0, "Genuine")
     wait_for(lambda: summaries(bridge) == ["Genuine"], 20, "the calendar")
 
@@ -210,7 +210,7 @@ def test_plaintext_tokens_from_an_earlier_version_are_read_and_then_encrypted(
 ) -> None:
     bridge = make_bridge(app={})
     bridge.install()
-    wait_for(lambda: bound(bridge) == 4, 20, "the install to be verified and bound")
+    wait_for(lambda: bound(bridge) == 7, 20, "the install to be verified and bound")
     current = live_tokens(bridge)
     with Session(bridge.engine) as session:  # as a version before encryption left it
         row = session.exec(select(PortalCredentials)).one()
