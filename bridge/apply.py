@@ -32,6 +32,7 @@ from bridge.calendar_state import (
 )
 from bridge.config import OnDelete, PortalConfig
 from bridge.creation_pace import reserve_creation
+from bridge.entry_mappings import close_section_mappings
 from bridge.google_calendar import CalendarGateway, CalendarListEntry
 from bridge.google_errors import TRANSIENT_ERRORS, GoogleNotFound
 from bridge.lease import Lease, fenced
@@ -170,7 +171,8 @@ def _relist_or_replace(lease: Lease, mapping: CalendarMapping, google: CalendarG
 
 
 def _retire(lease: Lease, portal: PortalConfig, action: Action, google: CalendarGateway) -> Step:
-    """Apply the action's `on_delete` to a section that is gone or no longer selected."""
+    """Apply the action's `on_delete` to a section that is gone or no longer selected; its
+    entries' mappings are closed with it (their events went with the calendar or stay in it)."""
     mapping = action.mapping
     assert mapping is not None and action.on_delete is not None
     calendar_id = mapping.calendar_id
@@ -192,6 +194,7 @@ def _retire(lease: Lease, portal: PortalConfig, action: Action, google: Calendar
                     session, row, state=MappingState.ARCHIVED, applied=archived.to_json()
                 )
                 record_removal(session, portal, mapping.section_id)
+                close_section_mappings(session, lease.portal_key, mapping.section_id)
             return Step(StepKind.ARCHIVED, calendar_id)
     elif calendar_id and policy == OnDelete.DELETE:
         google.delete_calendar(calendar_id)
@@ -199,6 +202,7 @@ def _retire(lease: Lease, portal: PortalConfig, action: Action, google: Calendar
         row = mapping_row(session, lease.portal_key, mapping.section_id)
         if row is not None:
             session.delete(row)
+        close_section_mappings(session, lease.portal_key, mapping.section_id)
         if calendar_id and policy == OnDelete.DELETE:
             record_removal(session, portal, mapping.section_id)
     if not calendar_id:

@@ -1,6 +1,7 @@
 """An entry's row in the entry mapping table: read in bulk, turned into the plain value the planner
 reads (`mapped_entry`), and written under the lease once Google confirmed a write
-(`record_applied`, `close_mappings`). `entry_apply.py` records every applied action here.
+(`record_applied`, `close_mappings`) or a section's calendar was retired (`close_section_mappings`,
+from `apply.py`). `entry_apply.py` records every applied action here.
 
 The row for (portal, entry) is created on the first apply and updated after that; the unique
 constraint on (portal, entry) keeps one. A closed row keeps its calendar and event id: Google
@@ -120,6 +121,26 @@ def close_mappings(lease: Lease, *entry_ids: str) -> None:
             row.applied = None
             row.updated_at = now
             session.add(row)
+
+
+def close_section_mappings(session: Session, portal_key: str, section_id: str) -> int:
+    """A section's calendar was retired (deleted, archived or kept unmapped): its entries' events
+    went with it, or stay there, so their rows are closed (in the caller's fenced session).
+    How many were."""
+    rows = session.exec(
+        select(EntryMapping).where(
+            EntryMapping.portal_key == portal_key,
+            EntryMapping.section_id == section_id,
+            EntryMapping.state == EntryState.ACTIVE,
+        )
+    ).all()
+    now = utcnow()
+    for row in rows:
+        row.state = EntryState.CLOSED
+        row.applied = None
+        row.updated_at = now
+        session.add(row)
+    return len(rows)
 
 
 @contextmanager

@@ -5,6 +5,11 @@ and the portal's scope (which sections are mirrored to which calendar, the optio
 for single events), `plan_entry` returns one typed action; a skip carries its reason as an enum.
 The worker's event path and the reconciliation both use it, so they converge on the same state.
 
+A reconciliation also passes what Google holds in the destination calendar (`listed`): a mapped
+event that differs there from the body in a field the bridge manages (`event_drift.drift`: a hand
+edit) is put again, and one that is missing (deleted by hand) is restored, even when the mapping
+says the body was applied. The event path passes nothing and trusts the mapping.
+
 Window: a single entry is created only when it overlaps `[now - past_days, now + future_days)`;
 a mapped one is kept up to date wherever it moves. Series and their edited occurrences are
 mirrored whole, whatever their dates.
@@ -16,9 +21,11 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from bridge.entries import Entry
 from bridge.event_body import EntryOptions, EventBody, desired_event
+from bridge.event_drift import drift
 
 
 class EntryMappingState(StrEnum):
@@ -110,10 +117,12 @@ def plan_entry(
     *,
     series: Entry | None = None,
     overridden: Collection[date] = (),
+    listed: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> EntryAction:
     """The one action `entry` needs. An edited occurrence needs its `series` (it lives in the
     series' calendar, as an instance of the series' event); a series takes the days of its
-    overridden occurrences (see `desired_event`)."""
+    overridden occurrences (see `desired_event`). `listed`: the destination calendar's events by
+    id as a reconciliation read them (None: not looked at)."""
     section_id, calendar_id, why_not = _destination(scope, entry, series)
     if entry is None or section_id is None or calendar_id is None:
         active = mapping is not None and mapping.state == EntryMappingState.ACTIVE
@@ -139,6 +148,9 @@ def plan_entry(
         kind = EntryActionKind.REVIVE if revive else EntryActionKind.CREATE
         return EntryAction(kind, entry_id, calendar_id, section_id, body.event_id, body)
     changed = body.fingerprint() != mapping.fingerprint
+    observed = None if listed is None else listed.get(body.event_id)
+    missing = listed is not None and observed is None
+    drifted = observed is not None and bool(drift(body, observed))
     if mapping.calendar_id != calendar_id:
         return EntryAction(
             EntryActionKind.MOVE,
@@ -148,9 +160,13 @@ def plan_entry(
             mapping.event_id,
             body,
             from_calendar=mapping.calendar_id,
-            body_changed=changed,
+            body_changed=changed or drifted,
         )
-    if not changed:
+    if missing:  # put brings a cancelled event back; one that is gone is inserted again
+        return EntryAction(
+            EntryActionKind.REVIVE, entry_id, calendar_id, section_id, mapping.event_id, body
+        )
+    if not (changed or drifted):
         return EntryAction(EntryActionKind.SKIP, entry_id, reason=SkipReason.UNCHANGED)
     return EntryAction(
         EntryActionKind.UPDATE, entry_id, calendar_id, section_id, mapping.event_id, body

@@ -11,74 +11,37 @@ to be gone, or to have left every mirrored section.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
-from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime
+from collections.abc import Sequence
+from datetime import date
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from bridge.bitrix_errors import BitrixError
 from bridge.clients import PortalClients
 from bridge.config import PortalConfig
-from bridge.entries import Entry, MalformedEntry, parse_entry
+from bridge.entries import Entry
 from bridge.entry_apply import SeriesNotMirrored, apply_entry
-from bridge.entry_mappings import entry_mappings, mapped_entry, occurrence_days
+from bridge.entry_mappings import entry_mappings, mapped_entry
 from bridge.entry_plan import EntryAction, EntryActionKind, EntryScope, plan_entry
-from bridge.entry_reads import EntryReads, read_entries, room_names, user_names
-from bridge.event_body import AttendeeMode, EntryOptions, Privacy, google_event_id, instance_day
+from bridge.entry_reads import EntryReads, read_entries
+from bridge.entry_step import (
+    add_series,
+    known_date_format,
+    learn_date_format,
+    overridden_days,
+    parse_entries,
+    scope_for,
+    series_first,
+)
+from bridge.event_body import google_event_id, instance_day
 from bridge.google_calendar import GoogleError
-from bridge.lease import Lease, fenced
-from bridge.locale_dates import DateFormat
-from bridge.models import CalendarMapping, InboxState, MappingState, PortalState
+from bridge.lease import Lease
+from bridge.models import InboxState
 from bridge.sync_report import Settled, SyncReport
 
-_ROOM = re.compile(r"calendar_\d+")
 _SKIPPED_KINDS = frozenset({EntryActionKind.SKIP})
-
-
-def entry_options(portal: PortalConfig) -> EntryOptions:
-    config = portal.mirror.entries
-    return EntryOptions(
-        privacy=Privacy(config.privacy),
-        attendees=AttendeeMode(config.attendees),
-        reminders=config.reminders,
-        link_back=config.link_back,
-        portal_address=f"https://{portal.domain}",
-    )
-
-
-def mirrored_calendars(session: Session, portal_key: str) -> dict[str, str]:
-    """Section id → Google calendar id, for every section whose calendar is in place."""
-    rows = session.exec(
-        select(CalendarMapping).where(
-            CalendarMapping.portal_key == portal_key,
-            CalendarMapping.state == MappingState.ACTIVE,
-            col(CalendarMapping.google_calendar_id).is_not(None),
-        )
-    ).all()
-    return {row.section_id: str(row.google_calendar_id) for row in rows}
-
-
-def entry_scope(
-    session: Session,
-    portal: PortalConfig,
-    *,
-    rooms: dict[str, str] | None = None,
-    names: dict[str, str] | None = None,
-) -> EntryScope:
-    config = portal.mirror.entries
-    return EntryScope(
-        portal_key=portal.key,
-        now=datetime.now(UTC),
-        calendars=mirrored_calendars(session, portal.key),
-        options=entry_options(portal),
-        rooms=rooms or {},
-        names=names or {},
-        past_days=config.past_days,
-        future_days=config.future_days,
-    )
 
 
 def sync_entries(
@@ -138,14 +101,7 @@ class _Step:
         self.scope = scope
         touched = set(entries) | reads.gone | set(malformed)
         self.mappings = entry_mappings(session, portal.key, sorted(touched))
-        self.overrides: dict[str, set[date]] = {
-            entry.id: set(occurrence_days(session, portal.key, entry))
-            for entry in entries.values()
-            if entry.is_series
-        }
-        for entry in entries.values():  # this step's occurrences count before they are applied
-            if entry.is_occurrence and entry.series_id in self.overrides and entry.original_date:
-                self.overrides[entry.series_id].add(entry.original_date)
+        self.overrides: dict[str, set[date]] = overridden_days(session, portal.key, entries)
         for entry_id in reads.gone:  # … and this step's deleted ones no longer do
             self._forget_override(entry_id)
 
@@ -161,20 +117,7 @@ class _Step:
 
     def order(self, ids: Sequence[str]) -> list[str]:
         """Series first (with a series pulled in for an occurrence), then the rest in order."""
-        wanted = list(dict.fromkeys(ids))
-        series = [
-            entry.series_id
-            for entry_id in wanted
-            if (entry := self.entries.get(entry_id)) is not None
-            and entry.is_occurrence
-            and entry.series_id is not None
-        ]
-        first = [i for i in dict.fromkeys([*series, *wanted]) if self._is_series(i)]
-        return [*first, *(i for i in wanted if i not in first)]
-
-    def _is_series(self, entry_id: str) -> bool:
-        entry = self.entries.get(entry_id)
-        return entry is not None and entry.is_series
+        return series_first(ids, self.entries)
 
     def action(self, entry_id: str) -> EntryAction:
         entry = self.entries.get(entry_id)
@@ -199,71 +142,17 @@ def _read_step(
     clients: PortalClients,
     deleted: frozenset[str],
 ) -> _Step:
-    with Session(lease.engine) as session:
-        state = session.get(PortalState, portal.key)
-        known = state.entry_date_format if state is not None else None
-    date_format = DateFormat(known) if known else None
+    known = known_date_format(lease, portal.key)
     reads = read_entries(clients.bitrix, ids)
     for entry_id in deleted & set(reads.refused):
         del reads.refused[entry_id]
         reads.gone.add(entry_id)
-    entries, malformed = _parse(reads.found.values(), date_format)
-    series_ids = sorted(
-        {
-            entry.series_id
-            for entry in entries.values()
-            if entry.is_occurrence and entry.series_id and entry.series_id not in entries
-        }
-    )
-    if series_ids:
-        more = read_entries(clients.bitrix, series_ids)
-        found, _ = _parse(more.found.values(), date_format)
-        entries.update(found)
-    _learn_date_format(lease, portal.key, known, entries.values())
-    rooms = room_names(clients.bitrix) if _books_rooms(entries.values()) else {}
-    names: dict[str, str] = {}
-    if portal.mirror.entries.attendees == "names":
-        names = user_names(clients.bitrix, _attendee_ids(entries.values()))
+    entries, malformed = parse_entries(reads.found.values(), known)
+    add_series(clients, entries, known)
+    learn_date_format(lease, portal.key, known, entries.values())
+    scope = scope_for(lease, portal, clients, list(entries.values()))
     with Session(lease.engine) as session:
-        scope = entry_scope(session, portal, rooms=rooms, names=names)
         return _Step(portal, reads, entries, malformed, scope, session)
-
-
-def _parse(
-    rows: Iterable[dict[str, object]], date_format: DateFormat | None
-) -> tuple[dict[str, Entry], dict[str, str]]:
-    entries: dict[str, Entry] = {}
-    malformed: dict[str, str] = {}
-    for row in rows:
-        try:
-            entry = parse_entry(row, date_format)
-        except MalformedEntry as exc:
-            malformed[exc.entry_id] = str(exc)
-            continue
-        entries[entry.id] = entry
-    return entries, malformed
-
-
-def _learn_date_format(
-    lease: Lease, portal_key: str, known: str | None, entries: Iterable[Entry]
-) -> None:
-    """Remember the portal's date format once an entry has told it (for ambiguous ones)."""
-    told = next((e.date_format for e in entries if e.date_format is not None), None)
-    if told is None or told.value == known:
-        return
-    with fenced(lease) as session:
-        state = session.get(PortalState, portal_key)
-        if state is not None:
-            state.entry_date_format = told.value
-            session.add(state)
-
-
-def _books_rooms(entries: Iterable[Entry]) -> bool:
-    return any(_ROOM.match(entry.location) for entry in entries)
-
-
-def _attendee_ids(entries: Iterable[Entry]) -> list[str]:
-    return sorted({a.user_id for entry in entries for a in entry.attendees if a.user_id})
 
 
 def _settle_one(lease: Lease, clients: PortalClients, step: _Step, entry_id: str) -> Settled:

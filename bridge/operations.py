@@ -76,14 +76,18 @@ def sync_portals(
             continue
         clients = PortalClients(engine, portal, cipher)
         try:
-            progress = ProgressBar(f"{portal.key}: applying")
-            scope = Everything(dry_run=dry_run, force=force, progress=progress)
+            scope = Everything(
+                dry_run=dry_run,
+                force=force,
+                progress=ProgressBar(f"{portal.key}: applying"),
+                entry_progress=ProgressBar(f"{portal.key}: entries"),
+            )
             report = sync(lease, portal, scope, clients)
         finally:
             clients.close()
             release_portal(lease)
         lines = (
-            [*(a.describe(portal.key) for a in report.actions), *report.failed]
+            [*report.planned(portal.key), *report.failed]
             if dry_run
             else [*report.done, *report.details(portal.key)]
         )

@@ -5,9 +5,10 @@ sections that inbox rows named, each settled with an outcome for its rows), `Ent
 for entries, in `entry_sync.py`) or `Everything` (a
 reconciliation: the worker's periodic one and `bridge sync`, which also repairs deliveries
 Bitrix24 never made, calendars renamed or deleted by hand in Google, sections that left the
-selection and calendars that carry our marker but lost their mapping; its report is recorded in
-the portal's state). A mapped section missing only because its owner dropped out of a listing is
-read directly before it may be retired, and an unconfirmed one is never retired. When the plan
+selection and calendars that carry our marker but lost their mapping, then converges the entries
+in `entry_reconcile.py`; its report is recorded in the portal's state). A mapped section missing
+only because its owner dropped out of a listing is read directly before it may be retired, and an
+unconfirmed one is never retired. When the plan
 would remove more calendars than the delete guard allows, the removals are held back and
 everything else is applied.
 """
@@ -24,6 +25,7 @@ from sqlmodel import Session, col, select
 from bridge.bitrix import BitrixError
 from bridge.clients import PortalClients
 from bridge.config import PortalConfig
+from bridge.entry_reconcile import reconcile_entries
 from bridge.entry_sync import sync_entries
 from bridge.google_calendar import CalendarListEntry, GoogleError
 from bridge.lease import Lease, fenced
@@ -55,11 +57,13 @@ class Sections:
 
 @dataclass(frozen=True)
 class Everything:
-    """A reconciliation: `dry_run` plans only, `force` overrides the delete guard."""
+    """A reconciliation: `dry_run` plans only, `force` overrides the delete guard; `progress`
+    hears the sections applied, `entry_progress` the entry actions."""
 
     dry_run: bool = False
     force: bool = False
     progress: Progress | None = None
+    entry_progress: Progress | None = None
 
 
 @dataclass(frozen=True)
@@ -110,10 +114,14 @@ def sync(
         ]
     forced = isinstance(scope, Everything) and scope.force
     report.blocked = None if forced else guard_removals(lease.engine, portal, report.actions)
-    if dry_run:
-        return report
-    _apply(lease, portal, scope, clients, report, listed, stop)
-    return _record(lease, scope, report)
+    if not dry_run:
+        _apply(lease, portal, scope, clients, report, listed, stop)
+    if isinstance(scope, Everything) and not (stop is not None and stop.is_set()):
+        progress = scope.entry_progress
+        reconcile_entries(
+            lease, portal, clients, report, dry_run=dry_run, progress=progress, stop=stop
+        )
+    return report if dry_run else _record(lease, scope, report)
 
 
 def _read(

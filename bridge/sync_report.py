@@ -1,6 +1,8 @@
 """What one sync step reports: per object how its inbox rows settle (`Settled`), and for the
 whole step the actions, what was done or failed and why (`SyncReport`), which logs, the status
-and `bridge sync` render."""
+and `bridge sync` render. A reconciliation adds its entry actions and stray events
+(`entry_reconcile.py`): listed by `describe` like the sections' actions, counted in the summary
+when there are any."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from bridge.entry_plan import EntryAction, EntryActionKind
+from bridge.event_drift import StrayEvent
 from bridge.mirror import Action, ActionKind
 from bridge.models import InboxState
 
@@ -38,6 +42,9 @@ class SyncReport:
     dry_run: bool = False
     read_error: Exception | None = None  # the selection could not be read: nothing was planned
     settled: dict[str, Settled] = field(default_factory=dict)  # per section (`Sections` only)
+    entry_actions: list[EntryAction] = field(default_factory=list)  # a reconciliation's
+    strays: list[StrayEvent] = field(default_factory=list)  # events nothing claims, to delete
+    entry_backfill: bool = False  # the portal's first reconciliation with entries
     on_settled: Callable[[str, Settled], None] | None = field(default=None, repr=False)
 
     def settle(self, section_id: str, settled: Settled) -> None:
@@ -55,7 +62,7 @@ class SyncReport:
             f"{removing} to delete or archive",
             f"{counts[ActionKind.RETIRE] - removing} to forget",
         ]
-        head = f"{self.portal_key}: {', '.join(parts)}"
+        head = f"{self.portal_key}: {', '.join(parts)}{self._entry_summary()}"
         if self.dry_run:
             guard = f"; the removals would be held back: {self.blocked}" if self.blocked else ""
             return f"{head} (dry run: nothing changed){guard}"
@@ -67,6 +74,28 @@ class SyncReport:
         if self.read_only:
             head = f"{head}; {self.waiting} left, no Google writes: {self.read_only}"
         return head
+
+    def _entry_summary(self) -> str:
+        """ "; entries: …" counting the entry actions, or nothing when there are none."""
+        if not (self.entry_actions or self.strays):
+            return ""
+        counts = Counter(action.kind for action in self.entry_actions)
+        parts = [
+            f"{counts[EntryActionKind.CREATE] + counts[EntryActionKind.REVIVE]} to create",
+            f"{counts[EntryActionKind.UPDATE]} to update",
+            f"{counts[EntryActionKind.DELETE] + len(self.strays)} to delete",
+            f"{counts[EntryActionKind.MOVE]} to move",
+        ]
+        what = "entries (backfill)" if self.entry_backfill else "entries"
+        return f"; {what}: {', '.join(parts)}"
+
+    def planned(self, portal_key: str) -> list[str]:
+        """One line per planned action: the sections', then the entries', then the strays'."""
+        return [
+            *(action.describe(portal_key) for action in self.actions),
+            *(action.describe(portal_key) for action in self.entry_actions),
+            *(stray.describe(portal_key) for stray in self.strays),
+        ]
 
     def details(self, portal_key: str) -> list[str]:
         """One line per failure, held-back removal and unconfirmed section kept."""

@@ -268,3 +268,39 @@ def test_series_with_an_overridden_day_is_planned_without_that_exdate() -> None:
         "RRULE:FREQ=WEEKLY;BYDAY=MO",
         "EXDATE;TZID=Europe/Berlin:20250120T090000",
     )
+
+
+def as_google_shows(current: Entry) -> dict[str, Any]:
+    """The event as Google lists it: the body written, its times with a UTC offset."""
+    event = desired_event("acme", current, SCOPE.options).to_api()
+    for key in ("start", "end"):
+        moment = datetime.fromisoformat(event[key]["dateTime"]).astimezone(UTC)
+        event[key] = {**event[key], "dateTime": moment.isoformat().replace("+00:00", "Z")}
+    return {**event, "etag": '"1"', "htmlLink": "https://calendar.example/event"}
+
+
+def test_a_reconciliation_that_finds_the_event_as_applied_skips_it() -> None:
+    current = entry()
+    listed = {EVENT_ID: as_google_shows(current)}
+    action = plan_entry(SCOPE, "100", current, applied(current), listed=listed)
+    assert (action.kind, action.reason) == (EntryActionKind.SKIP, SkipReason.UNCHANGED)
+
+
+def test_a_hand_edit_in_google_is_put_again() -> None:
+    current = entry()
+    edited = {**as_google_shows(current), "summary": "Renamed by hand"}
+    action = plan_entry(SCOPE, "100", current, applied(current), listed={EVENT_ID: edited})
+    assert action.kind == EntryActionKind.UPDATE
+    assert action.body is not None and action.body.summary == "Planning"
+
+
+def test_an_event_missing_from_google_is_restored() -> None:
+    current = entry()
+    action = plan_entry(SCOPE, "100", current, applied(current), listed={})
+    assert (action.kind, action.event_id) == (EntryActionKind.REVIVE, EVENT_ID)
+
+
+def test_the_event_path_trusts_the_mapping() -> None:
+    current = entry()
+    action = plan_entry(SCOPE, "100", current, applied(current), listed=None)
+    assert action.kind == EntryActionKind.SKIP

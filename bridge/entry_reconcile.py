@@ -1,0 +1,371 @@
+"""Entries in a reconciliation (the worker's periodic one and `bridge sync`): every mirrored
+section's window listed in Bitrix24 and compared with the entry mappings and with Google.
+
+Run by `sync.py` after the sections were applied, so a calendar made or replaced in this run
+already takes its entries. Per (type, owner) of the active section mappings, one
+`calendar.event.get` lists the window (`mirror.entries` past/future days; a series once), 50
+owners per batch request; each of their calendars is listed in Google by the portal's private
+property. Each entry is planned with `plan_entry`, given what Google holds (a hand edit is put
+again, a hand delete restored, an event without its mapping adopted through the insert's 409).
+Mapped entries the listing did not show are read by id: moved out of the window (kept up to date)
+or gone (deleted in Google); Bitrix24 shows a deleted entry to nobody, so "not found" and a refusal
+both mean gone here, where a successful listing of the entry's section agrees. Events with the
+portal's mark that no active mapping and no listed entry claims (`StrayEvent`) are deleted; an
+instance override or a cancelled occurrence never is one.
+
+Safety: when a listing fails, nothing is judged missing and nothing is deleted on that portal
+(the failure is reported); creates and updates still go ahead. Actions are applied a few hundred
+at a time through Google batch requests, series and single entries before edited occurrences,
+and each batch records its mappings, so a run stopped half-way is resumed by the next one without
+duplicates (the event ids are derived; an insert that exists meets 409 and is put instead).
+
+The first reconciliation of a portal with entries (`entries_backfilled_at` unset) is its
+backfill; it is marked done once a run ends without entry failures.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from bridge.bitrix_errors import BitrixError
+from bridge.clients import PortalClients
+from bridge.config import PortalConfig
+from bridge.entries import Entry
+from bridge.entry_apply import apply_entries_batch
+from bridge.entry_mappings import entry_mappings, mapped_entry
+from bridge.entry_plan import EntryAction, EntryActionKind, EntryScope, plan_entry
+from bridge.entry_reads import (
+    BATCH,
+    EntryListingFailed,
+    OwnerSections,
+    list_entries,
+    read_entries,
+)
+from bridge.entry_step import (
+    add_series,
+    known_date_format,
+    learn_date_format,
+    overridden_days,
+    parse_entries,
+    scope_for,
+    series_first,
+)
+from bridge.event_drift import StrayEvent
+from bridge.google_calendar import GoogleError, GoogleNotFound
+from bridge.google_events import EventCall
+from bridge.lease import Lease, fenced
+from bridge.metrics import RECONCILE_CHANGES
+from bridge.models import (
+    CalendarMapping,
+    EntryMapping,
+    EntryState,
+    MappingState,
+    PortalState,
+    utcnow,
+)
+from bridge.sync_report import SyncReport
+
+APPLY_CHUNK = 250  # entry actions per apply_entries_batch (and per mapping transaction)
+_UNLISTED_CHUNK = 500  # mapped entries the listing missed, read by id at a time
+
+Progress = Callable[[int, int], None]
+Events = dict[str, dict[str, Any]]  # a calendar's events by id
+
+
+@dataclass
+class _Plan:
+    """What a reconciliation decided, and what it saw, across the listed owners."""
+
+    actions: list[EntryAction] = field(default_factory=list)  # neither skips nor deletes
+    deletes: list[EntryAction] = field(default_factory=list)
+    strays: list[StrayEvent] = field(default_factory=list)
+    versions: dict[str, str | None] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)  # entry ids listed (or read with them)
+    occurrences: set[str] = field(default_factory=set)  # edited occurrences: applied last
+    listing_failed: str | None = None
+
+
+def reconcile_entries(
+    lease: Lease,
+    portal: PortalConfig,
+    clients: PortalClients,
+    report: SyncReport,
+    *,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+) -> None:
+    """Converge every mirrored entry of the portal; what was planned and done goes to `report`."""
+    if not portal.mirror.entries.enabled:
+        return
+    with Session(lease.engine) as session:
+        state = session.get(PortalState, portal.key)
+        report.entry_backfill = state is None or state.entries_backfilled_at is None
+    plan = _plan(lease, portal, clients)
+    if plan.listing_failed is not None:
+        report.failed.append(
+            f"listing entries: {plan.listing_failed} (nothing judged missing or deleted)"
+        )
+        plan.deletes, plan.strays = [], []
+    report.entry_actions = [*plan.actions, *plan.deletes]
+    report.strays = list(plan.strays)
+    if dry_run:
+        return
+    failures = _apply(lease, portal, clients, report, plan, progress, stop)
+    stopped = stop is not None and stop.is_set()
+    if report.entry_backfill and not (failures or stopped or plan.listing_failed):
+        with fenced(lease) as session:
+            row = session.get(PortalState, portal.key)
+            if row is not None:
+                row.entries_backfilled_at = utcnow()
+                session.add(row)
+
+
+def owner_sections(lease: Lease, portal_key: str) -> list[OwnerSections]:
+    """The active section mappings with a calendar, per (type, owner)."""
+    with Session(lease.engine) as session:
+        rows = session.exec(
+            select(CalendarMapping).where(
+                CalendarMapping.portal_key == portal_key,
+                CalendarMapping.state == MappingState.ACTIVE,
+                col(CalendarMapping.google_calendar_id).is_not(None),
+            )
+        ).all()
+    owners: dict[tuple[str, str], list[str]] = {}
+    for row in rows:
+        owners.setdefault((row.section_type, row.owner_id), []).append(row.section_id)
+    return [
+        OwnerSections(kind, owner, tuple(sorted(sections, key=_numeric)))
+        for (kind, owner), sections in sorted(owners.items())
+    ]
+
+
+def _plan(lease: Lease, portal: PortalConfig, clients: PortalClients) -> _Plan:
+    """Every listed owner's entries and calendars, then the mapped entries no listing showed;
+    stops at the first listing that fails."""
+    plan = _Plan()
+    config = portal.mirror.entries
+    today = datetime.now(UTC).date()
+    window = (today - timedelta(days=config.past_days), today + timedelta(days=config.future_days))
+    owners = owner_sections(lease, portal.key)
+    known = known_date_format(lease, portal.key)
+    for start in range(0, len(owners), BATCH):
+        try:
+            chunk = owners[start : start + BATCH]
+            known = _plan_owners(lease, portal, clients, chunk, window, plan, known)
+        except (EntryListingFailed, BitrixError, GoogleError) as exc:
+            plan.listing_failed = str(exc)
+            return plan
+        lease.renew_if_due()
+    try:
+        _plan_unlisted(lease, portal, clients, plan, known)
+    except BitrixError as exc:
+        plan.listing_failed = f"reading mapped entries: {exc}"
+    return plan
+
+
+def _plan_owners(
+    lease: Lease,
+    portal: PortalConfig,
+    clients: PortalClients,
+    owners: Sequence[OwnerSections],
+    window: tuple[date, date],
+    plan: _Plan,
+    known: str | None,
+) -> str | None:
+    """List these owners' window and their calendars' events, plan their entries and find the
+    strays; the date format now known."""
+    rows = list(list_entries(clients.bitrix, owners, *window))
+    entries, malformed = parse_entries(rows, known)
+    plan.seen.update(malformed)
+    add_series(clients, entries, known)
+    known = learn_date_format(lease, portal.key, known, entries.values())
+    scope = scope_for(lease, portal, clients, list(entries.values()))
+    sections = (section for owner in owners for section in owner.section_ids)
+    calendars = sorted({c for s in sections if (c := scope.calendars.get(s)) is not None})
+    google = _google_events(clients, portal.key, calendars)
+    _plan_entries(lease, scope, entries, plan, google)
+    _find_strays(lease, portal.key, google, plan)
+    return known
+
+
+def _google_events(
+    clients: PortalClients, portal_key: str, calendars: Sequence[str]
+) -> dict[str, Events]:
+    """Each calendar's events with the portal's mark (a calendar Google no longer has: none)."""
+    found: dict[str, Events] = {}
+    for calendar_id in calendars:
+        try:
+            listed = clients.events.list_events(calendar_id, {"b24_portal": portal_key})
+            found[calendar_id] = {str(event.get("id")): event for event in listed}
+        except GoogleNotFound:
+            found[calendar_id] = {}
+    return found
+
+
+def _plan_entries(
+    lease: Lease,
+    scope: EntryScope,
+    entries: Mapping[str, Entry],
+    plan: _Plan,
+    google: Mapping[str, Events] | None,
+) -> None:
+    """Plan `entries`, series first; an entry that is gone is planned with None."""
+    mappings = entry_mappings(lease, scope.portal_key, list(entries))
+    overrides = overridden_days(lease, scope.portal_key, entries)
+    for entry_id in series_first(list(entries), entries):
+        if entry_id in plan.seen:
+            continue  # a series read again for an occurrence, planned already
+        entry = entries[entry_id]
+        plan.seen.add(entry_id)
+        series = entries.get(entry.series_id or "") if entry.is_occurrence else None
+        home = series if series is not None else entry
+        calendar_id = scope.calendars.get(home.section_id)
+        listed = google.get(calendar_id) if google is not None and calendar_id else None
+        mapping = mappings.get(entry_id)
+        action = plan_entry(
+            scope,
+            entry_id,
+            entry,
+            mapped_entry(mapping) if mapping is not None else None,
+            series=series,
+            overridden=overrides.get(entry_id, set()),
+            listed=listed,
+        )
+        _add(plan, action, entry)
+
+
+def _add(plan: _Plan, action: EntryAction, entry: Entry | None) -> None:
+    if action.kind == EntryActionKind.SKIP:
+        return
+    if action.kind == EntryActionKind.DELETE:
+        plan.deletes.append(action)
+        return
+    plan.actions.append(action)
+    plan.versions[action.entry_id] = entry.version if entry is not None else None
+    if entry is not None and entry.is_occurrence:
+        plan.occurrences.add(action.entry_id)
+
+
+def _find_strays(lease: Lease, portal_key: str, google: Mapping[str, Events], plan: _Plan) -> None:
+    """Events with the portal's mark that nothing claims: neither an active mapping in that
+    calendar nor a planned write there. Overrides and cancelled occurrences are left alone."""
+    claimed: dict[str, set[str]] = {calendar_id: set() for calendar_id in google}
+    with Session(lease.engine) as session:
+        rows = session.exec(
+            select(EntryMapping.google_calendar_id, EntryMapping.google_event_id).where(
+                EntryMapping.portal_key == portal_key,
+                EntryMapping.state == EntryState.ACTIVE,
+                col(EntryMapping.google_calendar_id).in_(list(google)),
+            )
+        ).all()
+    for calendar_id, event_id in rows:
+        claimed[calendar_id].add(event_id)
+    for action in plan.actions:
+        if action.calendar_id in claimed and action.body is not None:
+            claimed[action.calendar_id].add(action.body.event_id)
+    for calendar_id, events in google.items():
+        for event_id, event in events.items():
+            if event.get("recurringEventId") or event.get("status") == "cancelled":
+                continue
+            if event_id not in claimed[calendar_id]:
+                properties = (event.get("extendedProperties") or {}).get("private") or {}
+                plan.strays.append(
+                    StrayEvent(
+                        calendar_id,
+                        event_id,
+                        str(properties.get("b24_entry") or ""),
+                        str(event.get("summary") or ""),
+                    )
+                )
+
+
+def _plan_unlisted(
+    lease: Lease, portal: PortalConfig, clients: PortalClients, plan: _Plan, known: str | None
+) -> None:
+    """Mapped entries no listing showed: read by id; moved out of the window (kept up to date),
+    or gone (a listing of their section succeeded and Bitrix24 will not show them)."""
+    with Session(lease.engine) as session:
+        active = session.exec(
+            select(EntryMapping.entry_id).where(
+                EntryMapping.portal_key == portal.key, EntryMapping.state == EntryState.ACTIVE
+            )
+        ).all()
+    unlisted = sorted(set(active) - plan.seen, key=_numeric)
+    for start in range(0, len(unlisted), _UNLISTED_CHUNK):
+        ids = unlisted[start : start + _UNLISTED_CHUNK]
+        reads = read_entries(clients.bitrix, ids)
+        entries, malformed = parse_entries(reads.found.values(), known)
+        add_series(clients, entries, known)
+        scope = scope_for(lease, portal, clients, list(entries.values()))
+        _plan_entries(lease, scope, entries, plan, None)
+        mappings = entry_mappings(lease, portal.key, [*reads.gone, *reads.refused])
+        for entry_id in sorted({*reads.gone, *reads.refused} - set(malformed)):
+            mapping = mappings.get(entry_id)
+            mapped = mapped_entry(mapping) if mapping is not None else None
+            _add(plan, plan_entry(scope, entry_id, None, mapped), None)
+
+
+def _apply(
+    lease: Lease,
+    portal: PortalConfig,
+    clients: PortalClients,
+    report: SyncReport,
+    plan: _Plan,
+    progress: Progress | None,
+    stop: threading.Event | None,
+) -> int:
+    """Apply the plan in batches (series and singles, then edited occurrences, then deletes,
+    then strays); the number of failures."""
+    total = len(plan.actions) + len(plan.deletes) + len(plan.strays)
+    done = failures = 0
+    for batch in _batches(plan):
+        if stop is not None and stop.is_set():
+            return failures
+        lease.renew_if_due()
+        results = apply_entries_batch(lease, clients.events, batch, plan.versions)
+        for action, result in zip(batch, results, strict=True):
+            line = f"{action.describe(portal.key)}: {result}"
+            if isinstance(result, Exception):
+                report.failed.append(line)
+                failures += 1
+            else:
+                report.done.append(line)
+                RECONCILE_CHANGES.labels(portal.key, f"entry_{action.kind.value}").inc()
+        done += len(batch)
+        if progress is not None:
+            progress(done, total)
+    for start in range(0, len(plan.strays), APPLY_CHUNK):
+        strays = plan.strays[start : start + APPLY_CHUNK]
+        calls = [EventCall("delete", s.calendar_id, s.event_id) for s in strays]
+        for stray, answer in zip(strays, clients.events.run_batch(calls), strict=True):
+            if isinstance(answer, GoogleError) and not isinstance(answer, GoogleNotFound):
+                report.failed.append(f"{stray.describe(portal.key)}: {answer}")
+                failures += 1
+            else:
+                report.done.append(f"{stray.describe(portal.key)}: deleted")
+                RECONCILE_CHANGES.labels(portal.key, "entry_stray").inc()
+        done += len(strays)
+        if progress is not None:
+            progress(done, total)
+    return failures
+
+
+def _batches(plan: _Plan) -> Iterator[list[EntryAction]]:
+    """Series and single entries, then edited occurrences (instances of a series' event that
+    must exist first), then deletes: each part in chunks of `APPLY_CHUNK`."""
+    first = [a for a in plan.actions if a.entry_id not in plan.occurrences]
+    then = [a for a in plan.actions if a.entry_id in plan.occurrences]
+    for part in (first, then, plan.deletes):
+        for start in range(0, len(part), APPLY_CHUNK):
+            yield part[start : start + APPLY_CHUNK]
+
+
+def _numeric(value: str) -> tuple[int, str]:
+    return (int(value), value) if value.isdigit() else (1 << 62, value)
