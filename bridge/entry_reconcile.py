@@ -26,10 +26,8 @@ backfill; it is marked done once a run ends without entry failures.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
 from sqlmodel import Session, col, select
 
@@ -37,7 +35,7 @@ from bridge.bitrix_errors import BitrixError
 from bridge.clients import PortalClients
 from bridge.config import PortalConfig
 from bridge.entries import Entry
-from bridge.entry_apply import apply_entries_batch
+from bridge.entry_batches import EntryPlan, Events, Progress, apply_plan
 from bridge.entry_mappings import entry_mappings, mapped_entry
 from bridge.entry_plan import EntryAction, EntryActionKind, EntryScope, plan_entry
 from bridge.entry_reads import (
@@ -58,9 +56,7 @@ from bridge.entry_step import (
 )
 from bridge.event_drift import StrayEvent
 from bridge.google_calendar import GoogleError, GoogleNotFound
-from bridge.google_events import EventCall
 from bridge.lease import Lease, fenced
-from bridge.metrics import RECONCILE_CHANGES
 from bridge.models import (
     CalendarMapping,
     EntryMapping,
@@ -71,24 +67,7 @@ from bridge.models import (
 )
 from bridge.sync_report import SyncReport
 
-APPLY_CHUNK = 250  # entry actions per apply_entries_batch (and per mapping transaction)
 _UNLISTED_CHUNK = 500  # mapped entries the listing missed, read by id at a time
-
-Progress = Callable[[int, int], None]
-Events = dict[str, dict[str, Any]]  # a calendar's events by id
-
-
-@dataclass
-class _Plan:
-    """What a reconciliation decided, and what it saw, across the listed owners."""
-
-    actions: list[EntryAction] = field(default_factory=list)  # neither skips nor deletes
-    deletes: list[EntryAction] = field(default_factory=list)
-    strays: list[StrayEvent] = field(default_factory=list)
-    versions: dict[str, str | None] = field(default_factory=dict)
-    seen: set[str] = field(default_factory=set)  # entry ids listed (or read with them)
-    occurrences: set[str] = field(default_factory=set)  # edited occurrences: applied last
-    listing_failed: str | None = None
 
 
 def reconcile_entries(
@@ -117,7 +96,7 @@ def reconcile_entries(
     report.strays = list(plan.strays)
     if dry_run:
         return
-    failures = _apply(lease, portal, clients, report, plan, progress, stop)
+    failures = apply_plan(lease, portal, clients, report, plan, progress, stop)
     stopped = stop is not None and stop.is_set()
     if report.entry_backfill and not (failures or stopped or plan.listing_failed):
         with fenced(lease) as session:
@@ -146,10 +125,10 @@ def owner_sections(lease: Lease, portal_key: str) -> list[OwnerSections]:
     ]
 
 
-def _plan(lease: Lease, portal: PortalConfig, clients: PortalClients) -> _Plan:
+def _plan(lease: Lease, portal: PortalConfig, clients: PortalClients) -> EntryPlan:
     """Every listed owner's entries and calendars, then the mapped entries no listing showed;
     stops at the first listing that fails."""
-    plan = _Plan()
+    plan = EntryPlan()
     config = portal.mirror.entries
     today = datetime.now(UTC).date()
     window = (today - timedelta(days=config.past_days), today + timedelta(days=config.future_days))
@@ -176,7 +155,7 @@ def _plan_owners(
     clients: PortalClients,
     owners: Sequence[OwnerSections],
     window: tuple[date, date],
-    plan: _Plan,
+    plan: EntryPlan,
     known: str | None,
 ) -> str | None:
     """List these owners' window and their calendars' events, plan their entries and find the
@@ -213,7 +192,7 @@ def _plan_entries(
     lease: Lease,
     scope: EntryScope,
     entries: Mapping[str, Entry],
-    plan: _Plan,
+    plan: EntryPlan,
     google: Mapping[str, Events] | None,
 ) -> None:
     """Plan `entries`, series first; an entry that is gone is planned with None."""
@@ -241,7 +220,7 @@ def _plan_entries(
         _add(plan, action, entry)
 
 
-def _add(plan: _Plan, action: EntryAction, entry: Entry | None) -> None:
+def _add(plan: EntryPlan, action: EntryAction, entry: Entry | None) -> None:
     if action.kind == EntryActionKind.SKIP:
         return
     if action.kind == EntryActionKind.DELETE:
@@ -253,7 +232,9 @@ def _add(plan: _Plan, action: EntryAction, entry: Entry | None) -> None:
         plan.occurrences.add(action.entry_id)
 
 
-def _find_strays(lease: Lease, portal_key: str, google: Mapping[str, Events], plan: _Plan) -> None:
+def _find_strays(
+    lease: Lease, portal_key: str, google: Mapping[str, Events], plan: EntryPlan
+) -> None:
     """Events with the portal's mark that nothing claims: neither an active mapping in that
     calendar nor a planned write there. Overrides and cancelled occurrences are left alone."""
     claimed: dict[str, set[str]] = {calendar_id: set() for calendar_id in google}
@@ -287,7 +268,7 @@ def _find_strays(lease: Lease, portal_key: str, google: Mapping[str, Events], pl
 
 
 def _plan_unlisted(
-    lease: Lease, portal: PortalConfig, clients: PortalClients, plan: _Plan, known: str | None
+    lease: Lease, portal: PortalConfig, clients: PortalClients, plan: EntryPlan, known: str | None
 ) -> None:
     """Mapped entries no listing showed: read by id; moved out of the window (kept up to date),
     or gone (a listing of their section succeeded and Bitrix24 will not show them)."""
@@ -310,61 +291,6 @@ def _plan_unlisted(
             mapping = mappings.get(entry_id)
             mapped = mapped_entry(mapping) if mapping is not None else None
             _add(plan, plan_entry(scope, entry_id, None, mapped), None)
-
-
-def _apply(
-    lease: Lease,
-    portal: PortalConfig,
-    clients: PortalClients,
-    report: SyncReport,
-    plan: _Plan,
-    progress: Progress | None,
-    stop: threading.Event | None,
-) -> int:
-    """Apply the plan in batches (series and singles, then edited occurrences, then deletes,
-    then strays); the number of failures."""
-    total = len(plan.actions) + len(plan.deletes) + len(plan.strays)
-    done = failures = 0
-    for batch in _batches(plan):
-        if stop is not None and stop.is_set():
-            return failures
-        lease.renew_if_due()
-        results = apply_entries_batch(lease, clients.events, batch, plan.versions)
-        for action, result in zip(batch, results, strict=True):
-            line = f"{action.describe(portal.key)}: {result}"
-            if isinstance(result, Exception):
-                report.failed.append(line)
-                failures += 1
-            else:
-                report.done.append(line)
-                RECONCILE_CHANGES.labels(portal.key, f"entry_{action.kind.value}").inc()
-        done += len(batch)
-        if progress is not None:
-            progress(done, total)
-    for start in range(0, len(plan.strays), APPLY_CHUNK):
-        strays = plan.strays[start : start + APPLY_CHUNK]
-        calls = [EventCall("delete", s.calendar_id, s.event_id) for s in strays]
-        for stray, answer in zip(strays, clients.events.run_batch(calls), strict=True):
-            if isinstance(answer, GoogleError) and not isinstance(answer, GoogleNotFound):
-                report.failed.append(f"{stray.describe(portal.key)}: {answer}")
-                failures += 1
-            else:
-                report.done.append(f"{stray.describe(portal.key)}: deleted")
-                RECONCILE_CHANGES.labels(portal.key, "entry_stray").inc()
-        done += len(strays)
-        if progress is not None:
-            progress(done, total)
-    return failures
-
-
-def _batches(plan: _Plan) -> Iterator[list[EntryAction]]:
-    """Series and single entries, then edited occurrences (instances of a series' event that
-    must exist first), then deletes: each part in chunks of `APPLY_CHUNK`."""
-    first = [a for a in plan.actions if a.entry_id not in plan.occurrences]
-    then = [a for a in plan.actions if a.entry_id in plan.occurrences]
-    for part in (first, then, plan.deletes):
-        for start in range(0, len(part), APPLY_CHUNK):
-            yield part[start : start + APPLY_CHUNK]
 
 
 def _numeric(value: str) -> tuple[int, str]:

@@ -1,0 +1,95 @@
+"""A reconciliation's entry plan (`EntryPlan`, made by `entry_reconcile.py`) carried out: a few
+hundred actions per `apply_entries_batch` (Google batch requests inside), series and single
+entries before edited occurrences (instances of a series' event that must exist first), then
+deletes, then strays; each batch records its mappings, so a run stopped half-way resumes cleanly."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge.clients import PortalClients
+from bridge.config import PortalConfig
+from bridge.entry_apply import apply_entries_batch
+from bridge.entry_plan import EntryAction
+from bridge.event_drift import StrayEvent
+from bridge.google_errors import GoogleError, GoogleNotFound
+from bridge.google_events import EventCall
+from bridge.lease import Lease
+from bridge.metrics import RECONCILE_CHANGES
+from bridge.sync_report import SyncReport
+
+APPLY_CHUNK = 250  # entry actions per apply_entries_batch (and per mapping transaction)
+
+Progress = Callable[[int, int], None]
+Events = dict[str, dict[str, Any]]  # a calendar's events by id
+
+
+@dataclass
+class EntryPlan:
+    """What a reconciliation decided, and what it saw, across the listed owners."""
+
+    actions: list[EntryAction] = field(default_factory=list)  # neither skips nor deletes
+    deletes: list[EntryAction] = field(default_factory=list)
+    strays: list[StrayEvent] = field(default_factory=list)
+    versions: dict[str, str | None] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)  # entry ids listed (or read with them)
+    occurrences: set[str] = field(default_factory=set)  # edited occurrences: applied last
+    listing_failed: str | None = None
+
+
+def apply_plan(
+    lease: Lease,
+    portal: PortalConfig,
+    clients: PortalClients,
+    report: SyncReport,
+    plan: EntryPlan,
+    progress: Progress | None,
+    stop: threading.Event | None,
+) -> int:
+    """Apply the plan in batches (series and singles, then edited occurrences, then deletes,
+    then strays); the number of failures."""
+    total = len(plan.actions) + len(plan.deletes) + len(plan.strays)
+    done = failures = 0
+    for batch in _batches(plan):
+        if stop is not None and stop.is_set():
+            return failures
+        lease.renew_if_due()
+        results = apply_entries_batch(lease, clients.events, batch, plan.versions)
+        for action, result in zip(batch, results, strict=True):
+            line = f"{action.describe(portal.key)}: {result}"
+            if isinstance(result, Exception):
+                report.failed.append(line)
+                failures += 1
+            else:
+                report.done.append(line)
+                RECONCILE_CHANGES.labels(portal.key, f"entry_{action.kind.value}").inc()
+        done += len(batch)
+        if progress is not None:
+            progress(done, total)
+    for start in range(0, len(plan.strays), APPLY_CHUNK):
+        strays = plan.strays[start : start + APPLY_CHUNK]
+        calls = [EventCall("delete", s.calendar_id, s.event_id) for s in strays]
+        for stray, answer in zip(strays, clients.events.run_batch(calls), strict=True):
+            if isinstance(answer, GoogleError) and not isinstance(answer, GoogleNotFound):
+                report.failed.append(f"{stray.describe(portal.key)}: {answer}")
+                failures += 1
+            else:
+                report.done.append(f"{stray.describe(portal.key)}: deleted")
+                RECONCILE_CHANGES.labels(portal.key, "entry_stray").inc()
+        done += len(strays)
+        if progress is not None:
+            progress(done, total)
+    return failures
+
+
+def _batches(plan: EntryPlan) -> Iterator[list[EntryAction]]:
+    """Series and single entries, then edited occurrences (instances of a series' event that
+    must exist first), then deletes: each part in chunks of `APPLY_CHUNK`."""
+    first = [a for a in plan.actions if a.entry_id not in plan.occurrences]
+    then = [a for a in plan.actions if a.entry_id in plan.occurrences]
+    for part in (first, then, plan.deletes):
+        for start in range(0, len(part), APPLY_CHUNK):
+            yield part[start : start + APPLY_CHUNK]
