@@ -29,9 +29,9 @@ from bridge.locale_dates import (
     DateEvidence,
     DateFormat,
     choose_format,
+    clock_of,
     matching_formats,
     parse_date,
-    twelve_hour,
 )
 
 _DAY = 86_400
@@ -241,8 +241,8 @@ class _LocaleDates:
         only_dates = [*_exdate_texts(raw), until_text, _comment_date(raw)]
         evidence.extend(DateEvidence(text) for text in only_dates if text)
         self.candidates = matching_formats(evidence)
-        am_pm = twelve_hour(_text(raw.get("DATE_FROM")))
-        self.chosen = choose_format(self.candidates, known, am_pm)
+        clock = clock_of(_text(raw.get("DATE_FROM")))
+        self.chosen = choose_format(self.candidates, known, clock)
 
     def read(self, field: str, text: str) -> date:
         readings = {parse_date(text, form) for form in self.candidates} - {None}
