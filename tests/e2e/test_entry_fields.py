@@ -509,3 +509,79 @@ def test_a_meeting_room_booking_shows_the_room_name_and_fills_the_room_calendar(
     [booking] = events(bridge, room_calendar)
     assert booking["summary"] == "Roadmap"
     assert booking["start"]["dateTime"].startswith(at(soon(21), "10:00"))
+
+
+def test_a_series_west_of_utc_across_a_dst_change_with_a_cancelled_and_a_moved_occurrence(
+    bridge: Bridge,
+) -> None:
+    zone = "America/Los_Angeles"
+    change = next_offset_change(zone)
+    section_id, calendar_id = mirrored_section(bridge)
+    first = change - timedelta(days=3)
+    series_id = add_entry(
+        bridge,
+        section_id,
+        "Late sync",
+        at(first, "17:30"),  # after 00:00 UTC: the UTC day is the next one
+        at(first, "18:00"),
+        zone=zone,
+        rrule={"FREQ": "DAILY", "COUNT": 6},
+    )
+    settle(bridge)
+    days = [first + timedelta(days=n) for n in range(6)]
+    bridge.bitrix.cancel_occurrence(bridge.member_id, series_id, str(days[4]))
+    bridge.bitrix.edit_occurrence(
+        bridge.member_id,
+        series_id,
+        str(days[5]),
+        start=at(days[5], "16:00"),
+        end=at(days[5], "16:30"),
+        name="Late sync (early)",
+    )
+
+    settle(bridge)
+
+    all_done(bridge)
+    # the wall-clock time stays 17:30 on both sides of the change
+    assert shown(bridge, calendar_id, series_id) == [
+        *[(at(day, "17:30")[:16], "Late sync") for day in days[:4]],
+        (at(days[5], "16:00")[:16], "Late sync (early)"),
+    ]
+
+
+def test_an_all_day_series_with_an_edited_occurrence(bridge: Bridge) -> None:
+    section_id, calendar_id = mirrored_section(bridge)
+    first = next_weekday(soon(4), 4)  # a Friday
+    series_id = add_entry(
+        bridge,
+        section_id,
+        "Remote Friday",
+        str(first),
+        str(first),
+        zone="America/Chicago",
+        rrule={"FREQ": "WEEKLY", "COUNT": 3},
+    )
+    settle(bridge)
+    fridays = [first + timedelta(weeks=n) for n in range(3)]
+    bridge.bitrix.edit_occurrence(
+        bridge.member_id,
+        series_id,
+        str(fridays[1]),
+        name="Remote Friday (and Monday)",
+        start=str(fridays[1]),
+        end=str(fridays[1] + timedelta(days=3)),
+    )
+
+    settle(bridge)
+
+    all_done(bridge)
+    listed = instances(bridge, calendar_id, google_event_id(bridge.portal.key, series_id))
+    assert [(i["start"], i["end"], i["summary"]) for i in listed] == [
+        ({"date": str(fridays[0])}, {"date": str(fridays[0] + timedelta(days=1))}, "Remote Friday"),
+        (
+            {"date": str(fridays[1])},
+            {"date": str(fridays[1] + timedelta(days=4))},
+            "Remote Friday (and Monday)",
+        ),
+        ({"date": str(fridays[2])}, {"date": str(fridays[2] + timedelta(days=1))}, "Remote Friday"),
+    ]
