@@ -23,7 +23,7 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from bridge.entries import Entry
+from bridge.entry_values import Entry
 from bridge.event_body import EntryOptions, EventBody, desired_event
 from bridge.event_drift import drift
 
@@ -125,13 +125,7 @@ def plan_entry(
     id as a reconciliation read them (None: not looked at)."""
     section_id, calendar_id, why_not = _destination(scope, entry, series)
     if entry is None or section_id is None or calendar_id is None:
-        active = mapping is not None and mapping.state == EntryMappingState.ACTIVE
-        if active and why_not != SkipReason.SERIES_UNKNOWN:  # not knowing is no reason to delete
-            assert mapping is not None
-            return EntryAction(
-                EntryActionKind.DELETE, entry_id, mapping.calendar_id, event_id=mapping.event_id
-            )
-        return EntryAction(EntryActionKind.SKIP, entry_id, reason=why_not or SkipReason.GONE)
+        return _without_destination(entry_id, mapping, why_not)
     body = desired_event(
         scope.portal_key,
         entry,
@@ -147,6 +141,32 @@ def plan_entry(
         revive = mapping is not None and mapping.calendar_id == calendar_id
         kind = EntryActionKind.REVIVE if revive else EntryActionKind.CREATE
         return EntryAction(kind, entry_id, calendar_id, section_id, body.event_id, body)
+    return _keep_up_to_date(entry_id, mapping, section_id, calendar_id, body, listed)
+
+
+def _without_destination(
+    entry_id: str, mapping: MappedEntry | None, why_not: SkipReason | None
+) -> EntryAction:
+    """An entry that is gone, or belongs in no mirrored calendar: its event goes, if it has one."""
+    active = mapping is not None and mapping.state == EntryMappingState.ACTIVE
+    if active and why_not != SkipReason.SERIES_UNKNOWN:  # not knowing is no reason to delete
+        assert mapping is not None
+        return EntryAction(
+            EntryActionKind.DELETE, entry_id, mapping.calendar_id, event_id=mapping.event_id
+        )
+    return EntryAction(EntryActionKind.SKIP, entry_id, reason=why_not or SkipReason.GONE)
+
+
+def _keep_up_to_date(
+    entry_id: str,
+    mapping: MappedEntry,
+    section_id: str,
+    calendar_id: str,
+    body: EventBody,
+    listed: Mapping[str, Mapping[str, Any]] | None,
+) -> EntryAction:
+    """A mapped event: moved to the entry's calendar, updated, restored or left as it is; with
+    `listed`, what Google holds counts too (a hand edit is put again, a hand delete restored)."""
     changed = body.fingerprint() != mapping.fingerprint
     observed = None if listed is None else listed.get(body.event_id)
     missing = listed is not None and observed is None

@@ -1,4 +1,5 @@
-"""The Google event an entry should be: its id and its body, from plain values, with no I/O.
+"""The Google event an entry should be: its body (its id from `event_ids.py`, re-exported here),
+from plain values, with no I/O.
 
 Rules (issue 13, "Fields, exactly"; reference google-calendar NOTES §13):
 - Timed: `start`/`end` are the entry's instants as wall time in `TZ_FROM`/`TZ_TO`, with the zone.
@@ -17,7 +18,6 @@ Rules (issue 13, "Fields, exactly"; reference google-calendar NOTES §13):
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import re
@@ -28,8 +28,12 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bridge.entries import Accessibility, Entry, Recurrence
+from bridge.entry_values import Accessibility, Entry, Recurrence
 from bridge.event_colours import nearest_event_colour
+from bridge.event_ids import google_event_id as google_event_id
+from bridge.event_ids import instance_day as instance_day
+from bridge.event_ids import instance_id as instance_id
+from bridge.event_ids import original_start as original_start
 
 BUSY_SUMMARY = "Busy"
 MAX_REMINDERS = 5  # Google takes at most five overrides
@@ -61,50 +65,6 @@ class EntryOptions:
 
 class MissingSeries(ValueError):
     """An edited occurrence's body needs its series (the series' zone and time of day)."""
-
-
-def google_event_id(portal_key: str, entry_id: str) -> str:
-    """The Google event id of a portal's entry, the same on every run and every host.
-
-    base32hex (`0-9a-v`) of the first 20 bytes of a SHA-256 of the portal key and the entry id:
-    32 characters, inside Google's 5 to 1024. Inserts are idempotent through it (a retry gets
-    `409 duplicate`), so it must never change: a new derivation would orphan every mirrored event
-    and create each one again. Changing a portal's key has the same effect.
-    """
-    digest = hashlib.sha256(f"bx24-bridge entry v1\n{portal_key}\n{entry_id}".encode()).digest()
-    return base64.b32hexencode(digest[:20]).decode("ascii").lower()
-
-
-def instance_id(series_event_id: str, series: Entry, original_day: date) -> str:
-    """Google's id for the occurrence of `series` on `original_day` (in the series' zone)."""
-    if series.all_day:
-        return f"{series_event_id}_{original_day:%Y%m%d}"
-    start = original_start(series, original_day).astimezone(UTC)
-    return f"{series_event_id}_{start:%Y%m%dT%H%M%SZ}"
-
-
-def instance_day(event_id: str, series: Entry) -> date | None:
-    """The original day (in the series' zone) of the occurrence an instance id names: the inverse
-    of `instance_id`. None for an id that is not an instance id (no `_<YYYYMMDD>` or
-    `_<YYYYMMDDTHHMMSSZ>` suffix)."""
-    _, underscore, suffix = event_id.rpartition("_")
-    if not underscore:
-        return None
-    try:
-        if len(suffix) == len("YYYYMMDD"):
-            return datetime.strptime(suffix, "%Y%m%d").date()
-        if len(suffix) == len("YYYYMMDDTHHMMSSZ"):
-            start = datetime.strptime(suffix, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-            return start.astimezone(ZoneInfo(series.zone_from)).date()
-    except ValueError:
-        return None
-    return None
-
-
-def original_start(series: Entry, day: date) -> datetime:
-    """The start of the series' occurrence on `day`: the series' wall-clock start time that day."""
-    zone = ZoneInfo(series.zone_from)
-    return datetime.combine(day, series.start.astimezone(zone).time(), tzinfo=zone)
 
 
 @dataclass(frozen=True)

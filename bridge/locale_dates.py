@@ -9,7 +9,8 @@ timestamp: `DATE_FROM` beside `DATE_FROM_TS_UTC`, `DATE_TO` beside `DATE_TO_TS_U
 `UNTIL_TS`. Those are compared by date with a day of tolerance either way, because a string may be
 written in another offset than its timestamp's UTC date (the doc's own example shows `DATE_FROM` in
 an offset that is not `TZ_FROM`'s). Swapping day and month moves a date by four weeks or more
-unless they are equal, and then the swap does not matter for that string.
+unless they are equal, and then the swap does not matter for that string. When nothing else
+tells `m/d/Y` from `d/m/Y` (day equal to month), the clock does: am/pm is the English portal's.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ _SHAPES: dict[DateFormat, tuple[re.Pattern[str], tuple[int, int, int]]] = {
     DateFormat.YEAR_MONTH_DAY: (re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})"), (1, 2, 3)),
 }
 _TWELVE_HOUR = re.compile(r"\d\s*[ap]\.?m\.?\s*$", re.IGNORECASE)
+_TIME_OF_DAY = re.compile(r"\s\d{1,2}:\d{2}(:\d{2})?\b")
 ALL_FORMATS = frozenset(DateFormat)
 
 
@@ -57,9 +59,26 @@ def parse_date(text: str, form: DateFormat) -> date | None:
         return None
 
 
-def twelve_hour(text: str) -> bool:
-    """A datetime with an am/pm marker: English portals write those."""
-    return bool(_TWELVE_HOUR.search(text.strip()))
+class Clock(StrEnum):
+    """How a portal writes the time of day (in `DATE_FROM`)."""
+
+    TWELVE_HOUR = "12h"  # `05:59:00 pm`: en, the one month-first locale
+    TWENTY_FOUR_HOUR = "24h"  # `17:59:00`: every day-first locale
+
+
+def clock_of(text: str) -> Clock | None:
+    """The clock a locale datetime is written in; None for a date without a time."""
+    if _TWELVE_HOUR.search(text.strip()):
+        return Clock.TWELVE_HOUR
+    if _TIME_OF_DAY.search(text.strip()):
+        return Clock.TWENTY_FOUR_HOUR
+    return None
+
+
+_SLASH_FORMAT_OF = {
+    Clock.TWELVE_HOUR: DateFormat.MONTH_DAY_YEAR,
+    Clock.TWENTY_FOUR_HOUR: DateFormat.DAY_MONTH_YEAR_SLASHES,
+}
 
 
 @dataclass(frozen=True)
@@ -92,15 +111,19 @@ def _fits(item: DateEvidence, form: DateFormat) -> bool:
 
 
 def choose_format(
-    candidates: frozenset[DateFormat], known: DateFormat | None, am_pm: bool
+    candidates: frozenset[DateFormat], known: DateFormat | None, clock: Clock | None
 ) -> DateFormat | None:
     """The one format to read ambiguous strings with: the only candidate, else the format the
-    caller knows for the portal, else m/d/Y when the datetimes carry am/pm; None if none of these
-    settles it."""
+    caller knows for the portal, else what the clock tells between the two slash formats; None if
+    none of these settles it.
+
+    The clock: Bitrix24's one month-first locale (en, `m/d/Y h:i:s a`) writes am/pm; the
+    day-first ones (`d/m/Y H:i:s`: br, fr, la, …) a 24-hour clock. Without this, the first series
+    on a fresh Brazilian portal that starts on 11/11 and skips 12/11 could not be read at all."""
     if len(candidates) == 1:
         return next(iter(candidates))
     if known is not None and known in candidates:
         return known
-    if am_pm and DateFormat.MONTH_DAY_YEAR in candidates:
-        return DateFormat.MONTH_DAY_YEAR
+    if clock is not None and _SLASH_FORMAT_OF[clock] in candidates:
+        return _SLASH_FORMAT_OF[clock]
     return None

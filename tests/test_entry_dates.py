@@ -9,12 +9,13 @@ import pytest
 
 from bridge.entries import AmbiguousDateFormat, MalformedEntry, parse_entry
 from bridge.locale_dates import (
+    Clock,
     DateEvidence,
     DateFormat,
     choose_format,
+    clock_of,
     matching_formats,
     parse_date,
-    twelve_hour,
 )
 from tests.entry_samples import all_day, rrule, timed
 
@@ -40,11 +41,12 @@ def test_parse_date_reads_only_its_own_format(
     assert parse_date(text, form) == expected
 
 
-def test_am_pm_marks_a_twelve_hour_clock() -> None:
-    assert twelve_hour("12/11/2024 05:59:00 pm")
-    assert twelve_hour("12/11/2024 05:59:00 AM")
-    assert not twelve_hour("11.12.2024 17:59:00")
-    assert not twelve_hour("12/11/2024")
+def test_the_clock_a_datetime_is_written_in() -> None:
+    assert clock_of("12/11/2024 05:59:00 pm") == Clock.TWELVE_HOUR
+    assert clock_of("12/11/2024 05:59:00 AM") == Clock.TWELVE_HOUR
+    assert clock_of("11.12.2024 17:59:00") == Clock.TWENTY_FOUR_HOUR
+    assert clock_of("11/12/2024 00:00") == Clock.TWENTY_FOUR_HOUR
+    assert clock_of("12/11/2024") is None
 
 
 def test_a_timestamp_tells_month_first_from_day_first() -> None:
@@ -76,15 +78,18 @@ def test_equal_day_and_month_leave_both_slash_formats() -> None:
 
 def test_choosing_among_candidates() -> None:
     both = frozenset({DateFormat.MONTH_DAY_YEAR, DateFormat.DAY_MONTH_YEAR_SLASHES})
-    assert choose_format(both, None, am_pm=False) is None
-    assert choose_format(both, None, am_pm=True) == DateFormat.MONTH_DAY_YEAR
-    assert choose_format(both, DateFormat.DAY_MONTH_YEAR_SLASHES, am_pm=True) == (
+    assert choose_format(both, None, None) is None
+    assert choose_format(both, None, Clock.TWELVE_HOUR) == DateFormat.MONTH_DAY_YEAR
+    assert choose_format(both, None, Clock.TWENTY_FOUR_HOUR) == (DateFormat.DAY_MONTH_YEAR_SLASHES)
+    assert choose_format(both, DateFormat.DAY_MONTH_YEAR_SLASHES, Clock.TWELVE_HOUR) == (
         DateFormat.DAY_MONTH_YEAR_SLASHES
     )
     only = frozenset({DateFormat.DAY_MONTH_YEAR_DOTS})
-    assert choose_format(only, DateFormat.MONTH_DAY_YEAR, am_pm=True) == (
+    assert choose_format(only, DateFormat.MONTH_DAY_YEAR, Clock.TWELVE_HOUR) == (
         DateFormat.DAY_MONTH_YEAR_DOTS
     )
+    dots_or_iso = frozenset({DateFormat.DAY_MONTH_YEAR_DOTS, DateFormat.YEAR_MONTH_DAY})
+    assert choose_format(dots_or_iso, None, Clock.TWENTY_FOUR_HOUR) is None
 
 
 # The same weekly series, 11 December 2024 (day ≠ month), on each locale: EXDATE 18 December.
@@ -125,16 +130,31 @@ def test_en_12_11_is_the_eleventh_of_december() -> None:
     assert parse_entry(raw).exdates == (date(2024, 12, 12),)
 
 
-def test_ambiguous_exdate_on_a_24_hour_portal_needs_the_known_format() -> None:
-    # 12/12 gives no evidence; 12/11 is 11 December or 12 November.
+def test_ambiguous_exdate_on_a_24_hour_portal_is_day_first() -> None:
+    # 12/12 gives no evidence; 12/11 is 11 December or 12 November: the 24-hour clock tells.
     raw = timed("2024-12-12 09:00", locale="br", RRULE=rrule("WEEKLY"), EXDATE="12/11/2024")
+    entry = parse_entry(raw)
+    assert entry.exdates == (date(2024, 11, 12),)
+    assert entry.date_format == DateFormat.DAY_MONTH_YEAR_SLASHES
+    # the portal's known format wins over the clock
+    assert parse_entry(raw, DateFormat.MONTH_DAY_YEAR).exdates == (date(2024, 12, 11),)
+
+
+def test_ambiguous_exdate_without_a_clock_needs_the_known_format() -> None:
+    raw = timed(
+        "2024-12-12 09:00",
+        locale="br",
+        RRULE=rrule("WEEKLY"),
+        EXDATE="12/11/2024",
+        DATE_FROM="12/12/2024",
+        DATE_TO="12/12/2024",
+    )
     with pytest.raises(AmbiguousDateFormat) as raised:
         parse_entry(raw)
     assert raised.value.field == "EXDATE"
     assert isinstance(raised.value, MalformedEntry)
     entry = parse_entry(raw, DateFormat.DAY_MONTH_YEAR_SLASHES)
     assert entry.exdates == (date(2024, 11, 12),)
-    assert parse_entry(raw, DateFormat.MONTH_DAY_YEAR).exdates == (date(2024, 12, 11),)
 
 
 def test_ambiguous_exdate_on_an_am_pm_portal_is_month_first() -> None:
@@ -170,9 +190,14 @@ def test_evidence_wins_over_a_wrong_known_format() -> None:
 
 
 def test_an_entry_without_date_only_strings_never_needs_the_format() -> None:
-    entry = parse_entry(timed("2024-12-12 09:00", locale="br"))
+    undecided = timed("2024-12-12 09:00", locale="br", DATE_FROM="12/12/2024", DATE_TO="12/12/2024")
+    entry = parse_entry(undecided)
     assert entry.date_format is None
     assert entry.exdates == ()
+    # with its time of day, the 24-hour clock tells the day-first format
+    assert parse_entry(timed("2024-12-12 09:00", locale="br")).date_format == (
+        DateFormat.DAY_MONTH_YEAR_SLASHES
+    )
 
 
 def test_an_exdate_in_no_known_format_is_malformed() -> None:
