@@ -12,13 +12,15 @@ from typing import Any
 
 from bridge.clients import PortalClients
 from bridge.config import PortalConfig
-from bridge.entry_apply import apply_entries_batch
+from bridge.entry_apply import EntryFailure, apply_entries_batch
+from bridge.entry_outcome import EntryOutcome
 from bridge.entry_plan import EntryAction
 from bridge.event_drift import StrayEvent
-from bridge.google_errors import GoogleError, GoogleNotFound
+from bridge.google_errors import GoogleError, GoogleNotFound, GoogleQuotaExceeded
 from bridge.google_events import EventCall
 from bridge.lease import Lease
 from bridge.metrics import RECONCILE_CHANGES
+from bridge.quota import OwnerReadOnly, owner_writes
 from bridge.sync_report import SyncReport
 
 APPLY_CHUNK = 250  # entry actions per apply_entries_batch (and per mapping transaction)
@@ -57,15 +59,23 @@ def apply_plan(
         if stop is not None and stop.is_set():
             return failures
         lease.renew_if_due()
-        results = apply_entries_batch(lease, clients.events, batch, plan.versions)
+        results, blocked = _within_quota(lease, portal, clients, batch, plan)
         for action, result in zip(batch, results, strict=True):
             line = f"{action.describe(portal.key)}: {result}"
+            if isinstance(result, GoogleQuotaExceeded):
+                continue  # waits for the owner's probe, with the rest
             if isinstance(result, Exception):
                 report.failed.append(line)
                 failures += 1
             else:
                 report.done.append(line)
                 RECONCILE_CHANGES.labels(portal.key, f"entry_{action.kind.value}").inc()
+        if blocked is not None:  # the rest waits for the owner's probe (`bridge.quota`)
+            report.read_only = str(blocked)
+            report.waiting += total - done - sum(
+                1 for r in results if not isinstance(r, GoogleQuotaExceeded)
+            )
+            return failures
         done += len(batch)
         if progress is not None:
             progress(done, total)
@@ -83,6 +93,31 @@ def apply_plan(
         if progress is not None:
             progress(done, total)
     return failures
+
+
+def _within_quota(
+    lease: Lease,
+    portal: PortalConfig,
+    clients: PortalClients,
+    batch: list[EntryAction],
+    plan: EntryPlan,
+) -> tuple[list[EntryOutcome | EntryFailure], OwnerReadOnly | None]:
+    """One batch as the owner's writes, and whether the owner is read-only now: refused at once
+    while Google keeps the owner read-only; a `403 quotaExceeded` in it blocks the owner (the
+    run stops), a write that went through lifts a block being probed."""
+    results: list[EntryOutcome | EntryFailure] = []
+    try:
+        with owner_writes(lease, portal) as mark:
+            results = apply_entries_batch(lease, clients.events, batch, plan.versions)
+            mark.wrote = any(not isinstance(result, Exception) for result in results)
+            quota = next((r for r in results if isinstance(r, GoogleQuotaExceeded)), None)
+            if quota is not None:
+                raise quota
+    except OwnerReadOnly as exc:
+        if not results:  # refused before anything was sent: all of the batch waits
+            results = [GoogleQuotaExceeded(str(exc), 403, "quotaExceeded")] * len(batch)
+        return results, exc
+    return results, None
 
 
 def _batches(plan: EntryPlan) -> Iterator[list[EntryAction]]:

@@ -98,7 +98,7 @@ def reconcile_entries(
         return
     failures = apply_plan(lease, portal, clients, report, plan, progress, stop)
     stopped = stop is not None and stop.is_set()
-    if report.entry_backfill and not (failures or stopped or plan.listing_failed):
+    if report.entry_backfill and not (failures or stopped or plan.listing_failed or report.waiting):
         with fenced(lease) as session:
             row = session.get(PortalState, portal.key)
             if row is not None:

@@ -39,6 +39,7 @@ from bridge.event_body import google_event_id, instance_day
 from bridge.google_calendar import GoogleError
 from bridge.lease import Lease
 from bridge.models import InboxState
+from bridge.quota import owner_writes
 from bridge.sync_report import Settled, SyncReport
 
 _SKIPPED_KINDS = frozenset({EntryActionKind.SKIP})
@@ -169,7 +170,9 @@ def _settle_one(lease: Lease, clients: PortalClients, step: _Step, entry_id: str
         return Settled(state, action.describe(step.portal.key))
     entry = step.entries.get(entry_id)
     try:
-        outcome = apply_entry(lease, clients.events, action, entry.version if entry else None)
+        with owner_writes(lease, step.portal) as mark:  # Google's read-only mode, as for calendars
+            outcome = apply_entry(lease, clients.events, action, entry.version if entry else None)
+            mark.wrote = True
     except (GoogleError, SeriesNotMirrored) as exc:
         return Settled(None, str(exc), exc)
     return Settled(InboxState.DONE, str(outcome))

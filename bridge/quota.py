@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -46,6 +47,33 @@ class OwnerReadOnly(GoogleError):
         self.probe_at = probe_at
 
 
+class WriteMark:
+    """Set `wrote` once a write went through: that proves the read-only mode is over."""
+
+    wrote = False
+
+
+@contextmanager
+def owner_writes(lease: Lease, portal: PortalConfig) -> Iterator[WriteMark]:
+    """Google writes of the portal's owner (calendars or events): refused at once with
+    OwnerReadOnly while the owner is blocked (unless this caller holds the probe); a
+    `403 quotaExceeded` inside blocks the owner and becomes OwnerReadOnly; a write that went
+    through while probing lifts the block."""
+    subject = portal.google.subject
+    probing = _claim_write(lease.engine, subject)
+    mark = WriteMark()
+    refused = False
+    try:
+        yield mark
+    except GoogleQuotaExceeded as exc:
+        refused = True
+        probe_at = _refused(lease.engine, subject, portal.google.read_only_probe, probing)
+        raise OwnerReadOnly(subject, probe_at) from exc
+    finally:
+        if probing and mark.wrote and not refused:  # even if a later step failed otherwise
+            _lift(lease.engine, subject)
+
+
 def apply_within_quota(
     lease: Lease,
     portal: PortalConfig,
@@ -54,19 +82,9 @@ def apply_within_quota(
     observed: CalendarListEntry | None = None,
 ) -> Outcome:
     """`apply_action`, unless the owner is read-only; raises OwnerReadOnly when it must wait."""
-    subject = portal.google.subject
-    probing = _claim_write(lease.engine, subject)
-    watched = _WriteWatch(google)
-    refused = False
-    try:
+    with owner_writes(lease, portal) as mark:
+        watched = _WriteWatch(google, mark)
         return apply_action(lease, portal, action, watched, observed)
-    except GoogleQuotaExceeded as exc:
-        refused = True
-        probe_at = _refused(lease.engine, subject, portal.google.read_only_probe, probing)
-        raise OwnerReadOnly(subject, probe_at) from exc
-    finally:
-        if probing and watched.wrote and not refused:  # even if a later step failed otherwise
-            _lift(lease.engine, subject)
 
 
 def owner_block(engine: Engine, subject: str) -> OwnerQuota | None:
@@ -146,9 +164,17 @@ def _lift(engine: Engine, subject: str) -> None:
 class _WriteWatch:
     """The gateway, noting whether a write went through (which proves the mode is over)."""
 
-    def __init__(self, google: CalendarGateway) -> None:
+    def __init__(self, google: CalendarGateway, mark: WriteMark) -> None:
         self._google = google
-        self.wrote = False
+        self._mark = mark
+
+    @property
+    def wrote(self) -> bool:
+        return self._mark.wrote
+
+    @wrote.setter
+    def wrote(self, value: bool) -> None:
+        self._mark.wrote = value
 
     def insert_calendar(self, summary: str, description: str, time_zone: str) -> str:
         calendar_id = self._google.insert_calendar(summary, description, time_zone)

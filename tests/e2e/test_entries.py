@@ -11,6 +11,7 @@ import pytest
 from sqlmodel import Session, select
 
 from bridge.event_body import google_event_id
+from bridge.harness import wait_for
 from bridge.models import EntryMapping, EntryState, InboxState
 from bridge.sandbox.bitrix import http_build_query
 from tests.e2e.conftest import Bridge
@@ -332,3 +333,41 @@ def test_a_room_booking_names_the_room(bridge: Bridge) -> None:
     settle(bridge)
 
     assert event_of(bridge, calendar_id, entry_id)["location"] == "Everest"
+
+
+def test_too_many_new_events_wait_for_the_owner_like_a_calendar_quota(make_bridge: Any) -> None:
+    # Probes after 1.2 s, then 2.4 s (the defaults are 5 and 120 minutes).
+    bridge: Bridge = make_bridge(
+        google={"read_only_probe": {"first_minutes": 0.02, "max_minutes": 0.04}}
+    )
+    section_id, calendar_id = mirrored_section(bridge)
+    # Google's "Calendar usage limits exceeded" after two new events within half a second
+    bridge.google.event_creation_budget(2, window_s=0.5)
+    try:
+        ids = [
+            add_entry(
+                bridge, section_id, f"Talk {n}", at(soon(50), f"1{n}:00"), at(soon(50), f"1{n}:30")
+            )
+            for n in range(4)
+        ]
+        bridge.flush_deliveries()
+        wait_for(lambda: refused(bridge) != [], 20, "Google's first refusal")
+        bridge.google.read_only(bridge.subject, seconds=1)  # Google lifts the mode after 1 s
+        rows = [r for r in settle(bridge) if r.entry_id is not None]
+    finally:
+        bridge.google.event_creation_budget(10_000, window_s=3600)
+
+    # the refused entries waited for the owner's probe without spending an attempt
+    assert [(r.state, r.attempts) for r in rows] == [(InboxState.DONE, 0)] * 4, [
+        (r.state, r.outcome) for r in rows
+    ]
+    assert sorted(e["summary"] for e in events(bridge, calendar_id)) == [
+        f"Talk {n}" for n in range(4)
+    ]
+    assert all(r["path"].endswith("/events") for r in refused(bridge))
+    assert {m.entry_id for m in entry_mappings(bridge)} == set(ids)
+    assert bridge.status_json()["google_owner"]["read_only"] is False
+
+
+def refused(bridge: Bridge) -> list[dict[str, Any]]:
+    return [r for r in bridge.google_requests() if r["status"] == 403]
