@@ -22,9 +22,9 @@ from bridge.bitrix_errors import BitrixError
 from bridge.clients import PortalClients
 from bridge.config import PortalConfig
 from bridge.entries import Entry
-from bridge.entry_apply import SeriesNotMirrored, apply_entry
+from bridge.entry_apply import apply_entry
 from bridge.entry_mappings import entry_mappings, mapped_entry
-from bridge.entry_plan import EntryAction, EntryActionKind, EntryScope, plan_entry
+from bridge.entry_plan import EntryAction, EntryActionKind, EntryScope, SkipReason, plan_entry
 from bridge.entry_reads import EntryReads, read_entries
 from bridge.entry_step import (
     add_series,
@@ -38,7 +38,9 @@ from bridge.entry_step import (
 from bridge.event_body import google_event_id, instance_day
 from bridge.google_calendar import GoogleError
 from bridge.lease import Lease
-from bridge.models import InboxState
+from bridge.mappings import mapping_row
+from bridge.models import InboxState, MappingState
+from bridge.queue import TryLater
 from bridge.quota import owner_writes
 from bridge.sync_report import Settled, SyncReport
 
@@ -165,17 +167,35 @@ def _settle_one(lease: Lease, clients: PortalClients, step: _Step, entry_id: str
             InboxState.PARKED, f"the entry cannot be mirrored: {step.malformed[entry_id]}"
         )
     action = step.action(entry_id)
+    entry = step.entries.get(entry_id)
+    if action.reason == SkipReason.NOT_MIRRORED_SECTION and entry is not None:
+        waiting = _calendar_being_made(lease, step.portal.key, entry.section_id)
+        if waiting is not None:
+            return Settled(None, str(waiting), waiting)
     if action.kind in _SKIPPED_KINDS:
         state = InboxState.DONE if action.reason == "unchanged" else InboxState.SKIPPED
         return Settled(state, action.describe(step.portal.key))
-    entry = step.entries.get(entry_id)
     try:
         with owner_writes(lease, step.portal) as mark:  # Google's read-only mode, as for calendars
             outcome = apply_entry(lease, clients.events, action, entry.version if entry else None)
             mark.wrote = True
-    except (GoogleError, SeriesNotMirrored) as exc:
+    except (GoogleError, TryLater) as exc:
         return Settled(None, str(exc), exc)
     return Settled(InboxState.DONE, str(outcome))
+
+
+class CalendarNotReady(TryLater):
+    """The entry's section is getting its calendar (its mapping is still `creating`)."""
+
+
+def _calendar_being_made(lease: Lease, portal_key: str, section_id: str) -> TryLater | None:
+    """A retry for an entry whose section's calendar is being made right now, rather than a
+    skip that only the next reconciliation would make up for."""
+    with Session(lease.engine) as session:
+        row = mapping_row(session, portal_key, section_id)
+    if row is None or row.state != MappingState.CREATING:
+        return None
+    return CalendarNotReady(f"section {section_id}'s calendar is still being made")
 
 
 def _timed(settled: Settled, started: float) -> Settled:

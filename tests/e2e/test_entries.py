@@ -371,3 +371,28 @@ def test_too_many_new_events_wait_for_the_owner_like_a_calendar_quota(make_bridg
 
 def refused(bridge: Bridge) -> list[dict[str, Any]]:
     return [r for r in bridge.google_requests() if r["status"] == 403]
+
+
+def test_an_entry_waits_for_its_section_calendar_being_made(bridge: Bridge) -> None:
+    bridge.google_fault(
+        method="POST", path="/calendar/v3/calendars", count=1, action="error", status=500
+    )
+    section = bridge.add_section("company_calendar", 0, "Company")
+    bridge.flush_deliveries()
+    wait_for(  # the first insert failed: the section's mapping waits in `creating`
+        lambda: [m.state.value for m in bridge.mappings()] == ["creating"], 20, "the failure"
+    )
+    entry_id = add_entry(
+        bridge, str(section["ID"]), "Kick-off", at(soon(5), "09:00"), at(soon(5), "10:00")
+    )
+
+    wait_for(
+        lambda: (
+            all(r.state == InboxState.DONE for r in bridge.inbox()) and len(bridge.inbox()) == 2
+        ),
+        30,
+        "both rows",
+    )
+
+    [calendar] = bridge.calendars()
+    assert event_of(bridge, calendar["id"], entry_id)["summary"] == "Kick-off"
