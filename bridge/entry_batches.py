@@ -31,13 +31,14 @@ Events = dict[str, dict[str, Any]]  # a calendar's events by id
 
 @dataclass
 class EntryPlan:
-    """What a reconciliation decided, and what it saw, across the listed owners."""
+    """What a reconciliation decided for a part of the portal's owners, and what it saw."""
 
     actions: list[EntryAction] = field(default_factory=list)  # neither skips nor deletes
     deletes: list[EntryAction] = field(default_factory=list)
     strays: list[StrayEvent] = field(default_factory=list)
     versions: dict[str, str | None] = field(default_factory=dict)
     seen: set[str] = field(default_factory=set)  # entry ids listed (or read with them)
+    listed: int = 0  # rows the listing returned
     occurrences: set[str] = field(default_factory=set)  # edited occurrences: applied last
     listing_failed: str | None = None
 
@@ -72,8 +73,8 @@ def apply_plan(
                 RECONCILE_CHANGES.labels(portal.key, f"entry_{action.kind.value}").inc()
         if blocked is not None:  # the rest waits for the owner's probe (`bridge.quota`)
             report.read_only = str(blocked)
-            report.waiting += total - done - sum(
-                1 for r in results if not isinstance(r, GoogleQuotaExceeded)
+            report.waiting += (
+                total - done - sum(1 for r in results if not isinstance(r, GoogleQuotaExceeded))
             )
             return failures
         done += len(batch)

@@ -3,18 +3,22 @@ section's window listed in Bitrix24 and compared with the entry mappings and wit
 
 Run by `sync.py` after the sections were applied, so a calendar made or replaced in this run
 already takes its entries. Per (type, owner) of the active section mappings, one
-`calendar.event.get` lists the window (`mirror.entries` past/future days; a series once), 50
-owners per batch request; each of their calendars is listed in Google by the portal's private
-property. Each entry is planned with `plan_entry`, given what Google holds (a hand edit is put
-again, a hand delete restored, an event without its mapping adopted through the insert's 409).
-Mapped entries the listing did not show are read by id: moved out of the window (kept up to date)
-or gone (deleted in Google); Bitrix24 shows a deleted entry to nobody, so "not found" and a refusal
-both mean gone here, where a successful listing of the entry's section agrees. Events with the
+`calendar.event.get` lists the window (`mirror.entries` past/future days; a series once); the
+owners go a part at a time (one batch request of up to 50, sized to about 2,000 entries), each
+part listed, planned and applied before the next is read, so memory stays flat however large
+the portal. Each part's calendars are listed in Google by the portal's private property
+(`entry_google.py`). Each entry is planned with `plan_entry`, given what Google holds (a hand
+edit is put again, a hand delete restored, an event without its mapping adopted through the
+insert's 409). Mapped entries the listing did not show are read by id: moved out of the window
+(kept up to date) or gone (deleted in Google); Bitrix24 shows a deleted entry to nobody, so
+"not found" and a refusal both mean gone here, where a successful listing of the entry's section
+agrees. Events with the
 portal's mark that no active mapping and no listed entry claims (`StrayEvent`) are deleted; an
 instance override or a cancelled occurrence never is one.
 
-Safety: when a listing fails, nothing is judged missing and nothing is deleted on that portal
-(the failure is reported); creates and updates still go ahead. Actions are applied a few hundred
+Safety: when a listing fails, the run stops there (reported): nothing is judged missing, and
+the owners after it wait for the next run; deletes only ever follow a listing that succeeded
+(a stray, or an entry that left the mirrored sections). Actions are applied a few hundred
 at a time through Google batch requests, series and single entries before edited occurrences,
 and each batch records its mappings, so a run stopped half-way is resumed by the next one without
 duplicates (the event ids are derived; an insert that exists meets 409 and is put instead).
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from sqlmodel import Session, col, select
@@ -36,6 +41,7 @@ from bridge.clients import PortalClients
 from bridge.config import PortalConfig
 from bridge.entries import Entry
 from bridge.entry_batches import EntryPlan, Events, Progress, apply_plan
+from bridge.entry_google import find_strays, marked_events
 from bridge.entry_mappings import entry_mappings, mapped_entry
 from bridge.entry_plan import EntryAction, EntryActionKind, EntryScope, plan_entry
 from bridge.entry_reads import (
@@ -54,8 +60,7 @@ from bridge.entry_step import (
     scope_for,
     series_first,
 )
-from bridge.event_drift import StrayEvent
-from bridge.google_calendar import GoogleError, GoogleNotFound
+from bridge.google_calendar import GoogleError
 from bridge.lease import Lease, fenced
 from bridge.models import (
     CalendarMapping,
@@ -68,6 +73,11 @@ from bridge.models import (
 from bridge.sync_report import SyncReport
 
 _UNLISTED_CHUNK = 500  # mapped entries the listing missed, read by id at a time
+# Owners are listed a part at a time, each part planned and applied before the next is read: the
+# first part has FIRST_PART owners, the next ones as many as make about ROWS_PER_PART entries
+# (at most one `batch` request of 50), so memory stays flat however many entries a portal has.
+FIRST_PART = 10
+ROWS_PER_PART = 2000
 
 
 def reconcile_entries(
@@ -86,24 +96,80 @@ def reconcile_entries(
     with Session(lease.engine) as session:
         state = session.get(PortalState, portal.key)
         report.entry_backfill = state is None or state.entries_backfilled_at is None
-    plan = _plan(lease, portal, clients)
-    if plan.listing_failed is not None:
+    run = _Run(lease, portal, clients, report, dry_run, stop)
+    listing_failed = _stream(run, progress)
+    if listing_failed is not None:
         report.failed.append(
-            f"listing entries: {plan.listing_failed} (nothing judged missing or deleted)"
+            f"listing entries: {listing_failed} "
+            "(nothing judged missing, no owner after it reconciled)"
         )
-        plan.deletes, plan.strays = [], []
-    report.entry_actions = [*plan.actions, *plan.deletes]
-    report.strays = list(plan.strays)
-    if dry_run:
-        return
-    failures = apply_plan(lease, portal, clients, report, plan, progress, stop)
     stopped = stop is not None and stop.is_set()
-    if report.entry_backfill and not (failures or stopped or plan.listing_failed or report.waiting):
+    clean = not (run.failures or stopped or listing_failed or report.waiting)
+    if report.entry_backfill and not dry_run and clean:
         with fenced(lease) as session:
             row = session.get(PortalState, portal.key)
             if row is not None:
                 row.entries_backfilled_at = utcnow()
                 session.add(row)
+
+
+@dataclass
+class _Run:
+    """One reconciliation's entries, planned and applied a part at a time (memory stays flat):
+    what it has seen so far and how many of its writes failed."""
+
+    lease: Lease
+    portal: PortalConfig
+    clients: PortalClients
+    report: SyncReport
+    dry_run: bool
+    stop: threading.Event | None
+    seen: set[str] = field(default_factory=set)  # entry ids listed (or read with them)
+    failures: int = 0
+
+    def take(self, plan: EntryPlan) -> None:
+        """Count a part's plan into the report, and apply it unless this is a dry run."""
+        self.report.count_entries([*plan.actions, *plan.deletes], plan.strays)
+        if not self.dry_run:
+            self.failures += apply_plan(
+                self.lease, self.portal, self.clients, self.report, plan, None, self.stop
+            )
+
+
+def _stream(run: _Run, progress: Progress | None) -> str | None:
+    """List the owners a part at a time (about `ROWS_PER_PART` entries each, judged from the
+    parts before), planning and applying each part before the next is read; then the mapped
+    entries no listing showed, only when every listing succeeded. Why a listing failed, or None."""
+    lease, portal = run.lease, run.portal
+    config = portal.mirror.entries
+    today = datetime.now(UTC).date()
+    window = (today - timedelta(days=config.past_days), today + timedelta(days=config.future_days))
+    owners = owner_sections(lease, portal.key)
+    known = known_date_format(lease, portal.key)
+    start, size, rows = 0, FIRST_PART, 0
+    while start < len(owners):
+        if run.stop is not None and run.stop.is_set():
+            return None
+        part = owners[start : start + size]
+        plan = EntryPlan(seen=run.seen)
+        try:
+            known = _plan_owners(lease, portal, run.clients, part, window, plan, known)
+        except (EntryListingFailed, BitrixError, GoogleError) as exc:
+            return str(exc)
+        run.take(plan)
+        start += len(part)
+        rows += plan.listed
+        size = max(1, min(BATCH, ROWS_PER_PART * start // max(rows, 1)))
+        lease.renew_if_due()
+        if progress is not None:
+            progress(start, len(owners))
+    plan = EntryPlan(seen=run.seen)
+    try:
+        _plan_unlisted(lease, portal, run.clients, plan, known)
+    except BitrixError as exc:
+        return f"reading mapped entries: {exc}"
+    run.take(plan)
+    return None
 
 
 def owner_sections(lease: Lease, portal_key: str) -> list[OwnerSections]:
@@ -125,30 +191,6 @@ def owner_sections(lease: Lease, portal_key: str) -> list[OwnerSections]:
     ]
 
 
-def _plan(lease: Lease, portal: PortalConfig, clients: PortalClients) -> EntryPlan:
-    """Every listed owner's entries and calendars, then the mapped entries no listing showed;
-    stops at the first listing that fails."""
-    plan = EntryPlan()
-    config = portal.mirror.entries
-    today = datetime.now(UTC).date()
-    window = (today - timedelta(days=config.past_days), today + timedelta(days=config.future_days))
-    owners = owner_sections(lease, portal.key)
-    known = known_date_format(lease, portal.key)
-    for start in range(0, len(owners), BATCH):
-        try:
-            chunk = owners[start : start + BATCH]
-            known = _plan_owners(lease, portal, clients, chunk, window, plan, known)
-        except (EntryListingFailed, BitrixError, GoogleError) as exc:
-            plan.listing_failed = str(exc)
-            return plan
-        lease.renew_if_due()
-    try:
-        _plan_unlisted(lease, portal, clients, plan, known)
-    except BitrixError as exc:
-        plan.listing_failed = f"reading mapped entries: {exc}"
-    return plan
-
-
 def _plan_owners(
     lease: Lease,
     portal: PortalConfig,
@@ -161,31 +203,19 @@ def _plan_owners(
     """List these owners' window and their calendars' events, plan their entries and find the
     strays; the date format now known."""
     rows = list(list_entries(clients.bitrix, owners, *window))
+    plan.listed += len(rows)
     entries, malformed = parse_entries(rows, known)
+    del rows
     plan.seen.update(malformed)
     add_series(clients, entries, known)
     known = learn_date_format(lease, portal.key, known, entries.values())
     scope = scope_for(lease, portal, clients, list(entries.values()))
     sections = (section for owner in owners for section in owner.section_ids)
     calendars = sorted({c for s in sections if (c := scope.calendars.get(s)) is not None})
-    google = _google_events(clients, portal.key, calendars)
+    google = marked_events(clients, portal.key, calendars)
     _plan_entries(lease, scope, entries, plan, google)
-    _find_strays(lease, portal.key, google, plan)
+    find_strays(lease, portal.key, google, plan)
     return known
-
-
-def _google_events(
-    clients: PortalClients, portal_key: str, calendars: Sequence[str]
-) -> dict[str, Events]:
-    """Each calendar's events with the portal's mark (a calendar Google no longer has: none)."""
-    found: dict[str, Events] = {}
-    for calendar_id in calendars:
-        try:
-            listed = clients.events.list_events(calendar_id, {"b24_portal": portal_key})
-            found[calendar_id] = {str(event.get("id")): event for event in listed}
-        except GoogleNotFound:
-            found[calendar_id] = {}
-    return found
 
 
 def _plan_entries(
@@ -230,41 +260,6 @@ def _add(plan: EntryPlan, action: EntryAction, entry: Entry | None) -> None:
     plan.versions[action.entry_id] = entry.version if entry is not None else None
     if entry is not None and entry.is_occurrence:
         plan.occurrences.add(action.entry_id)
-
-
-def _find_strays(
-    lease: Lease, portal_key: str, google: Mapping[str, Events], plan: EntryPlan
-) -> None:
-    """Events with the portal's mark that nothing claims: neither an active mapping in that
-    calendar nor a planned write there. Overrides and cancelled occurrences are left alone."""
-    claimed: dict[str, set[str]] = {calendar_id: set() for calendar_id in google}
-    with Session(lease.engine) as session:
-        rows = session.exec(
-            select(EntryMapping.google_calendar_id, EntryMapping.google_event_id).where(
-                EntryMapping.portal_key == portal_key,
-                EntryMapping.state == EntryState.ACTIVE,
-                col(EntryMapping.google_calendar_id).in_(list(google)),
-            )
-        ).all()
-    for calendar_id, event_id in rows:
-        claimed[calendar_id].add(event_id)
-    for action in plan.actions:
-        if action.calendar_id in claimed and action.body is not None:
-            claimed[action.calendar_id].add(action.body.event_id)
-    for calendar_id, events in google.items():
-        for event_id, event in events.items():
-            if event.get("recurringEventId") or event.get("status") == "cancelled":
-                continue
-            if event_id not in claimed[calendar_id]:
-                properties = (event.get("extendedProperties") or {}).get("private") or {}
-                plan.strays.append(
-                    StrayEvent(
-                        calendar_id,
-                        event_id,
-                        str(properties.get("b24_entry") or ""),
-                        str(event.get("summary") or ""),
-                    )
-                )
 
 
 def _plan_unlisted(

@@ -7,7 +7,7 @@ when there are any."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from bridge.entry_plan import EntryAction, EntryActionKind
@@ -42,8 +42,10 @@ class SyncReport:
     dry_run: bool = False
     read_error: Exception | None = None  # the selection could not be read: nothing was planned
     settled: dict[str, Settled] = field(default_factory=dict)  # per section (`Sections` only)
-    entry_actions: list[EntryAction] = field(default_factory=list)  # a reconciliation's
-    strays: list[StrayEvent] = field(default_factory=list)  # events nothing claims, to delete
+    # A reconciliation's entry actions as it streams them: counts by kind ("create", "update",
+    # "delete", "move"; strays count as deletes) and, for a dry run, one line each.
+    entry_counts: Counter[str] = field(default_factory=Counter)
+    entry_lines: list[str] = field(default_factory=list)
     entry_backfill: bool = False  # the portal's first reconciliation with entries
     on_settled: Callable[[str, Settled], None] | None = field(default=None, repr=False)
 
@@ -77,15 +79,10 @@ class SyncReport:
 
     def _entry_summary(self) -> str:
         """ "; entries: …" counting the entry actions, or nothing when there are none."""
-        if not (self.entry_actions or self.strays):
+        counts = self.entry_counts
+        if not sum(counts.values()):
             return ""
-        counts = Counter(action.kind for action in self.entry_actions)
-        parts = [
-            f"{counts[EntryActionKind.CREATE] + counts[EntryActionKind.REVIVE]} to create",
-            f"{counts[EntryActionKind.UPDATE]} to update",
-            f"{counts[EntryActionKind.DELETE] + len(self.strays)} to delete",
-            f"{counts[EntryActionKind.MOVE]} to move",
-        ]
+        parts = [f"{counts[kind]} to {kind}" for kind in ("create", "update", "delete", "move")]
         what = "entries (backfill)" if self.entry_backfill else "entries"
         return f"; {what}: {', '.join(parts)}"
 
@@ -93,9 +90,19 @@ class SyncReport:
         """One line per planned action: the sections', then the entries', then the strays'."""
         return [
             *(action.describe(portal_key) for action in self.actions),
-            *(action.describe(portal_key) for action in self.entry_actions),
-            *(stray.describe(portal_key) for stray in self.strays),
+            *self.entry_lines,
         ]
+
+    def count_entries(self, actions: Iterable[EntryAction], strays: Iterable[StrayEvent]) -> None:
+        """Count planned entry actions (and keep their lines on a dry run)."""
+        for action in actions:
+            self.entry_counts[_ENTRY_COUNT[action.kind]] += 1
+            if self.dry_run:
+                self.entry_lines.append(action.describe(self.portal_key))
+        for stray in strays:
+            self.entry_counts["delete"] += 1
+            if self.dry_run:
+                self.entry_lines.append(stray.describe(self.portal_key))
 
     def details(self, portal_key: str) -> list[str]:
         """One line per failure, held-back removal and unconfirmed section kept."""
@@ -104,3 +111,13 @@ class SyncReport:
             *(f"{a.describe(portal_key)}: held back by the mass-delete guard" for a in self.held),
             *self.kept,
         ]
+
+
+_ENTRY_COUNT = {
+    EntryActionKind.CREATE: "create",
+    EntryActionKind.REVIVE: "create",
+    EntryActionKind.UPDATE: "update",
+    EntryActionKind.DELETE: "delete",
+    EntryActionKind.MOVE: "move",
+    EntryActionKind.SKIP: "skip",
+}
