@@ -82,17 +82,26 @@ def apply_plan(
             progress(done, total)
     for start in range(0, len(plan.strays), APPLY_CHUNK):
         strays = plan.strays[start : start + APPLY_CHUNK]
-        calls = [EventCall("delete", s.calendar_id, s.event_id) for s in strays]
-        for stray, answer in zip(strays, clients.events.run_batch(calls), strict=True):
-            if isinstance(answer, GoogleError) and not isinstance(answer, GoogleNotFound):
-                report.failed.append(f"{stray.describe(portal.key)}: {answer}")
-                failures += 1
-            else:
-                report.done.append(f"{stray.describe(portal.key)}: deleted")
-                RECONCILE_CHANGES.labels(portal.key, "entry_stray").inc()
+        failures += _delete_strays(portal, clients, report, strays)
         done += len(strays)
         if progress is not None:
             progress(done, total)
+    return failures
+
+
+def _delete_strays(
+    portal: PortalConfig, clients: PortalClients, report: SyncReport, strays: list[StrayEvent]
+) -> int:
+    """Delete events nothing claims (already gone counts as deleted); the number that failed."""
+    failures = 0
+    calls = [EventCall("delete", s.calendar_id, s.event_id) for s in strays]
+    for stray, answer in zip(strays, clients.events.run_batch(calls), strict=True):
+        if isinstance(answer, GoogleError) and not isinstance(answer, GoogleNotFound):
+            report.failed.append(f"{stray.describe(portal.key)}: {answer}")
+            failures += 1
+        else:
+            report.done.append(f"{stray.describe(portal.key)}: deleted")
+            RECONCILE_CHANGES.labels(portal.key, "entry_stray").inc()
     return failures
 
 
