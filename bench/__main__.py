@@ -1,4 +1,6 @@
-"""`python -m bench [BENCHMARK] [options]`: run the benchmarks and print one table."""
+"""`python -m bench [--quick] [BENCHMARK] [options]`: run the benchmarks, print one table and
+write the figures to `bench/results.json`. `--quick` runs every benchmark at small sizes
+(`QUICK`, under 90 s on 2 cores): a regression check, not a measurement to quote."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from bench import (
     reconciliation,
 )
 from bench.processes import PROFILING
-from bench.report import Figure, print_table, say
+from bench.report import RESULTS, Figure, print_table, say, write_results
 
 BENCHMARKS: dict[str, ModuleType] = {
     "ingestion": ingestion,
@@ -35,14 +37,32 @@ BENCHMARKS: dict[str, ModuleType] = {
     "entry-backfill": entry_backfill,
 }
 
+# Every benchmark small: seconds, not minutes. Options given on the command line still win.
+QUICK: dict[str, object] = {
+    "seconds": 1.0,
+    "warmup": 0.2,
+    "events": 20,
+    "burst": 100,
+    "scale": 0.02,
+    "real_scale": 0.01,
+    "entry_events": 20,
+    "slow_events": 4,
+    "entry_sections": 2,
+    "entry_burst": 100,
+    "burst_sections": 2,
+    "backfill_entries": 200,
+    "backfill_sections": 4,
+    "flat_fraction": 0.5,
+}
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
     words = list(argv if argv is not None else sys.argv[1:])
+    parser = _parser(quick="--quick" in words)
     if not any(word in (*BENCHMARKS, "memory", "all") for word in words):
         at = 0  # `all` goes after the top-level options, before its own
-        while at < len(words) and words[at].startswith("--profile"):
-            at += 1 if "=" in words[at] else 2
+        while at < len(words) and words[at].startswith(("--profile", "--quick")):
+            at += 1 if "=" in words[at] or words[at] == "--quick" else 2
         if not (set(words[:at]) & {"-h", "--help"}):
             words.insert(at, "all")
     args = parser.parse_args(words)
@@ -52,11 +72,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     say(_machine())
     run: Callable[[argparse.Namespace], list[Figure]] = args.run
     figures = run(args)
-    print_table(figures, title=f"Results ({args.command}, {time.monotonic() - started:.0f} s)")
+    kind = f"{args.command}, quick" if args.quick else args.command
+    print_table(figures, title=f"Results ({kind}, {time.monotonic() - started:.0f} s)")
+    write_results(figures, Path(args.results))
+    say(f"figures written to {args.results}")
     return 0
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(*, quick: bool = False) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="Benchmarks of the bridge against their physical floors. Without a "
@@ -66,6 +89,17 @@ def _parser() -> argparse.ArgumentParser:
         "--profile",
         metavar="DIR",
         help="sample every started process with py-spy into DIR (collapsed stacks; skews figures)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="every benchmark at small sizes (under 90 s): a regression check",
+    )
+    parser.add_argument(
+        "--results",
+        metavar="FILE",
+        default=str(RESULTS),
+        help="where the figures go as JSON (default bench/results.json)",
     )
     commands = parser.add_subparsers(dest="command", metavar="BENCHMARK")
     for name, module in BENCHMARKS.items():
@@ -82,6 +116,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_all_arguments(sub)
     sub.set_defaults(run=_run_all)
+    if quick:
+        for sub in commands.choices.values():
+            sub.set_defaults(**QUICK)
     return parser
 
 

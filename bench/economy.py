@@ -24,7 +24,7 @@ from bench.harness import (
 )
 from bench.load import run_load
 from bench.progress import Progress
-from bench.report import Figure, say
+from bench.report import Figure, Goal, say
 from bridge.harness import wait_for
 
 NAME = "economy"
@@ -97,15 +97,17 @@ def run(args: argparse.Namespace) -> list[Figure]:
             "Bitrix24 HTTP requests",
             str(len(bitrix)),
             f"<= {MAX_BITRIX_REQUESTS}",
-            len(bitrix) <= MAX_BITRIX_REQUESTS,
+            number=len(bitrix),
+            goal=Goal(MAX_BITRIX_REQUESTS),
         ),
-        Figure(NAME, "Bitrix24 503s received", str(refused), "0", refused == 0),
+        Figure(NAME, "Bitrix24 503s received", str(refused), "0", number=refused, goal=Goal(0)),
         Figure(
             NAME,
             "Google requests per created calendar",
             f"{len(google) / max(created, 1):.2f} ({per_calendar})",
             "1 insert + 1 colour patch (config), 0 else",
             created == len(ids) and extra == 0,
+            number=len(google) / max(created, 1),
         ),
         Figure(
             NAME,

@@ -48,7 +48,7 @@ from bench.harness import (
     running_emulators,
 )
 from bench.reconciliation import run_sync
-from bench.report import Figure, say
+from bench.report import Figure, Goal, say
 from bridge.harness import Sandbox
 
 NAME = "entry-backfill"
@@ -184,13 +184,16 @@ def _figures(runs: list[Backfill], args: argparse.Namespace) -> list[Figure]:
             f"{full.mirrored:,} mirrored; {sync['summary'] or 'exit ' + str(sync['code'])}",
             f"all {full.entries:,}",
             full.mirrored == full.entries and sync["code"] == 0,
+            number=full.mirrored,
         ),
         Figure(
             NAME,
-            f"wall vs Google pace floor ({full.entries:,} at {args.google_pace:,}/min)",
+            f"wall s vs Google pace floor ({full.entries:,} at {args.google_pace:,}/min)",
             f"{wall:.1f} s vs {floor:.1f} s ({wall / floor:.2f}x)",
             f"<= {WITHIN:g}x floor",
-            wall <= WITHIN * floor,
+            number=wall,
+            floor=floor,
+            goal=Goal(WITHIN, of_floor=True),
         ),
         Figure(
             NAME,
@@ -203,6 +206,7 @@ def _figures(runs: list[Backfill], args: argparse.Namespace) -> list[Figure]:
             f"{len(writes)} ({batched}): {shown}",
             "1 per entry",
             len(writes) == full.entries,
+            number=len(writes),
         ),
         Figure(
             NAME,
@@ -211,10 +215,11 @@ def _figures(runs: list[Backfill], args: argparse.Namespace) -> list[Figure]:
         ),
         Figure(
             NAME,
-            f"peak RSS sync ({full.size})",
+            f"peak RSS sync MiB ({full.size})",
             f"{sync['peak_mib']:.0f} MiB",
             f"<= {PEAK_MB:.0f} MB",
-            sync["peak_mib"] * 2**20 <= PEAK_MB * 1e6,
+            number=sync["peak_mib"],
+            goal=Goal(PEAK_MB * 1e6 / 2**20),
         ),
     ]
     if len(runs) > 1:
@@ -227,7 +232,9 @@ def _figures(runs: list[Backfill], args: argparse.Namespace) -> list[Figure]:
                 f"memory flatness: peak RSS at {small.entries:,} vs {full.entries:,} entries",
                 f"{low:.0f} vs {high:.0f} MiB ({growth:+.0%})",
                 f"<= {FLAT:+.0%}",
-                growth <= FLAT and small.mirrored == small.entries,
+                small.mirrored == small.entries,
+                number=growth,
+                goal=Goal(FLAT),
             )
         )
     return figures

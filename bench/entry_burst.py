@@ -31,7 +31,7 @@ from bench.harness import (
     mirrored_sections_ready,
 )
 from bench.progress import Progress
-from bench.report import Figure, say
+from bench.report import Figure, Goal, say
 from bridge.harness import wait_for
 
 NAME = "entry-burst"
@@ -116,15 +116,17 @@ def run(args: argparse.Namespace) -> list[Figure]:
             "Bitrix24 HTTP requests",
             str(len(bitrix)),
             f"<= {limit} ({BITRIX_REQUESTS_PER_1000} per 1,000 entries)",
-            len(bitrix) <= limit,
+            number=len(bitrix),
+            goal=Goal(limit),
         ),
-        Figure(NAME, "Bitrix24 503s received", str(refused), "0", refused == 0),
+        Figure(NAME, "Bitrix24 503s received", str(refused), "0", number=refused, goal=Goal(0)),
         Figure(
             NAME,
             "Google event writes per entry",
             f"{len(writes) / max(len(entry_ids), 1):.2f} ({shown})",
             "1 (each entry written once)",
             once,
+            number=len(writes) / max(len(entry_ids), 1),
         ),
         Figure(
             NAME,

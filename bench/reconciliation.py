@@ -33,7 +33,7 @@ from bench.harness import (
 )
 from bench.processes import BenchDeployment, MeasuredProcess
 from bench.progress import Progress
-from bench.report import Figure, say
+from bench.report import Figure, Goal, say
 from bridge.harness import Sandbox
 
 NAME = "reconciliation"
@@ -170,10 +170,12 @@ def _bitrix_figures(label: str, run: dict[str, Any], size: str, database: str) -
         Figure(NAME, f"{label}: Bitrix24 requests (503s)", f"{requests} ({refused})"),
         Figure(
             NAME,
-            f"{label}: wall time vs bucket floor for {requests} requests",
+            f"{label}: wall time s vs bucket floor for {requests} requests",
             f"{run['wall']:.1f} s vs {floor:.1f} s ({_ratio(run['wall'], floor)})",
             f"<= {WITHIN:g}x floor" if label == "dry run" else "",
-            run["wall"] <= WITHIN * max(floor, 0.0) if label == "dry run" else None,
+            number=run["wall"],
+            floor=floor,
+            goal=Goal(WITHIN, of_floor=True) if label == "dry run" else None,
         ),
     ]
     return figures
@@ -194,9 +196,11 @@ def _google_figures(run: dict[str, Any]) -> list[Figure]:
         Figure(NAME, "real run: Google requests", f"{len(google)} ({shown})"),
         Figure(
             NAME,
-            f"real run: wall vs Google pace floor ({per_minute:,}/min)",
+            f"real run: wall s vs Google pace floor ({per_minute:,}/min)",
             f"{run['wall']:.1f} s vs {floor:.1f} s ({_ratio(run['wall'], floor)}), "
             f"{created} calendars",
+            number=run["wall"],
+            floor=floor,
         ),
     ]
 
