@@ -55,14 +55,19 @@ QUICK: dict[str, object] = {
     "flat_fraction": 0.5,
 }
 
+_TOP_LEVEL = {"--profile": True, "--results": True, "--quick": False}  # option → takes a value
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(argv if argv is not None else sys.argv[1:])
     parser = _parser(quick="--quick" in words)
     if not any(word in (*BENCHMARKS, "memory", "all") for word in words):
         at = 0  # `all` goes after the top-level options, before its own
-        while at < len(words) and words[at].startswith(("--profile", "--quick")):
-            at += 1 if "=" in words[at] or words[at] == "--quick" else 2
+        while at < len(words):
+            name, equals, _ = words[at].partition("=")
+            if name not in _TOP_LEVEL:
+                break
+            at += 1 if equals or not _TOP_LEVEL[name] else 2
         if not (set(words[:at]) & {"-h", "--help"}):
             words.insert(at, "all")
     args = parser.parse_args(words)
