@@ -82,8 +82,11 @@ def test_overlapped_batch_requests_wait_for_the_bucket_but_not_for_each_other(
     commands = {f"c{i}": "calendar.section.get?type=company_calendar&ownerId=0" for i in range(170)}
     commands["c60"] = "calendar.section.get?ownerId=0"  # errors in the second and fourth request
     commands["c160"] = "calendar.section.get?ownerId=0"
-    delay = 1.5  # every batch request; one after another they would start >= 1.5 s apart
-    sandbox.bitrix.fault(member_id=member_id, method="batch", kind="delay", seconds=delay, count=4)
+    # The first request to arrive is answered last: one after another the requests would start
+    # >= 1.5 s apart, and merged as answered the first request's rows would come last.
+    delay = 1.5
+    sandbox.bitrix.fault(member_id=member_id, method="batch", kind="delay", seconds=delay)
+    sandbox.bitrix.fault(member_id=member_id, method="batch", kind="delay", seconds=0.3, count=3)
     spacing = LeakyBucket(burst=2, per_second=5)  # one request every 0.2 s
     try:
         with BitrixClient(url, bucket=spacing) as client:
