@@ -1,5 +1,7 @@
-"""A thin Bitrix24 REST client over httpx: incoming-webhook or token auth, batch, retries, each
-method's time budget and a portal that moved to a new address.
+"""A thin Bitrix24 REST client over httpx: incoming-webhook or token auth, batch (its requests
+optionally overlapped, each still paced by the bucket), retries, each method's time budget and a
+portal that moved to a new address. One client may be used from several threads: httpx.Client,
+the `LeakyBucket` and the token source's refresh are thread-safe.
 
 Errors are raised as the classes of `bridge.bitrix_errors` (re-exported here for the modules that
 also use the client); transient ones are retried here with exponential backoff and jitter. Each
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
@@ -127,31 +130,57 @@ class BitrixClient:
                 return self._call_once(method, params or {})
         raise AssertionError("unreachable")
 
-    def batch(self, commands: Mapping[str, str], *, halt: bool = False) -> BatchResult:
-        """Run `method?query` commands, 50 per request; per-command errors are kept, not raised."""
-        merged = BatchResult()
+    def batch(
+        self, commands: Mapping[str, str], *, halt: bool = False, overlap: int = 1
+    ) -> BatchResult:
+        """Run `method?query` commands, 50 per request; per-command errors are kept, not raised.
+
+        `overlap` > 1 (reads only) keeps up to that many requests in flight at once, so a request
+        the portal takes longer to answer than the bucket's spacing does not hold back the next:
+        each still takes its slot from the bucket. Answers are merged in the commands' order and
+        the first failing request's error is raised, as one after another; only the requests
+        already in flight behind it are sent too."""
         keys = list(commands)
-        for start in range(0, len(keys), BATCH_LIMIT):
-            chunk = {key: commands[key] for key in keys[start : start + BATCH_LIMIT]}
-            envelope = self.call("batch", {"halt": 1 if halt else 0, "cmd": chunk})
-            body = envelope.get("result")
-            if not isinstance(body, dict):
-                raise BitrixUnavailable("batch", "", "answer has no result map")
-            for key, spent in _as_map(body.get("result_time")).items():
-                self._note_operating(chunk.get(key, "").split("?", 1)[0], spent)
-            merged.results.update(_as_map(body.get("result")))
-            merged.totals.update({k: int(v) for k, v in _as_map(body.get("result_total")).items()})
-            merged.next_starts.update(
-                {k: int(v) for k, v in _as_map(body.get("result_next")).items()}
-            )
-            for key, error in _as_map(body.get("result_error")).items():
-                error = error if isinstance(error, dict) else {}
-                code = str(error.get("error", ""))
-                text = str(error.get("error_description", ""))
-                method = chunk.get(key, "").split("?", 1)[0]
-                meaning = error_class(None, code)
-                merged.errors[key] = self._budgeted(meaning(method, code, text), {})
+        chunks = [
+            {key: commands[key] for key in keys[start : start + BATCH_LIMIT]}
+            for start in range(0, len(keys), BATCH_LIMIT)
+        ]
+        merged = BatchResult()
+        if overlap <= 1 or len(chunks) <= 1:
+            for chunk in chunks:
+                self._merge(merged, chunk, self._batch_request(chunk, halt))
+            return merged
+        with ThreadPoolExecutor(min(overlap, len(chunks)), "bitrix-batch") as pool:
+            answers = [pool.submit(self._batch_request, chunk, halt) for chunk in chunks]
+            try:
+                for chunk, answer in zip(chunks, answers, strict=True):
+                    self._merge(merged, chunk, answer.result())
+            finally:  # after a failure, requests not yet started are not sent
+                for answer in answers:
+                    answer.cancel()
         return merged
+
+    def _batch_request(self, chunk: Mapping[str, str], halt: bool) -> dict[str, Any]:
+        return self.call("batch", {"halt": 1 if halt else 0, "cmd": chunk})
+
+    def _merge(
+        self, merged: BatchResult, chunk: Mapping[str, str], envelope: Mapping[str, Any]
+    ) -> None:
+        body = envelope.get("result")
+        if not isinstance(body, dict):
+            raise BitrixUnavailable("batch", "", "answer has no result map")
+        for key, spent in _as_map(body.get("result_time")).items():
+            self._note_operating(chunk.get(key, "").split("?", 1)[0], spent)
+        merged.results.update(_as_map(body.get("result")))
+        merged.totals.update({k: int(v) for k, v in _as_map(body.get("result_total")).items()})
+        merged.next_starts.update({k: int(v) for k, v in _as_map(body.get("result_next")).items()})
+        for key, error in _as_map(body.get("result_error")).items():
+            error = error if isinstance(error, dict) else {}
+            code = str(error.get("error", ""))
+            text = str(error.get("error_description", ""))
+            method = chunk.get(key, "").split("?", 1)[0]
+            meaning = error_class(None, code)
+            merged.errors[key] = self._budgeted(meaning(method, code, text), {})
 
     def _call_once(self, method: str, params: Mapping[str, Any]) -> dict[str, Any]:
         if self._tokens is None:

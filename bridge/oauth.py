@@ -42,13 +42,15 @@ class StoredTokens:
         self._token: str | None = None
 
     def current(self) -> str:
-        if self._token is None:
+        token = self._token  # read once: another thread's refused refresh may clear it
+        if token is None:
             with Session(self.engine) as session:
-                self._token = self._open(
+                token = self._open(
                     self._usable(session.get(PortalCredentials, self.portal.key)).access_token
                 )
-        assert self._token is not None
-        return self._token
+            self._token = token
+        assert token is not None
+        return token
 
     def _open(self, stored: str | None) -> str | None:
         try:

@@ -1,14 +1,22 @@
-"""The Bitrix24 client against the emulator: its leaky bucket keeps a portal under the limit."""
+"""The Bitrix24 client against the emulator: its leaky bucket keeps a portal under the limit, and a
+batch's requests overlap while the bucket still paces them."""
 
 from __future__ import annotations
 
 import secrets
 import time
 from collections.abc import Iterator
+from itertools import pairwise
 
 import pytest
 
-from bridge.bitrix import BitrixBlocked, BitrixClient, BitrixRateLimited, BitrixTimeBudgetExceeded
+from bridge.bitrix import (
+    BitrixAccessDenied,
+    BitrixBlocked,
+    BitrixClient,
+    BitrixRateLimited,
+    BitrixTimeBudgetExceeded,
+)
 from bridge.harness import Sandbox
 from bridge.pacing import LeakyBucket
 
@@ -65,6 +73,55 @@ def test_a_batch_splits_at_50_commands_and_keeps_per_command_errors(
     assert list(result.errors) == ["bad"]
     assert "type" in result.errors["bad"].description
     assert len(statuses(sandbox, member_id)) == 3
+
+
+def test_overlapped_batch_requests_wait_for_the_bucket_but_not_for_each_other(
+    sandbox: Sandbox, webhook: tuple[str, str]
+) -> None:
+    url, member_id = webhook
+    commands = {f"c{i}": "calendar.section.get?type=company_calendar&ownerId=0" for i in range(170)}
+    commands["c60"] = "calendar.section.get?ownerId=0"  # errors in the second and fourth request
+    commands["c160"] = "calendar.section.get?ownerId=0"
+    # The first request to arrive is answered last: one after another the requests would start
+    # >= 1.5 s apart, and merged as answered the first request's rows would come last.
+    delay = 1.5
+    sandbox.bitrix.fault(member_id=member_id, method="batch", kind="delay", seconds=delay)
+    sandbox.bitrix.fault(member_id=member_id, method="batch", kind="delay", seconds=0.3, count=3)
+    spacing = LeakyBucket(burst=2, per_second=5)  # one request every 0.2 s
+    try:
+        with BitrixClient(url, bucket=spacing) as client:
+            result = client.batch(commands, overlap=4)
+    finally:
+        sandbox.bitrix.clear_faults()
+
+    assert list(result.results) == [k for k in commands if k not in ("c60", "c160")]
+    assert list(result.errors) == ["c60", "c160"]
+    starts = sorted(r["t"] for r in sandbox.bitrix.requests(member_id))
+    assert len(starts) == 4
+    assert all(later - earlier >= 0.15 for earlier, later in pairwise(starts))
+    assert starts[-1] - starts[0] < delay  # all sent before the first was answered
+
+
+def test_an_overlapped_batch_raises_the_failure_and_sends_no_request_not_yet_started(
+    sandbox: Sandbox, webhook: tuple[str, str]
+) -> None:
+    url, member_id = webhook
+    commands = {f"c{i}": "calendar.resource.list" for i in range(300)}  # six requests
+    sandbox.bitrix.fault(
+        member_id=member_id, method="batch", status=403, error="ACCESS_DENIED", count=None
+    )
+    try:
+        with (
+            BitrixClient(url, bucket=LeakyBucket(burst=2, per_second=5)) as client,
+            pytest.raises(BitrixAccessDenied),
+        ):
+            client.batch(commands, overlap=2)
+    finally:
+        sandbox.bitrix.clear_faults()
+
+    # The first two start together; after the first failure, at most the one a freed worker
+    # took meanwhile follows, not the other three.
+    assert 2 <= len(statuses(sandbox, member_id)) <= 3
 
 
 def test_a_429_is_dated_by_the_reset_of_the_last_successful_answer(

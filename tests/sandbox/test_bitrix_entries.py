@@ -211,6 +211,22 @@ def test_the_section_filter_and_the_callers_view_of_sections(
     assert [row["SECTION_ID"] for row in listing(rest, **window)] == [first]
 
 
+def test_an_entry_moved_to_another_section_is_listed_under_its_new_owner_only(
+    bx: BitrixControl, rest: httpx.Client
+) -> None:
+    mine, theirs = section(bx, "Mine"), section(bx, "Theirs", owner=7)
+    moving = bx.add_entry(MEMBER, mine, "Moving", "2025-03-03", "2025-03-03", deliver=False)
+    bx.add_entry(MEMBER, mine, "Staying", "2025-03-04", "2025-03-04", deliver=False)
+    window = {"from": "2025-03-01", "to": "2025-03-31"}
+
+    bx.update_entry(MEMBER, moving["ID"], section=int(theirs), deliver=False)
+
+    assert [row["NAME"] for row in listing(rest, **window)] == ["Staying"]
+    assert [row["NAME"] for row in listing(rest, **window, section=[mine])] == ["Staying"]
+    others = result(rest, "calendar.event.get", type="user", ownerId=7, **window)
+    assert [(row["NAME"], row["SECTION_ID"]) for row in others] == [("Moving", theirs)]
+
+
 def test_a_series_is_listed_once_per_occurrence_in_its_zones_wall_time(
     bx: BitrixControl, rest: httpx.Client
 ) -> None:

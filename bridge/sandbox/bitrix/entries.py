@@ -1,4 +1,5 @@
-"""Calendar entries of the Bitrix24 emulator: typed storage, recurrence and the series edits.
+"""Calendar entries of the Bitrix24 emulator: typed storage (by id and by section), recurrence and
+the series edits.
 
 Entries keep instants, dates and zones; `entry_view.py` renders them in the portal's locale at the
 edge. Field meanings follow `api-reference/calendar/_includes/calendar_event_fields.md`; the
@@ -127,9 +128,23 @@ class EntryBook:
     expand_recurrence: bool = True
     missing_entry: str = "access_denied"
 
+    # section id → its entries (deleted ones too) by id, so `calendar.event.get` reads only the
+    # sections it names; kept by `create` and `update`, the only places an entry is filed.
+    by_section: dict[int, dict[int, Entry]] = field(default_factory=dict)
+
     def live(self, entry_id: int) -> Entry | None:
         entry = self.entries.get(entry_id)
         return None if entry is None or entry.deleted else entry
+
+    def in_section(self, section_id: int) -> list[Entry]:
+        """The section's entries, deleted ones too."""
+        return list(self.by_section.get(section_id, {}).values())
+
+    def file(self, entry: Entry, *, moved_from: int | None = None) -> None:
+        if moved_from is not None:
+            self.by_section.get(moved_from, {}).pop(entry.id, None)
+        self.entries[entry.id] = entry
+        self.by_section.setdefault(entry.section_id, {})[entry.id] = entry
 
 
 def configure(book: EntryBook, body: Mapping[str, Any]) -> None:
@@ -171,7 +186,7 @@ def create(book: EntryBook, attrs: Mapping[str, Any]) -> Entry:
     )
     book.next_id += 1
     apply(entry, attrs)
-    book.entries[entry.id] = entry
+    book.file(entry)
     return entry
 
 
@@ -183,8 +198,11 @@ def apply(entry: Entry, attrs: Mapping[str, Any]) -> None:
         setattr(entry, name, value)
 
 
-def update(entry: Entry, attrs: Mapping[str, Any]) -> list[Change]:
+def update(book: EntryBook, entry: Entry, attrs: Mapping[str, Any]) -> list[Change]:
+    section_id = entry.section_id
     apply(entry, attrs)
+    if entry.section_id != section_id:
+        book.file(entry, moved_from=section_id)
     _touch(entry)
     return [("UPDATE", entry.id)]
 

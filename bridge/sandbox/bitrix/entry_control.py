@@ -79,7 +79,7 @@ class EntryControl:
             entry = self._entry(portal, request)
             if request.method == "PATCH":
                 attrs = _attrs(portal, body, need_when=False, current=entry)
-                changes = _guarded(lambda: update(entry, attrs))
+                changes = _guarded(lambda: update(portal.entries, entry, attrs))
             else:
                 changes = delete(portal.entries, entry)
             view = entry_view(portal, entry)

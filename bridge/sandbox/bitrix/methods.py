@@ -50,11 +50,10 @@ def _scope(call: Call) -> Outcome:
 
 def _section_get(call: Call) -> Outcome:
     cal_type, owner_id = _type_and_owner(call, "calendar.section.get", dot=False)
-    # Ids only grow and the dict keeps insertion order, so this is id order without a sort.
     rows = [
         section_view(section)
-        for section in call.portal.sections.values()
-        if section.active and section.cal_type == cal_type and section.owner_id == owner_id
+        for section in call.portal.sections.owned_by(cal_type, owner_id)
+        if section.active
     ]
     return Outcome(rows)
 
@@ -102,8 +101,8 @@ def _resource_list(call: Call) -> Outcome:
     return Outcome(
         [
             {"ID": str(s.id), "NAME": s.name, "CREATED_BY": str(s.created_by)}
-            for s in sorted(call.portal.sections.values(), key=lambda s: s.id)
-            if s.active and s.cal_type == "resource"
+            for s in call.portal.sections.owned_by("resource", 0)
+            if s.active
         ]
     )
 

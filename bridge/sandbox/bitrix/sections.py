@@ -1,5 +1,6 @@
-"""A portal's calendar sections as the emulator keeps them: the record, its changes and its REST
-view (`calendar.section.get`). Changes here deliver no events: `change_events.py` says which."""
+"""A portal's calendar sections as the emulator keeps them: the record, the book that finds them
+by id and by (type, owner), their changes and their REST view (`calendar.section.get`). Changes
+here deliver no events: `change_events.py` says which."""
 
 from __future__ import annotations
 
@@ -32,6 +33,35 @@ class Section:
     date_create: str = field(default_factory=_now_text)
     timestamp_x: str = field(default_factory=_now_text)
     active: bool = True
+
+
+class SectionBook:
+    """Every section of a portal, deactivated ones too, in id order, and indexed by (type,
+    owner) so that `calendar.section.get` costs its answer's size, not the portal's. A section's
+    type and owner never change after `add`."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, Section] = {}
+        self._by_owner: dict[tuple[str, int], list[Section]] = {}
+
+    def add(self, section: Section) -> None:
+        """Ids only grow, so both the book and each owner's list stay in id order."""
+        self._by_id[section.id] = section
+        self._by_owner.setdefault((section.cal_type, section.owner_id), []).append(section)
+
+    def get(self, section_id: int) -> Section | None:
+        return self._by_id.get(section_id)
+
+    def __getitem__(self, section_id: int) -> Section:
+        return self._by_id[section_id]
+
+    def values(self) -> list[Section]:
+        """In id order."""
+        return list(self._by_id.values())
+
+    def owned_by(self, cal_type: str, owner_id: int) -> list[Section]:
+        """The (type, owner)'s sections, deactivated ones too, in id order."""
+        return list(self._by_owner.get((cal_type, owner_id), ()))
 
 
 def apply_fields(section: Section, fields: Mapping[str, Any]) -> None:

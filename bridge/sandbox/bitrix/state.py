@@ -24,7 +24,7 @@ from bridge.sandbox.bitrix.delivery import DeliveryJob, DeliveryQueue
 from bridge.sandbox.bitrix.directory import user_row
 from bridge.sandbox.bitrix.entries import EntryBook
 from bridge.sandbox.bitrix.rights import Rights
-from bridge.sandbox.bitrix.sections import Section, apply_fields
+from bridge.sandbox.bitrix.sections import Section, SectionBook, apply_fields
 
 # Every feature code feature.get documents; a new portal's plan has them all.
 PLAN_FEATURES = frozenset({"rest_offline_extended", "rest_auth_connector"})
@@ -62,7 +62,7 @@ class Portal:
     webhook_user_id: int
     webhook_code: str
     bucket: _Bucket
-    sections: dict[int, Section] = field(default_factory=dict)
+    sections: SectionBook = field(default_factory=SectionBook)  # by id and by (type, owner)
     next_id: int = 1
     users: dict[int, dict[str, Any]] = field(default_factory=dict)
     groups: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -192,5 +192,5 @@ def create_section(
     )
     portal.next_id += 1
     apply_fields(section, fields)
-    portal.sections[section.id] = section
+    portal.sections.add(section)
     return section
