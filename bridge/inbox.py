@@ -140,8 +140,7 @@ class InboxWriter:
                     connection.close()
                     connection = None
                 outcomes = [StoreUnavailable(exc.__class__.__name__) for _ in batch]
-            for pending, outcome in zip(batch, outcomes, strict=True):
-                pending.loop.call_soon_threadsafe(_settle, pending.future, outcome)
+            _settle_all(batch, outcomes)
 
     def _take(self) -> list[_Pending] | None:
         """The waiting deliveries whose requests still wait (the others were answered 503);
@@ -234,6 +233,20 @@ class _Pending:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Recorded]
     deadline: float  # monotonic: past it the request has been answered 503
+
+
+def _settle_all(batch: list[_Pending], outcomes: Sequence[Recorded | Exception]) -> None:
+    """Answer the group's requests with one wake-up of each event loop they wait in."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Pending, Recorded | Exception]]] = {}
+    for pending, outcome in zip(batch, outcomes, strict=True):
+        by_loop.setdefault(pending.loop, []).append((pending, outcome))
+    for loop, settled in by_loop.items():
+        loop.call_soon_threadsafe(_settle_each, settled)
+
+
+def _settle_each(settled: list[tuple[_Pending, Recorded | Exception]]) -> None:
+    for pending, outcome in settled:
+        _settle(pending.future, outcome)
 
 
 def _settle(future: asyncio.Future[Recorded], outcome: Recorded | Exception) -> None:
