@@ -66,8 +66,10 @@ _CONTENT_FAULTS = (DataError, IntegrityError, UnicodeError, ValueError)
 
 class InboxWriter:
     """Group commit for the web process: concurrent deliveries are written by one thread, many
-    to a transaction, and each request is answered once its transaction committed. One writer
-    instead of a connection per request also spares SQLite's single write lock a crowd.
+    to a transaction (one multi-row INSERT), and each request is answered once its transaction
+    committed, with one wake-up of the event loop per group. The request only queues the parsed
+    event: its row (the payload's encoding, the dedup key's hash) is made in the writer. One
+    writer instead of a connection per request also spares SQLite's single write lock a crowd.
 
     A delivery stands alone: when a group fails on one delivery's content, the group is written
     again with a savepoint per delivery, so only that one fails. Waits are bounded: the queue
