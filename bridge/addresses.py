@@ -17,6 +17,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from sqlalchemy import Engine, update
@@ -47,6 +48,7 @@ class Address:
     value: str
 
 
+@lru_cache(maxsize=256)  # every event names the same few; each costs a urlsplit otherwise
 def normal_url(value: str) -> str:
     """`scheme://host[:port]/path/` in lower case, without credentials, query or anything after
     `/rest/` (a webhook's secret code lives there)."""

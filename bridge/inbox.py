@@ -66,8 +66,10 @@ _CONTENT_FAULTS = (DataError, IntegrityError, UnicodeError, ValueError)
 
 class InboxWriter:
     """Group commit for the web process: concurrent deliveries are written by one thread, many
-    to a transaction, and each request is answered once its transaction committed. One writer
-    instead of a connection per request also spares SQLite's single write lock a crowd.
+    to a transaction (one multi-row INSERT), and each request is answered once its transaction
+    committed, with one wake-up of the event loop per group. The request only queues the parsed
+    event: its row (the payload's encoding, the dedup key's hash) is made in the writer. One
+    writer instead of a connection per request also spares SQLite's single write lock a crowd.
 
     A delivery stands alone: when a group fails on one delivery's content, the group is written
     again with a savepoint per delivery, so only that one fails. Waits are bounded: the queue
@@ -126,6 +128,7 @@ class InboxWriter:
             batch = self._take()
             if batch is None:
                 if connection is not None:
+                    connection.invalidate()  # its session settings stay out of the pool
                     connection.close()
                 return
             if not batch:
@@ -139,8 +142,7 @@ class InboxWriter:
                     connection.close()
                     connection = None
                 outcomes = [StoreUnavailable(exc.__class__.__name__) for _ in batch]
-            for pending, outcome in zip(batch, outcomes, strict=True):
-                pending.loop.call_soon_threadsafe(_settle, pending.future, outcome)
+            _settle_all(batch, outcomes)
 
     def _take(self) -> list[_Pending] | None:
         """The waiting deliveries whose requests still wait (the others were answered 503);
@@ -162,21 +164,23 @@ class InboxWriter:
         return [pending for pending in batch if pending.deadline > now]
 
     def _connect(self) -> Connection:
-        """A connection whose lock waits end after `store_timeout` (PostgreSQL: per
-        transaction, in `_write`). It is invalidated, never pooled, when the writer drops it."""
+        """A connection whose lock waits and statements end after `store_timeout`, set once
+        for its session. It is invalidated, never pooled, when the writer drops it."""
         connection = self.engine.connect()
+        limit = int(self.store_timeout * 1000)
         if connection.dialect.name == "sqlite":
             raw: Any = connection.connection.dbapi_connection
-            raw.execute(f"PRAGMA busy_timeout={int(self.store_timeout * 1000)}")
+            raw.execute(f"PRAGMA busy_timeout={limit}")
+        else:
+            with connection.begin():
+                connection.execute(_BOUND_WAITS, {"limit": f"{limit}ms"})
         return connection
 
     def _write(self, connection: Connection, batch: list[_Pending]) -> list[Recorded | Exception]:
+        rows = [_row(p.portal_key, p.event) for p in batch]  # encoded and hashed here, once
         try:
             with connection.begin():
-                self._bound(connection)
-                written: list[Recorded | Exception] = [
-                    _record(connection, p.portal_key, p.event) for p in batch
-                ]
+                written = _record_group(connection, rows)
                 _announce_waiting(connection, batch, written)
                 return written
         except _STORE_FAULTS:
@@ -185,11 +189,10 @@ class InboxWriter:
             pass
         outcomes: list[Recorded | Exception] = []
         with connection.begin():
-            self._bound(connection)
-            for pending in batch:
+            for row in rows:
                 try:
                     with connection.begin_nested():
-                        outcomes.append(_record(connection, pending.portal_key, pending.event))
+                        outcomes.append(_insert_one(connection, row))
                 except _STORE_FAULTS:
                     raise
                 except _CONTENT_FAULTS as exc:
@@ -199,14 +202,10 @@ class InboxWriter:
             _announce_waiting(connection, batch, outcomes)
         return outcomes
 
-    def _bound(self, connection: Connection) -> None:
-        if connection.dialect.name == "postgresql":
-            limit = f"{int(self.store_timeout * 1000)}ms"
-            connection.execute(_BOUND_WAITS, {"limit": limit})
-
 
 _BOUND_WAITS = text(
-    "SELECT set_config('lock_timeout', :limit, true), set_config('statement_timeout', :limit, true)"
+    "SELECT set_config('lock_timeout', :limit, false), "
+    "set_config('statement_timeout', :limit, false)"
 )
 
 
@@ -238,6 +237,20 @@ class _Pending:
     deadline: float  # monotonic: past it the request has been answered 503
 
 
+def _settle_all(batch: list[_Pending], outcomes: Sequence[Recorded | Exception]) -> None:
+    """Answer the group's requests with one wake-up of each event loop they wait in."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Pending, Recorded | Exception]]] = {}
+    for pending, outcome in zip(batch, outcomes, strict=True):
+        by_loop.setdefault(pending.loop, []).append((pending, outcome))
+    for loop, settled in by_loop.items():
+        loop.call_soon_threadsafe(_settle_each, settled)
+
+
+def _settle_each(settled: list[tuple[_Pending, Recorded | Exception]]) -> None:
+    for pending, outcome in settled:
+        _settle(pending.future, outcome)
+
+
 def _settle(future: asyncio.Future[Recorded], outcome: Recorded | Exception) -> None:
     if future.done():
         return
@@ -247,10 +260,11 @@ def _settle(future: asyncio.Future[Recorded], outcome: Recorded | Exception) -> 
         future.set_result(outcome)
 
 
-def _record(connection: Connection, portal_key: str, event: BitrixEvent) -> Recorded:
+def _row(portal_key: str, event: BitrixEvent) -> dict[str, Any]:
+    """The event's inbox row: its payload encoded and its dedup key hashed once, here."""
     state = InboxState.PENDING if event.handled else InboxState.IGNORED
     now = utcnow()
-    values = {
+    return {
         "portal_key": portal_key,
         "event": event.event,
         "section_id": event.section_id,
@@ -264,14 +278,42 @@ def _record(connection: Connection, portal_key: str, event: BitrixEvent) -> Reco
         "next_attempt_at": now,
         "finished_at": None if event.handled else now,
     }
+
+
+def _record(connection: Connection, portal_key: str, event: BitrixEvent) -> Recorded:
+    return _insert_one(connection, _row(portal_key, event))
+
+
+def _record_group(connection: Connection, rows: list[dict[str, Any]]) -> list[Recorded | Exception]:
+    """The rows in one INSERT; a row whose copy waits from before returns that copy, and of
+    identical rows in the group the first is new and the others its duplicates."""
+    many = _MANY[connection.dialect.name == "postgresql"]
+    fresh: dict[tuple[str, str], list[int]] = {}
+    for new_id, portal_key, dedup_key in connection.execute(many, rows):
+        fresh.setdefault((portal_key, dedup_key), []).append(int(new_id))
+    kept: dict[tuple[str, str], int] = {}
+    outcomes: list[Recorded | Exception] = []
+    for row in rows:
+        key = (row["portal_key"], row["dedup_key"])
+        if ids := fresh.get(key):
+            kept[key] = ids.pop()
+            outcomes.append(Recorded(id=kept[key], duplicate=False))
+        elif key in kept:
+            outcomes.append(Recorded(id=kept[key], duplicate=True))
+        else:
+            outcomes.append(_insert_one(connection, row))
+    return outcomes
+
+
+def _insert_one(connection: Connection, row: dict[str, Any]) -> Recorded:
+    """Insert one row; a copy of a row that still waits returns that row."""
     insert, waiting = _STATEMENTS[connection.dialect.name == "postgresql"]
+    twin_of = {"portal": row["portal_key"], "dedup": row["dedup_key"]}
     for _ in range(3):  # the waiting twin may be taken by the worker between the two steps
-        new_id = connection.execute(insert, values).scalar_one_or_none()
+        new_id = connection.execute(insert, row).scalar_one_or_none()
         if new_id is not None:
             return Recorded(id=int(new_id), duplicate=False)
-        twin = connection.execute(
-            waiting, {"portal": portal_key, "dedup": event.dedup_key, "pending": InboxState.PENDING}
-        ).scalar_one_or_none()
+        twin = connection.execute(waiting, twin_of).scalar_one_or_none()
         if twin is not None:
             return Recorded(id=int(twin), duplicate=True)
     raise RuntimeError("could not record the event")  # pragma: no cover - needs a pathological race
@@ -279,18 +321,29 @@ def _record(connection: Connection, portal_key: str, event: BitrixEvent) -> Reco
 
 _TABLE = InboxEvent.__table__  # type: ignore[attr-defined]
 _WAITING = text("state = 'pending'")
+
+
+def _insert(postgres: bool) -> Any:
+    return (postgresql.insert if postgres else sqlite.insert)(_TABLE).on_conflict_do_nothing(
+        index_elements=["portal_key", "dedup_key"], index_where=_WAITING
+    )
+
+
 # Built once, with parameters bound per call, so SQLAlchemy compiles each only once.
 _STATEMENTS = {
     postgres: (
-        (postgresql.insert if postgres else sqlite.insert)(_TABLE)
-        .on_conflict_do_nothing(index_elements=["portal_key", "dedup_key"], index_where=_WAITING)
-        .returning(_TABLE.c.id),
+        _insert(postgres).returning(_TABLE.c.id),
         select(_TABLE.c.id).where(
             _TABLE.c.portal_key == bindparam("portal"),
             _TABLE.c.dedup_key == bindparam("dedup"),
-            _TABLE.c.state == bindparam("pending"),
+            _TABLE.c.state == InboxState.PENDING,
         ),
     )
+    for postgres in (False, True)
+}
+# Executed with a list of rows: one INSERT … VALUES (…), (…) … RETURNING (insertmanyvalues).
+_MANY = {
+    postgres: _insert(postgres).returning(_TABLE.c.id, _TABLE.c.portal_key, _TABLE.c.dedup_key)
     for postgres in (False, True)
 }
 

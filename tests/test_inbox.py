@@ -39,6 +39,33 @@ def test_a_waiting_copy_absorbs_re_deliveries_but_a_taken_one_does_not(engine: E
     assert later.duplicate is False and later.id != first.id
 
 
+def test_copies_within_a_group_collapse_like_copies_across_groups(engine: Engine) -> None:
+    def numbered(n: int, event: str = "ONCALENDARSECTIONUPDATE") -> BitrixEvent:
+        return replace(delivery(), event=event, payload={**delivery().payload, "n": n})
+
+    waiting = inbox.record_event(engine, "acme", numbered(0))
+    writer = inbox.InboxWriter(engine)
+    other = "ONCALENDARSOMETHINGELSE"
+    # The first goes alone (it starts the writer); the rest share a group.
+    group = [numbered(9), numbered(0), numbered(1), numbered(1), numbered(2, other)]
+    group += [numbered(2, other), numbered(3)]
+
+    async def record_all() -> list[inbox.Recorded]:
+        return await asyncio.gather(*(writer.record("acme", event) for event in group))
+
+    outcomes = asyncio.run(record_all())
+    writer.close()
+
+    assert outcomes[1] == inbox.Recorded(id=waiting.id, duplicate=True)
+    first, second = outcomes[2:4]
+    assert (first.duplicate, second.duplicate, second.id) == (False, True, first.id)
+    ignored = outcomes[4:6]
+    assert not any(o.duplicate for o in ignored) and ignored[0].id != ignored[1].id
+    assert not outcomes[6].duplicate
+    assert len({o.id for o in outcomes}) == 6
+    assert inbox.count_by_state(engine, "acme") == {"pending": 4, "ignored": 2}
+
+
 def test_a_delivery_the_database_refuses_fails_alone_in_its_group(engine: Engine) -> None:
     """Deliveries built past the parser's checks, as a parser gap would let through."""
     genuine = [
