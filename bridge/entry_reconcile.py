@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from bridge.bitrix_errors import BitrixError
 from bridge.clients import PortalClients
@@ -55,6 +55,7 @@ from bridge.entry_step import (
     add_series,
     known_date_format,
     learn_date_format,
+    mirrored_sections,
     overridden_days,
     parse_entries,
     scope_for,
@@ -63,10 +64,8 @@ from bridge.entry_step import (
 from bridge.google_calendar import GoogleError
 from bridge.lease import Lease, fenced
 from bridge.models import (
-    CalendarMapping,
     EntryMapping,
     EntryState,
-    MappingState,
     PortalState,
     utcnow,
 )
@@ -175,13 +174,7 @@ def _stream(run: _Run, progress: Progress | None) -> str | None:
 def owner_sections(lease: Lease, portal_key: str) -> list[OwnerSections]:
     """The active section mappings with a calendar, per (type, owner)."""
     with Session(lease.engine) as session:
-        rows = session.exec(
-            select(CalendarMapping).where(
-                CalendarMapping.portal_key == portal_key,
-                CalendarMapping.state == MappingState.ACTIVE,
-                col(CalendarMapping.google_calendar_id).is_not(None),
-            )
-        ).all()
+        rows = mirrored_sections(session, portal_key)
     owners: dict[tuple[str, str], list[str]] = {}
     for row in rows:
         owners.setdefault((row.section_type, row.owner_id), []).append(row.section_id)

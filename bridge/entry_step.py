@@ -37,15 +37,22 @@ def entry_options(portal: PortalConfig) -> EntryOptions:
     )
 
 
+def mirrored_sections(session: Session, portal_key: str) -> list[CalendarMapping]:
+    """The section mappings whose calendar is in place: where entries can go."""
+    return list(
+        session.exec(
+            select(CalendarMapping).where(
+                CalendarMapping.portal_key == portal_key,
+                CalendarMapping.state == MappingState.ACTIVE,
+                col(CalendarMapping.google_calendar_id).is_not(None),
+            )
+        ).all()
+    )
+
+
 def mirrored_calendars(session: Session, portal_key: str) -> dict[str, str]:
     """Section id → Google calendar id, for every section whose calendar is in place."""
-    rows = session.exec(
-        select(CalendarMapping).where(
-            CalendarMapping.portal_key == portal_key,
-            CalendarMapping.state == MappingState.ACTIVE,
-            col(CalendarMapping.google_calendar_id).is_not(None),
-        )
-    ).all()
+    rows = mirrored_sections(session, portal_key)
     return {row.section_id: str(row.google_calendar_id) for row in rows}
 
 
