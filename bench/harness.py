@@ -172,31 +172,9 @@ async def add_sections(
     emulators: Sandbox, portal: Portal, bodies: list[dict[str, Any]], label: str
 ) -> list[str]:
     """Create sections in the Bitrix24 emulator without delivering events; returns their ids."""
-    from bench.load import Connection
-    from bench.progress import Progress
-
-    progress = Progress(label, len(bodies), " sections")
-    ids: list[str] = [""] * len(bodies)
-    queue = list(enumerate(bodies))
-    url = portal.control(emulators, "sections")
-
-    async def create() -> None:
-        connection = Connection(url)
-        try:
-            while queue:
-                index, body = queue.pop()
-                data = json.dumps({**body, "deliver": False}).encode()
-                status, answer = await connection.post(data, "application/json")
-                if status != 201:
-                    raise RuntimeError(f"section not created: {status} {answer!r}")
-                ids[index] = str(json.loads(answer)["ID"])
-                progress.advance()
-        finally:
-            await connection.close()
-
-    await asyncio.gather(*(create() for _ in range(8)))
-    progress.close()
-    return ids
+    return await _create_all(
+        emulators, portal, "sections", bodies, label, deliver=False, in_order=False
+    )
 
 
 def entry_body(section_id: str, number: int, name: str) -> dict[str, Any]:
@@ -223,13 +201,33 @@ async def add_entries(
 ) -> list[str]:
     """Create entries through the Bitrix24 emulator's control API, `concurrency` at a time; with
     `deliver`, each sends its ONCALENDARENTRYADD as Bitrix24 would. Returns their ids."""
+    return await _create_all(
+        emulators, portal, "entries", bodies, label, deliver=deliver, concurrency=concurrency
+    )
+
+
+async def _create_all(
+    emulators: Sandbox,
+    portal: Portal,
+    kind: str,
+    bodies: list[dict[str, Any]],
+    label: str,
+    *,
+    deliver: bool,
+    concurrency: int = 8,
+    in_order: bool = True,
+) -> list[str]:
+    """POST each body to the control API's `kind` ("sections", "entries"), `concurrency` at a
+    time (in the bodies' order, or from the last); the created ids, in the bodies' order."""
     from bench.load import Connection
     from bench.progress import Progress
 
-    progress = Progress(label, len(bodies), " entries")
+    progress = Progress(label, len(bodies), f" {kind}")
     ids: list[str] = [""] * len(bodies)
-    queue = list(enumerate(bodies))[::-1]
-    url = portal.control(emulators, "entries")
+    queue = list(enumerate(bodies))
+    if in_order:
+        queue.reverse()  # popped from the end
+    url = portal.control(emulators, kind)
 
     async def create() -> None:
         connection = Connection(url)
@@ -239,7 +237,7 @@ async def add_entries(
                 data = json.dumps({**body, "deliver": deliver}).encode()
                 status, answer = await connection.post(data, "application/json")
                 if status != 201:
-                    raise RuntimeError(f"entry not created: {status} {answer!r}")
+                    raise RuntimeError(f"{kind[:-1]} not created: {status} {answer!r}")
                 ids[index] = str(json.loads(answer)["ID"])
                 progress.advance()
         finally:
