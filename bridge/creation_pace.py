@@ -1,13 +1,13 @@
 """Calendar creations paced per owner (the Google `subject`), counted in the database so every
 worker shares the count: more than about 60 new calendars in a short period puts the owner in
-read-only mode for hours. `apply.py` reserves a creation before each insert; the queue retries
-a paced action at `CreationPaced.retry_at`."""
+read-only mode for hours. `apply.py` reserves a creation before each insert, in the transaction
+that writes the mapping row it is for; the queue retries a paced action at
+`CreationPaced.retry_at`."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine
 from sqlmodel import Session, col, func, select
 
 from bridge.google_errors import GoogleError
@@ -26,18 +26,17 @@ class CreationPaced(GoogleError):
         self.retry_at = retry_at
 
 
-def reserve_creation(engine: Engine, subject: str, limit: int, window: timedelta) -> None:
-    """Record one calendar creation by `subject`, or raise CreationPaced if over the pace."""
+def reserve_creation(session: Session, subject: str, limit: int, window: timedelta) -> None:
+    """Record one calendar creation by `subject` in `session` (committed by the caller), or
+    raise CreationPaced if over the pace."""
     now = utcnow()
-    with Session(engine) as session:
-        since = now - window
-        recent = session.exec(
-            select(func.count(), func.min(CalendarCreation.created_at)).where(
-                CalendarCreation.subject == subject, col(CalendarCreation.created_at) > since
-            )
-        ).one()
-        count, oldest = int(recent[0]), recent[1]
-        if count >= limit:
-            raise CreationPaced(subject, (oldest or now) + window, limit, window)
-        session.add(CalendarCreation(subject=subject, created_at=now))
-        session.commit()
+    since = now - window
+    recent = session.exec(
+        select(func.count(), func.min(CalendarCreation.created_at)).where(
+            CalendarCreation.subject == subject, col(CalendarCreation.created_at) > since
+        )
+    ).one()
+    count, oldest = int(recent[0]), recent[1]
+    if count >= limit:
+        raise CreationPaced(subject, (oldest or now) + window, limit, window)
+    session.add(CalendarCreation(subject=subject, created_at=now))

@@ -1,9 +1,17 @@
-"""A section's row in the mapping table: found or created, changed under the lease, and turned
-into the plain value the planner reads (`mapped_calendar`). `apply.py` records every step here."""
+"""A section's row in the mapping table: read, changed in memory as `apply.py`'s steps go
+(`MappingRecord`), written under the lease only where it must be durable, and turned into the
+plain value the planner reads (`mapped_calendar`).
+
+A created calendar costs two transactions: the row in state `creating` (with its nonce) and the
+creation's reservation before `calendars.insert`; the calendar's id, what was applied and the
+event path's inbox rows after the last Google call. Anything in between lives in memory: a crash
+there leaves the row `creating`, and the next attempt adopts the calendar by its marker."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from sqlmodel import Session, select
 
@@ -12,6 +20,11 @@ from bridge.lease import Lease, fenced
 from bridge.mirror import MappedCalendar
 from bridge.models import CalendarMapping, utcnow
 from bridge.selection import Section
+
+# What `MappingRecord` writes: the fields a step may change.
+_CHANGEABLE = ("state", "nonce", "google_calendar_id", "applied")
+
+Writes = Callable[[Session], None]
 
 
 def mapped_calendar(row: CalendarMapping) -> MappedCalendar:
@@ -27,24 +40,57 @@ def mapped_calendar(row: CalendarMapping) -> MappedCalendar:
     )
 
 
-def mapping_for(lease: Lease, section: Section) -> tuple[CalendarMapping, bool]:
-    """The section's mapping row, and whether this call created it (committed before any insert)."""
+@dataclass
+class MappingRecord:
+    """A mapping row as one action changes it: `set` changes it in memory, `save` writes what
+    the database does not hold yet (with other writes that belong in the same transaction)."""
+
+    row: CalendarMapping
+    stored: tuple[object, ...] | None  # the changeable fields as the database holds them
+
+    @property
+    def fresh(self) -> bool:
+        """Not in the database yet."""
+        return self.stored is None
+
+    @property
+    def unsaved(self) -> bool:
+        return self.stored != _changeable(self.row)
+
+    def set(self, **values: object) -> None:
+        for name, value in values.items():
+            setattr(self.row, name, value)
+
+    def save(self, lease: Lease, also: Writes | None = None) -> None:
+        """Write the row (if anything changed) and `also`, in one transaction under the lease."""
+        if not self.unsaved and also is None:
+            return
+        with fenced(lease) as session:
+            if self.unsaved:
+                _write(session, self.row, fresh=self.fresh)
+            if also is not None:
+                also(session)
+        self.stored = _changeable(self.row)
+
+
+def mapping_record(lease: Lease, section: Section) -> MappingRecord:
+    """The section's mapping, or a new one in state `creating` with a fresh nonce (not written:
+    the first `save` does that, before any insert)."""
     query = select(CalendarMapping).where(
         CalendarMapping.portal_key == lease.portal_key, CalendarMapping.section_id == section.id
     )
-    with fenced(lease) as session:
+    with Session(lease.engine, expire_on_commit=False) as session:
         existing = session.exec(query).first()
-        if existing is not None:
-            return existing, False
-        mapping = CalendarMapping(
-            portal_key=lease.portal_key,
-            section_id=section.id,
-            section_type=section.type,
-            owner_id=section.owner_id,
-            nonce=uuid.uuid4().hex,
-        )
-        session.add(mapping)
-    return mapping, True
+    if existing is not None:
+        return MappingRecord(existing, _changeable(existing))
+    mapping = CalendarMapping(
+        portal_key=lease.portal_key,
+        section_id=section.id,
+        section_type=section.type,
+        owner_id=section.owner_id,
+        nonce=uuid.uuid4().hex,
+    )
+    return MappingRecord(mapping, None)
 
 
 def mapping_row(session: Session, portal_key: str, section_id: str) -> CalendarMapping | None:
@@ -54,16 +100,22 @@ def mapping_row(session: Session, portal_key: str, section_id: str) -> CalendarM
     return session.exec(query).first()
 
 
-def save_mapping(lease: Lease, mapping: CalendarMapping, **values: object) -> None:
-    with fenced(lease) as session:
-        update_mapping(session, mapping, **values)
-
-
-def update_mapping(session: Session, mapping: CalendarMapping, **values: object) -> None:
-    row = session.get(CalendarMapping, mapping.id)
-    assert row is not None
+def update_mapping(session: Session, row: CalendarMapping, **values: object) -> None:
+    """Change a row read in `session`."""
     for name, value in values.items():
         setattr(row, name, value)
-        setattr(mapping, name, value)
     row.updated_at = utcnow()
     session.add(row)
+
+
+def _write(session: Session, mapping: CalendarMapping, *, fresh: bool) -> None:
+    if fresh:
+        session.add(mapping)
+        return
+    row = session.get(CalendarMapping, mapping.id)
+    assert row is not None  # only this lease's holder removes mapping rows
+    update_mapping(session, row, **{name: getattr(mapping, name) for name in _CHANGEABLE})
+
+
+def _changeable(row: CalendarMapping) -> tuple[object, ...]:
+    return tuple(getattr(row, name) for name in _CHANGEABLE)

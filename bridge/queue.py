@@ -131,13 +131,28 @@ def take_due(lease: Lease, limit: int = 500) -> list[InboxEvent]:
         return rows
 
 
-def finish(lease: Lease, ids: Sequence[int], state: InboxState, outcome: str) -> None:
-    with fenced(lease) as session:
-        session.execute(
-            update(InboxEvent)
-            .where(col(InboxEvent.id).in_(ids))
-            .values(state=state, outcome=outcome, finished_at=utcnow())
-        )
+def finish(
+    lease: Lease,
+    ids: Sequence[int],
+    state: InboxState,
+    outcome: str,
+    session: Session | None = None,
+) -> None:
+    """End the rows with `state`; in `session` when given (a fenced one whose transaction
+    records the work they asked for), else in a transaction of their own."""
+    if session is not None:
+        _finish(session, ids, state, outcome)
+        return
+    with fenced(lease) as own:
+        _finish(own, ids, state, outcome)
+
+
+def _finish(session: Session, ids: Sequence[int], state: InboxState, outcome: str) -> None:
+    session.execute(
+        update(InboxEvent)
+        .where(col(InboxEvent.id).in_(ids))
+        .values(state=state, outcome=outcome, finished_at=utcnow())
+    )
 
 
 def put_back(lease: Lease, ids: Sequence[int]) -> None:

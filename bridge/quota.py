@@ -21,7 +21,7 @@ from sqlalchemy import Engine, delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from bridge.apply import apply_action
+from bridge.apply import Settle, apply_action
 from bridge.config import PortalConfig, ReadOnlyProbe
 from bridge.google_calendar import CalendarGateway, CalendarListEntry
 from bridge.google_errors import GoogleError, GoogleQuotaExceeded
@@ -80,11 +80,12 @@ def apply_within_quota(
     action: Action,
     google: CalendarGateway,
     observed: CalendarListEntry | None = None,
+    settle: Settle | None = None,
 ) -> Outcome:
     """`apply_action`, unless the owner is read-only; raises OwnerReadOnly when it must wait."""
     with owner_writes(lease, portal) as mark:
         watched = _WriteWatch(google, mark)
-        return apply_action(lease, portal, action, watched, observed)
+        return apply_action(lease, portal, action, watched, observed, settle)
 
 
 def owner_block(engine: Engine, subject: str) -> OwnerQuota | None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from sqlmodel import Session
+
 from bridge import queue
 from bridge.alerts import Alerts
 from bridge.bitrix_errors import BitrixAuthFailed, BitrixBlocked
@@ -26,8 +28,14 @@ from bridge.sync_report import Settled, SyncReport
 log = logging.getLogger("bridge.worker")
 
 
-def finish(lease: Lease, rows: Sequence[InboxEvent], state: InboxState, outcome: str) -> None:
-    queue.finish(lease, [row.id for row in rows if row.id is not None], state, outcome)
+def finish(
+    lease: Lease,
+    rows: Sequence[InboxEvent],
+    state: InboxState,
+    outcome: str,
+    session: Session | None = None,
+) -> None:
+    queue.finish(lease, [row.id for row in rows if row.id is not None], state, outcome, session)
     now = utcnow()
     for row in rows:
         EVENTS_APPLIED.labels(lease.portal_key, state.value).inc()
@@ -112,14 +120,15 @@ class ObjectRows:
         self.alerts = alerts
         self.kind = kind
 
-    def settled(self, object_id: str, settled: Settled) -> None:
+    def settled(self, object_id: str, settled: Settled, session: Session | None = None) -> None:
+        """`session`: the transaction that recorded the object's work, when there is one."""
         group = self.groups.get(object_id)
         if group is None:  # an object the sync touched on its own account (an entry's series)
             return
         if settled.error is not None:
             fail(self.lease, self.portal, group, settled.error, self.alerts)
         elif settled.state is not None:
-            finish(self.lease, group, settled.state, settled.outcome)
+            finish(self.lease, group, settled.state, settled.outcome, session)
             self._log(object_id, group, settled)
 
     def ended(self, report: SyncReport) -> None:

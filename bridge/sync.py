@@ -33,6 +33,7 @@ from bridge.mappings import mapped_calendar
 from bridge.metrics import RECONCILE_CHANGES, RECONCILIATIONS
 from bridge.mirror import Action, ActionKind, MappedCalendar, plan_portal, plan_section
 from bridge.models import CalendarMapping, InboxState, MappingState, PortalState, utcnow
+from bridge.outcome import Outcome
 from bridge.quota import OwnerReadOnly, apply_within_quota
 from bridge.removals import guard_removals
 from bridge.selection import (
@@ -43,7 +44,7 @@ from bridge.selection import (
     resolve_sections,
     vanished,
 )
-from bridge.sync_report import Settled, SyncReport
+from bridge.sync_report import OnSettled, Settled, SyncReport
 
 Progress = Callable[[int, int], None]
 
@@ -86,7 +87,7 @@ def sync(
     clients: PortalClients,
     *,
     stop: threading.Event | None = None,
-    on_settled: Callable[[str, Settled], None] | None = None,
+    on_settled: OnSettled | None = None,
 ) -> SyncReport:
     """Read, plan, guard and apply `scope`. For `Sections`, `on_settled` hears each section as it
     settles and `stop` ends the apply between sections (the rest are left unsettled, for the
@@ -210,8 +211,15 @@ def _apply_one(
     counted: bool,
 ) -> None:
     started = time.monotonic()
+
+    def settle(session: Session, outcome: Outcome) -> None:
+        """The section's rows end in the transaction that records the outcome."""
+        duration_ms = round((time.monotonic() - started) * 1000, 1)
+        settled = Settled(InboxState.DONE, str(outcome), action=action, duration_ms=duration_ms)
+        report.settle(action.section_id, settled, session)
+
     try:
-        outcome = apply_within_quota(lease, portal, action, clients.google, observed)
+        outcome = apply_within_quota(lease, portal, action, clients.google, observed, settle)
     except OwnerReadOnly as exc:  # no Google call was made for it, or the probe was refused
         report.read_only = str(exc)
         report.waiting += 1
@@ -224,9 +232,6 @@ def _apply_one(
     report.done.append(f"{action.describe(portal.key)}: {outcome}")
     if counted:
         RECONCILE_CHANGES.labels(portal.key, action.kind.value).inc()
-    duration_ms = round((time.monotonic() - started) * 1000, 1)
-    settled = Settled(InboxState.DONE, str(outcome), action=action, duration_ms=duration_ms)
-    report.settle(action.section_id, settled)
 
 
 def mapped_sections(mappings: Iterable[CalendarMapping]) -> list[Mapped]:

@@ -10,6 +10,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from sqlmodel import Session
+
 from bridge.entry_plan import EntryAction, EntryActionKind
 from bridge.event_drift import StrayEvent
 from bridge.mirror import Action, ActionKind
@@ -26,6 +28,10 @@ class Settled:
     error: Exception | None = None
     action: Action | None = None
     duration_ms: float = 0.0
+
+
+# Hears each object as it settles, with the transaction that records its work when there is one.
+OnSettled = Callable[[str, Settled, Session | None], None]
 
 
 @dataclass
@@ -47,12 +53,13 @@ class SyncReport:
     entry_counts: Counter[str] = field(default_factory=Counter)
     entry_lines: list[str] = field(default_factory=list)
     entry_backfill: bool = False  # the portal's first reconciliation with entries
-    on_settled: Callable[[str, Settled], None] | None = field(default=None, repr=False)
+    on_settled: OnSettled | None = field(default=None, repr=False)
 
-    def settle(self, section_id: str, settled: Settled) -> None:
+    def settle(self, section_id: str, settled: Settled, session: Session | None = None) -> None:
+        """`session`: the transaction that records the section's work, for its rows to end in."""
         self.settled[section_id] = settled
         if self.on_settled is not None:
-            self.on_settled(section_id, settled)
+            self.on_settled(section_id, settled, session)
 
     def summary(self) -> str:
         counts = Counter(action.kind for action in self.actions)

@@ -14,18 +14,33 @@ import pytest
 import sqlalchemy
 from sqlmodel import Session, func, select
 
+from bridge import inbox, queue
 from bridge.apply import apply_action
 from bridge.calendar_state import Change
 from bridge.calendars import CalendarListEntry, MappingState
-from bridge.config import OnDelete, PortalConfig, ShareRule
+from bridge.config import CreationPace, OnDelete, PortalConfig, ShareRule
+from bridge.creation_pace import CreationPaced
+from bridge.events import parse_body, read_event
 from bridge.google_calendar import GoogleNotFound, GoogleUnavailable
 from bridge.lease import Lease, claim_portal
 from bridge.mappings import mapped_calendar
 from bridge.mirror import ActionKind, plan_section
-from bridge.models import CalendarMapping, CalendarRemoval
+from bridge.models import (
+    CalendarCreation,
+    CalendarMapping,
+    CalendarRemoval,
+    InboxEvent,
+    InboxState,
+)
 from bridge.outcome import Outcome, Step, StepKind
 from bridge.selection import Section
 from tests.test_mirror import ACME, section
+
+FORM = "application/x-www-form-urlencoded"
+SECTION_ADDED = (
+    b"event=ONCALENDARSECTIONADD&data%5Bid%5D=7&ts=1734608536&auth%5Bdomain%5D=acme.bitrix24.com"
+    b"&auth%5Bmember_id%5D=m1&auth%5Bapplication_token%5D=t0ken123"
+)
 
 
 class FakeGoogle:
@@ -205,6 +220,78 @@ def test_an_unfinished_create_adopts_its_calendar_and_deletes_twins(lease: Lease
 
     assert str(outcome) == "adopted calendar first and removed 1 duplicate(s)"
     assert sorted(google.calendars) == ["first"]
+
+
+def test_a_created_calendar_and_its_inbox_rows_cost_two_transactions(lease: Lease) -> None:
+    """The mapping (state `creating`) with the creation's reservation before the insert; the
+    calendar's id, what was applied (colour and sharing included) and the rows after it."""
+    google = FakeGoogle()
+    rule = ShareRule(scope="group", value="team@acme.com", role="reader")
+    shared = ACME.model_copy(update={"mirror": ACME.mirror.model_copy(update={"share": [rule]})})
+    delivery = inbox.record_event(
+        lease.engine, "acme", read_event(parse_body(SECTION_ADDED, FORM))
+    ).id
+    action = plan_section(shared, "7", replace(section("7"), color="#AA0000"), None)
+    assert action is not None
+    commits: list[int] = []
+    sqlalchemy.event.listen(lease.engine, "commit", lambda _: commits.append(1))
+
+    def settle(session: Session, outcome: Outcome) -> None:
+        queue.finish(lease, [delivery], InboxState.DONE, str(outcome), session)
+
+    outcome = apply_action(lease, shared, action, google, settle=settle)
+
+    assert len(commits) == 2
+    assert list(google.calendars) == ["cal-1"]
+    with Session(lease.engine) as session:
+        done = session.get(InboxEvent, delivery)
+        assert done is not None
+        assert (done.state, done.outcome) == (InboxState.DONE, str(outcome))
+    mapping = row(lease)
+    assert mapping is not None
+    assert (mapping.state, mapping.google_calendar_id) == (MappingState.ACTIVE, "cal-1")
+    assert sync(lease, google, replace(section("7"), color="#AA0000"), shared) is None
+    with Session(lease.engine) as session:
+        assert session.exec(select(func.count()).select_from(CalendarCreation)).one() == 1
+
+
+def test_a_step_failing_after_the_insert_keeps_the_calendar_it_made(lease: Lease) -> None:
+    google = FakeGoogle()
+    patch_list_entry = google.patch_list_entry
+
+    def unavailable(calendar_id: str, fields: dict[str, Any]) -> None:
+        raise GoogleUnavailable("Google did not answer: TimeoutError")
+
+    google.patch_list_entry = unavailable  # type: ignore[method-assign]
+    with pytest.raises(GoogleUnavailable):
+        sync(lease, google, replace(section("7"), color="#AA0000"))
+    mapping = row(lease)
+    assert mapping is not None and mapping.google_calendar_id == "cal-1"
+    google.patch_list_entry = patch_list_entry  # type: ignore[method-assign]
+
+    outcome = sync(lease, google, replace(section("7"), color="#AA0000"))
+
+    assert str(outcome) == "updated calendar cal-1: colour"
+    assert list(google.calendars) == ["cal-1"]
+    assert google.calendars["cal-1"]["backgroundColor"] == "#aa0000"
+
+
+def test_a_creation_over_the_pace_writes_nothing_and_makes_nothing(lease: Lease) -> None:
+    google = FakeGoogle()
+    paced = ACME.model_copy(
+        update={
+            "google": ACME.google.model_copy(update={"creation_pace": CreationPace(calendars=1)})
+        }
+    )
+    sync(lease, google, section("7"), paced)
+    action = plan_section(paced, "8", section("8"), None)
+    assert action is not None
+
+    with pytest.raises(CreationPaced):
+        apply_action(lease, paced, action, google)
+
+    assert row(lease, "8") is None
+    assert list(google.calendars) == ["cal-1"]
 
 
 def test_a_changed_section_updates_only_what_changed(lease: Lease) -> None:
