@@ -5,7 +5,7 @@ An instance override or a cancelled occurrence is never a stray."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from sqlmodel import Session, col, select
 
@@ -18,11 +18,19 @@ from bridge.models import EntryMapping, EntryState
 
 
 def marked_events(
-    clients: PortalClients, portal_key: str, calendars: Sequence[str]
+    clients: PortalClients,
+    portal_key: str,
+    calendars: Sequence[str],
+    inserted: Collection[str] = (),
 ) -> dict[str, Events]:
-    """Each calendar's events with the portal's mark (a calendar Google no longer has: none)."""
+    """Each calendar's events with the portal's mark (a calendar Google no longer has: none).
+    Calendars `inserted` by this run are not listed: only the bridge marks events, and it has
+    written none there yet."""
     found: dict[str, Events] = {}
     for calendar_id in calendars:
+        if calendar_id in inserted:
+            found[calendar_id] = {}
+            continue
         try:
             listed = clients.events.list_events(calendar_id, {"b24_portal": portal_key})
             found[calendar_id] = {str(event.get("id")): event for event in listed}

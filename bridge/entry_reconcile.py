@@ -7,7 +7,7 @@ already takes its entries. Per (type, owner) of the active section mappings, one
 owners go a part at a time (one batch request of up to 50, sized to about 2,000 entries), each
 part listed, planned and applied before the next is read, so memory stays flat however large
 the portal. Each part's calendars are listed in Google by the portal's private property
-(`entry_google.py`). Each entry is planned with `plan_entry`, given what Google holds (a hand
+(`entry_google.py`), except those this run inserted, which hold none yet. Each entry is planned with `plan_entry`, given what Google holds (a hand
 edit is put again, a hand delete restored, an event without its mapping adopted through the
 insert's 409). Mapped entries the listing did not show are read by id: moved out of the window
 (kept up to date) or gone (deleted in Google); Bitrix24 shows a deleted entry to nobody, so
@@ -152,7 +152,7 @@ def _stream(run: _Run, progress: Progress | None) -> str | None:
         part = owners[start : start + size]
         plan = EntryPlan(seen=run.seen)
         try:
-            known = _plan_owners(lease, portal, run.clients, part, window, plan, known)
+            known = _plan_owners(run, part, window, plan, known)
         except (EntryListingFailed, BitrixError, GoogleError) as exc:
             return str(exc)
         run.take(plan)
@@ -185,16 +185,15 @@ def owner_sections(lease: Lease, portal_key: str) -> list[OwnerSections]:
 
 
 def _plan_owners(
-    lease: Lease,
-    portal: PortalConfig,
-    clients: PortalClients,
+    run: _Run,
     owners: Sequence[OwnerSections],
     window: tuple[date, date],
     plan: EntryPlan,
     known: str | None,
 ) -> str | None:
-    """List these owners' window and their calendars' events, plan their entries and find the
-    strays; the date format now known."""
+    """List these owners' window and their calendars' events (not those of calendars this run
+    inserted), plan their entries and find the strays; the date format now known."""
+    lease, portal, clients = run.lease, run.portal, run.clients
     rows = list(list_entries(clients.bitrix, owners, *window))
     plan.listed += len(rows)
     entries, malformed = parse_entries(rows, known)
@@ -205,7 +204,7 @@ def _plan_owners(
     scope = scope_for(lease, portal, clients, list(entries.values()))
     sections = (section for owner in owners for section in owner.section_ids)
     calendars = sorted({c for s in sections if (c := scope.calendars.get(s)) is not None})
-    google = marked_events(clients, portal.key, calendars)
+    google = marked_events(clients, portal.key, calendars, run.report.inserted)
     _plan_entries(lease, scope, entries, plan, google)
     find_strays(lease, portal.key, google, plan)
     return known

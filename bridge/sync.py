@@ -33,7 +33,7 @@ from bridge.mappings import mapped_calendar
 from bridge.metrics import RECONCILE_CHANGES, RECONCILIATIONS
 from bridge.mirror import Action, ActionKind, MappedCalendar, plan_portal, plan_section
 from bridge.models import CalendarMapping, InboxState, MappingState, PortalState, utcnow
-from bridge.outcome import Outcome
+from bridge.outcome import Outcome, StepKind
 from bridge.quota import OwnerReadOnly, apply_within_quota
 from bridge.removals import guard_removals
 from bridge.selection import (
@@ -230,6 +230,9 @@ def _apply_one(
         report.settle(action.section_id, Settled(None, str(exc), exc, action))
         return
     report.done.append(f"{action.describe(portal.key)}: {outcome}")
+    report.inserted.update(
+        s.calendar_id for s in outcome.steps if s.kind == StepKind.CREATED and s.calendar_id
+    )
     if counted:
         RECONCILE_CHANGES.labels(portal.key, action.kind.value).inc()
 

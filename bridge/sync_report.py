@@ -53,6 +53,8 @@ class SyncReport:
     entry_counts: Counter[str] = field(default_factory=Counter)
     entry_lines: list[str] = field(default_factory=list)
     entry_backfill: bool = False  # the portal's first reconciliation with entries
+    # Calendars inserted by this run: they hold no events yet, so their listing is skipped.
+    inserted: set[str] = field(default_factory=set)
     on_settled: OnSettled | None = field(default=None, repr=False)
 
     def settle(self, section_id: str, settled: Settled, session: Session | None = None) -> None:

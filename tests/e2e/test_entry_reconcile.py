@@ -143,6 +143,35 @@ def test_entries_made_while_deliveries_were_lost_appear_after_sync(bridge: Bridg
     assert backfilled_at(bridge) is not None
 
 
+def test_a_calendar_made_by_sync_takes_its_entries_without_being_listed(bridge: Bridge) -> None:
+    """Only the bridge marks events, so a calendar it has just inserted holds none of them:
+    its listing is skipped, while a calendar that existed before is listed."""
+    _, existing = mirrored_section(bridge)
+    new = bridge.add_section("company_calendar", 0, "Projects", deliver=False)
+    entry_id = add_entry(
+        bridge,
+        str(new["ID"]),
+        "Kick-off",
+        at(soon(4), "09:00"),
+        at(soon(4), "10:00"),
+        deliver=False,
+    )
+    before = len(bridge.google_requests())
+
+    code, output = bridge.sync()
+
+    assert code == 0, output
+    [made] = [c["id"] for c in bridge.calendars() if c["summary"] == "Projects"]
+    assert event_of(bridge, made, entry_id)["summary"] == "Kick-off"
+    listed = [
+        r["path"]
+        for r in bridge.google_requests()[before:]
+        if r["method"] == "GET" and r["path"].endswith("/events")
+    ]
+    assert [path for path in listed if made in path] == []
+    assert [path for path in listed if existing in path] != []
+
+
 def test_a_stray_event_is_deleted_and_the_mirrored_ones_stay(bridge: Bridge) -> None:
     section_id, calendar_id = mirrored_section(bridge)
     kept = add_entry(bridge, section_id, "Kept", at(soon(8), "09:00"), at(soon(8), "10:00"))
