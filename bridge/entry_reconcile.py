@@ -7,14 +7,14 @@ already takes its entries. Per (type, owner) of the active section mappings, one
 owners go a part at a time (one batch request of up to 50, sized to about 2,000 entries), each
 part listed, planned and applied before the next is read, so memory stays flat however large
 the portal. Each part's calendars are listed in Google by the portal's private property
-(`entry_google.py`), except those this run inserted, which hold none yet. Each entry is planned with `plan_entry`, given what Google holds (a hand
-edit is put again, a hand delete restored, an event without its mapping adopted through the
-insert's 409). Mapped entries the listing did not show are read by id: moved out of the window
-(kept up to date) or gone (deleted in Google); Bitrix24 shows a deleted entry to nobody, so
-"not found" and a refusal both mean gone here, where a successful listing of the entry's section
-agrees. Events with the
-portal's mark that no active mapping and no listed entry claims (`StrayEvent`) are deleted; an
-instance override or a cancelled occurrence never is one.
+(`entry_google.py`), except those this run inserted, which hold none yet. Each entry is planned
+with `plan_entry`, given what Google holds (a hand edit is put again, a hand delete restored, an
+event without its mapping adopted through the insert's 409). Mapped entries the listing did not
+show are read by id: moved out of the window (kept up to date) or gone (deleted in Google);
+Bitrix24 shows a deleted entry to nobody, so "not found" and a refusal both mean gone here, where
+a successful listing of the entry's section agrees. Events with the portal's mark that no active
+mapping and no listed entry claims (`StrayEvent`) are deleted; an instance override or a
+cancelled occurrence never is one.
 
 Safety: when a listing fails, the run stops there (reported): nothing is judged missing, and
 the owners after it wait for the next run; deletes only ever follow a listing that succeeded
