@@ -32,7 +32,6 @@ from sqlmodel import Session, col, select
 
 from bridge.events import BitrixEvent
 from bridge.models import InboxEvent, InboxState, utcnow
-from bridge.wakeups import announce
 
 
 @dataclass(frozen=True)
@@ -44,10 +43,7 @@ class Recorded:
 def record_event(engine: Engine, portal_key: str, event: BitrixEvent) -> Recorded:
     """Insert the event in its own commit; a copy of a row that still waits returns that row."""
     with engine.begin() as connection:
-        recorded = _record(connection, portal_key, event)
-        if event.handled:
-            announce(connection, portal_key)
-        return recorded
+        return _record(connection, portal_key, event)
 
 
 class StoreUnavailable(Exception):
@@ -180,9 +176,7 @@ class InboxWriter:
         rows = [_row(p.portal_key, p.event) for p in batch]  # encoded and hashed here, once
         try:
             with connection.begin():
-                written = _record_group(connection, rows)
-                _announce_waiting(connection, batch, written)
-                return written
+                return _record_group(connection, rows)
         except _STORE_FAULTS:
             raise
         except Exception:  # one delivery's content: write each in a savepoint of its own
@@ -199,7 +193,6 @@ class InboxWriter:
                     outcomes.append(UnstorableEvent(_cause(exc)))
                 except Exception as exc:
                     outcomes.append(StoreUnavailable(exc.__class__.__name__))
-            _announce_waiting(connection, batch, outcomes)
         return outcomes
 
 
@@ -207,19 +200,6 @@ _BOUND_WAITS = text(
     "SELECT set_config('lock_timeout', :limit, false), "
     "set_config('statement_timeout', :limit, false)"
 )
-
-
-def _announce_waiting(
-    connection: Connection, batch: list[_Pending], outcomes: Sequence[Recorded | Exception]
-) -> None:
-    """One wake-up per portal with a new waiting row, sent when the group commits."""
-    portals = {
-        pending.portal_key
-        for pending, outcome in zip(batch, outcomes, strict=True)
-        if isinstance(outcome, Recorded) and not outcome.duplicate and pending.event.handled
-    }
-    for portal_key in sorted(portals):
-        announce(connection, portal_key)
 
 
 def _cause(error: Exception) -> str:

@@ -1,8 +1,10 @@
 """Wake-ups: when an idle worker looks at the inbox again.
 
-On PostgreSQL whoever makes work due (the web's inbox writer, a replay, a worker putting rows
-back) sends `NOTIFY bridge_inbox` in the transaction that commits the rows, so the notification
-arrives only once they are visible. Each worker keeps one connection of its own listening on that
+On PostgreSQL whoever makes work due sends `NOTIFY bridge_inbox` in the transaction that commits
+the rows, so the notification arrives only once they are visible: a statement trigger on the
+inbox table for every INSERT of waiting rows (migration 0005: inside the statement, no round trip
+of its own, which the web's group commit would feel), and `announce` for rows made due again (a
+replay, a worker putting rows back). Each worker keeps one connection of its own listening on that
 channel in a thread; a notification, or a reconnect after the connection dropped (notifications
 may have been missed), wakes the worker at once. Without a notification it still looks every
 `fallback` seconds, and when the next postponed row comes due, so a backoff that ends does not
