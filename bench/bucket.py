@@ -1,13 +1,17 @@
 """Bitrix24's leaky bucket (50 requests at once, then 2 a second) as a floor: the least time a
-number of requests needs, and the least wait each event of a stream has before a read can
-cover it."""
+number of requests needs, the least wait each event of a stream has before a read can cover it,
+and a latency figure held against that floor."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from bench.report import Figure, Goal
 
 BURST, PER_SECOND = 50, 2.0  # Bitrix24's bucket, in the emulator and in the bridge's client
 PER_READ = 50  # ids one `batch` request reads (`bridge.entry_reads.BATCH`)
+WITHIN = 1.2  # the latency benchmarks' target: at most this many times their floor
 
 
 def bucket_floor(requests: int) -> float:
@@ -43,3 +47,55 @@ def read_waits(
         waits += [read_at - arrivals[i] for i in range(index, end)]
         index = end
     return waits
+
+
+@dataclass
+class Phase:
+    """Events made one after another at `rate` a second; `arrived`: each event's key → the
+    `time.time()` its latency counts from."""
+
+    rate: float
+    arrived: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def below_drain(self) -> bool:
+        return self.rate < PER_SECOND
+
+    @property
+    def label(self) -> str:
+        return f"at {self.rate:g}/s"
+
+
+def phase_waits(phases: Sequence[Phase]) -> dict[str, float]:
+    """Each event's `read_waits`, over every arrival of the run in order: a later phase starts
+    with whatever the earlier ones left in the bucket (nearly nothing below the drain rate)."""
+    arrivals = sorted((t, key) for phase in phases for key, t in phase.arrived.items())
+    waits = read_waits([t for t, _ in arrivals])
+    return dict(zip((key for _, key in arrivals), waits, strict=True))
+
+
+def against_floor(
+    benchmark: str,
+    measure: str,
+    value_ms: float,
+    wait_ms: float,
+    *,
+    processing_ms: float = 0.0,
+    more: str = "more events",
+) -> Figure:
+    """A latency held against its floor, `wait_ms` (the bucket's part) + `processing_ms` (the
+    work's), at most `WITHIN` times it; no target when the bucket's burst covered the events
+    (`wait_ms` 0: nothing of the bucket to hold them against; `more` says how to spend it)."""
+    floor_ms = wait_ms + processing_ms
+    if wait_ms <= 0:
+        shown = f"{value_ms:.0f} ms vs floor {floor_ms:.0f} ms (burst not spent; {more})"
+        return Figure(benchmark, measure, shown, number=value_ms)
+    return Figure(
+        benchmark,
+        measure,
+        f"{value_ms:.0f} ms vs {floor_ms:.0f} ms ({value_ms / floor_ms:.2f}x)",
+        f"<= {WITHIN:g}x floor",
+        number=value_ms,
+        floor=floor_ms,
+        goal=Goal(WITHIN, of_floor=True),
+    )

@@ -22,10 +22,9 @@ import argparse
 import asyncio
 import json
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
-from bench.bucket import PER_SECOND, read_waits
+from bench.bucket import PER_SECOND, Phase, against_floor, phase_waits
 from bench.harness import (
     ACTIVE_ENTRIES,
     Portal,
@@ -44,7 +43,6 @@ from bridge.harness import Sandbox, wait_for
 NAME = "entry-latency"
 P50_MS = 250.0
 P99_MS = 1000.0
-WITHIN = 1.2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,20 +77,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="mirrored sections the entries are spread over (default 10)",
     )
     add_database_argument(parser)
-
-
-@dataclass
-class Phase:
-    rate: float
-    changed: dict[str, float] = field(default_factory=dict)  # entry id → time.time() before
-
-    @property
-    def below_drain(self) -> bool:
-        return self.rate < PER_SECOND
-
-    @property
-    def label(self) -> str:
-        return f"at {self.rate:g}/s"
 
 
 def run(args: argparse.Namespace) -> list[Figure]:
@@ -138,7 +122,7 @@ async def _add_paced(
             status, answer = await connection.post(json.dumps(body).encode(), "application/json")
             if status != 201:
                 raise RuntimeError(f"entry not created: {status} {answer!r}")
-            phase.changed[str(json.loads(answer)["ID"])] = before
+            phase.arrived[str(json.loads(answer)["ID"])] = before
             progress.advance()
     finally:
         await connection.close()
@@ -163,23 +147,20 @@ def _figures(
         for d in deliveries
         if d["event"] == "ONCALENDARENTRYADD" and d["ok"]
     }
-    # The bucket floor, over every arrival of the run in order: the fast phase starts with
-    # whatever the slow one left in the bucket (nearly nothing below the drain rate).
-    arrivals = sorted((t, e) for phase in phases for e, t in phase.changed.items())
-    waits = dict(zip((e for _, e in arrivals), read_waits([t for t, _ in arrivals]), strict=True))
+    waits = phase_waits(phases)
     figures: list[Figure] = []
     for phase in phases:
-        if not phase.changed:
+        if not phase.arrived:
             continue
-        latencies = [exists[e] - t for e, t in phase.changed.items() if e in exists]
+        latencies = [exists[e] - t for e, t in phase.arrived.items() if e in exists]
         p50, p95, p99 = (percentile(latencies, q) * 1000 for q in (50, 95, 99))
         top = max(latencies, default=0.0) * 1000
-        queued = [sent[e] - t for e, t in phase.changed.items() if e in sent]
+        queued = [sent[e] - t for e, t in phase.arrived.items() if e in sent]
         say(
             f"  {NAME} {phase.label}: p50 {p50:.0f} ms p95 {p95:.0f} ms p99 {p99:.0f} ms "
-            f"over {len(latencies)} of {len(phase.changed)}"
+            f"over {len(latencies)} of {len(phase.arrived)}"
         )
-        setup = f"{len(phase.changed)} entries at {phase.rate:g}/s, {database}"
+        setup = f"{len(phase.arrived)} entries at {phase.rate:g}/s, {database}"
         if phase.below_drain:
             figures += [
                 Figure(
@@ -187,7 +168,7 @@ def _figures(
                     f"change → event exists, p50 ms ({setup})",
                     f"{p50:.0f} ms",
                     f"<= {P50_MS:.0f} ms",
-                    len(latencies) == len(phase.changed),
+                    len(latencies) == len(phase.arrived),
                     number=p50,
                     goal=Goal(P50_MS),
                 ),
@@ -202,7 +183,7 @@ def _figures(
                 ),
             ]
         else:
-            floor = [waits[e] for e in phase.changed]
+            floor = [waits[e] for e in phase.arrived]
             f50, f99 = (percentile(floor, q) * 1000 for q in (50, 99))
             figures += [
                 _against_floor(
@@ -220,7 +201,7 @@ def _figures(
             )
         )
     refused = sum(1 for r in bitrix if r["status"] == 503)
-    made = sum(len(p.changed) for p in phases)
+    made = sum(len(p.arrived) for p in phases)
     figures += [
         Figure(NAME, "Bitrix24 requests (503s) during the run", f"{len(bitrix)} ({refused})"),
         Figure(NAME, "events created / wall time", f"{len(exists)} of {made} / {wall:.1f} s"),
@@ -229,15 +210,4 @@ def _figures(
 
 
 def _against_floor(measure: str, value_ms: float, floor_ms: float) -> Figure:
-    if floor_ms <= 0:  # the bucket's burst covered these events: nothing to hold them against
-        shown = f"{value_ms:.0f} ms vs floor 0 (burst not spent; more --entry-events)"
-        return Figure(NAME, measure, shown, number=value_ms)
-    return Figure(
-        NAME,
-        measure,
-        f"{value_ms:.0f} ms vs {floor_ms:.0f} ms ({value_ms / floor_ms:.1f}x)",
-        f"<= {WITHIN:g}x floor",
-        number=value_ms,
-        floor=floor_ms,
-        goal=Goal(WITHIN, of_floor=True),
-    )
+    return against_floor(NAME, measure, value_ms, floor_ms, more="more --entry-events")

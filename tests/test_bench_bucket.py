@@ -1,8 +1,8 @@
-"""The bucket floor the entry benchmarks hold their latency against (`bench/bucket.py`)."""
+"""The bucket floor the latency benchmarks hold their figures against (`bench/bucket.py`)."""
 
 from __future__ import annotations
 
-from bench.bucket import bucket_floor, read_waits
+from bench.bucket import Phase, against_floor, bucket_floor, phase_waits, read_waits
 
 
 def test_below_the_drain_rate_no_event_waits() -> None:
@@ -38,3 +38,32 @@ def test_one_read_covers_at_most_fifty_waiting_events() -> None:
 def test_the_floor_of_requests_made_back_to_back() -> None:
     assert bucket_floor(50) == 0
     assert bucket_floor(52) == 1.0
+
+
+def test_a_later_phase_starts_with_the_bucket_the_earlier_one_left() -> None:
+    first, second = Phase(10.0), Phase(10.0)
+    first.arrived = {f"a{i}": i / 10 for i in range(100)}
+    second.arrived = {f"b{i}": 10 + i / 10 for i in range(20)}
+
+    waits = phase_waits([second, first])  # in time order, whatever the list's order
+
+    assert [waits[f"a{i}"] for i in range(62)] == [0.0] * 62
+    # The first phase spent the burst: the second's events wait from the start.
+    assert all(waits[f"b{i}"] > 0 for i in range(20) if i % 5)
+    assert (first.below_drain, Phase(1.5).below_drain) == (False, True)
+
+
+def test_a_latency_is_held_against_its_wait_plus_the_processing() -> None:
+    within = against_floor("e2e", "p50 ms", 330.0, 250.0, processing_ms=25.0)
+    over = against_floor("e2e", "p50 ms", 340.0, 250.0, processing_ms=25.0)
+
+    assert (within.floor, within.ratio, within.stands) == (275.0, 1.2, "met")
+    assert (over.ratio is not None and over.ratio > 1.2, over.stands) == (True, "MISSED")
+    assert within.value == "330 ms vs 275 ms (1.20x)"
+
+
+def test_no_target_while_the_burst_covers_the_events() -> None:
+    covered = against_floor("e2e", "p50 ms", 30.0, 0.0, processing_ms=25.0, more="more --events")
+
+    assert covered.stands == "" and covered.floor is None and covered.number == 30.0
+    assert "burst not spent; more --events" in covered.value
