@@ -1,5 +1,6 @@
-"""The Bitrix24 client against the emulator: its leaky bucket keeps a portal under the limit, and a
-batch's requests overlap while the bucket still paces them."""
+"""The Bitrix24 client against the emulator: its leaky bucket keeps a portal under the limit (the
+whole burst at once, then the drain rate), a 503 from a bucket another client filled is waited out,
+and a batch's requests overlap while the bucket still paces them."""
 
 from __future__ import annotations
 
@@ -34,6 +35,13 @@ def webhook(sandbox: Sandbox) -> Iterator[tuple[str, str]]:
     yield added["webhook_url"], member_id
 
 
+def portal(sandbox: Sandbox, **bucket: float) -> tuple[str, str]:
+    """A portal of its own, with Bitrix24's bucket (50, then 2 a second) unless told."""
+    member_id = secrets.token_hex(16)
+    added = sandbox.bitrix.add_portal(member_id, "own.bitrix24.com", secrets.token_hex(8), **bucket)
+    return added["webhook_url"], member_id
+
+
 def statuses(sandbox: Sandbox, member_id: str) -> list[int]:
     return [r["status"] for r in sandbox.bitrix.requests(member_id)]
 
@@ -47,6 +55,40 @@ def test_the_bucket_keeps_a_burst_under_the_portal_limit(
             client.call("calendar.resource.list")
 
     assert statuses(sandbox, member_id) == [200] * 30
+
+
+def test_the_whole_burst_goes_at_once_against_bitrix24s_own_bucket_and_none_is_refused(
+    sandbox: Sandbox,
+) -> None:
+    url, member_id = portal(sandbox)
+    command = "calendar.section.get?type=company_calendar&ownerId=0"
+    commands = {f"c{i}": command for i in range(2600)}
+    with BitrixClient(url, bucket=LeakyBucket(burst=50, per_second=2)) as client:
+        result = client.batch(commands, overlap=4)  # 52 requests, four in flight
+
+    assert len(result.results) == 2600
+    assert statuses(sandbox, member_id) == [200] * 52
+    starts = sorted(r["t"] for r in sandbox.bitrix.requests(member_id))
+    # The 51st waits for one slot to drain and the margin; the 52nd a slot more. A slot of
+    # headroom (49 at once) would take 1.5 s.
+    assert starts[50] - starts[0] >= 0.5
+    assert 1.0 <= starts[51] - starts[0] < 1.4
+
+
+def test_a_503_from_a_bucket_another_client_filled_is_waited_out_and_retried(
+    sandbox: Sandbox,
+) -> None:
+    url, member_id = portal(sandbox, bucket_burst=5, bucket_drain_per_s=2)
+    with BitrixClient(url, attempts=1) as other:  # another app on the portal spends its burst
+        for _ in range(5):
+            other.call("calendar.resource.list")
+    with BitrixClient(url, bucket=LeakyBucket(burst=5, per_second=2), max_wait=0.01) as client:
+        client.call("calendar.resource.list")
+        client.call("calendar.resource.list")
+
+    # Refused once; the bucket is then taken as full, so the retry and the next call wait their
+    # slots instead of meeting the limit again.
+    assert statuses(sandbox, member_id) == [200] * 5 + [503, 200, 200]
 
 
 def test_without_the_bucket_the_same_burst_meets_503s(
@@ -87,7 +129,8 @@ def test_overlapped_batch_requests_wait_for_the_bucket_but_not_for_each_other(
     delay = 1.5
     sandbox.bitrix.fault(member_id=member_id, method="batch", kind="delay", seconds=delay)
     sandbox.bitrix.fault(member_id=member_id, method="batch", kind="delay", seconds=0.3, count=3)
-    spacing = LeakyBucket(burst=2, per_second=5)  # one request every 0.2 s
+    # One request every 0.2 s (the second 0.3 s after the first: the margin).
+    spacing = LeakyBucket(burst=1, per_second=5)
     try:
         with BitrixClient(url, bucket=spacing) as client:
             result = client.batch(commands, overlap=4)

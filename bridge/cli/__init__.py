@@ -8,6 +8,7 @@ The commands live by kind: `processes` (serve, worker, migrate, demo, sandbox), 
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Sequence
 
@@ -21,6 +22,23 @@ __all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; the process ends when this returns (see `_exit_soon`)."""
+    try:
+        return _run(argv)
+    finally:
+        _exit_soon()
+
+
+def _exit_soon() -> None:
+    """Spare the interpreter's shutdown the garbage collections it runs while it tears the
+    modules down: over the objects the imports made (about 130,000 for `bridge sync`) they took
+    0.2-0.5 s of every command's exit, after its work was done. Frozen objects are left to the
+    operating system; nothing of the bridge's needs the collector at exit (engines and clients
+    are closed by the commands, logging is flushed by its own exit hook)."""
+    gc.freeze()
+
+
+def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(verbose=args.verbose)
     try:

@@ -139,3 +139,21 @@ def test_purge_removes_only_what_the_bridge_created(bridge: Bridge) -> None:
     assert code == 0, out.getvalue()
     assert [c["id"] for c in bridge.calendars()] == [theirs]
     assert bridge.mappings() == []
+
+
+def test_google_s_calendar_list_is_read_while_bitrix24_answers(
+    make_bridge: Callable[..., Bridge],
+) -> None:
+    bridge = make_bridge(worker=False)
+    bridge.add_section("company_calendar", 0, "On a slow portal", deliver=False)
+    bridge.bitrix_fault(method="batch", kind="delay", seconds=1.0, count=None)
+
+    code, plan = bridge.sync(dry_run=True)
+
+    assert code == 0, plan
+    assert "'On a slow portal': create calendar" in plan
+    asked = max(r["t"] for r in bridge.bitrix_requests() if r["method"] == "batch")
+    [listed] = [r["t"] for r in bridge.google_requests() if r["path"].endswith("/calendarList")]
+    # One after the other, the list would start once Bitrix24 answered, a second after it was
+    # asked: the reconciliation would take the sum of the two reads, not the longer.
+    assert listed < asked + 0.8
