@@ -12,6 +12,7 @@ date a later 429. The webhook URL holds a secret code, so no message names it.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -150,12 +151,23 @@ class BitrixClient:
             for chunk in chunks:
                 self._merge(merged, chunk, self._batch_request(chunk, halt))
             return merged
+        halted = threading.Event()
+
+        def send(chunk: Mapping[str, str]) -> dict[str, Any] | None:
+            # A request waits for its slot before it is sent: a failure meanwhile stops it.
+            if self._bucket is not None:
+                self._bucket.wait_ready()
+            return None if halted.is_set() else self._batch_request(chunk, halt)
+
         with ThreadPoolExecutor(min(overlap, len(chunks)), "bitrix-batch") as pool:
-            answers = [pool.submit(self._batch_request, chunk, halt) for chunk in chunks]
+            answers = [pool.submit(send, chunk) for chunk in chunks]
             try:
                 for chunk, answer in zip(chunks, answers, strict=True):
-                    self._merge(merged, chunk, answer.result())
-            finally:  # after a failure, requests not yet started are not sent
+                    envelope = answer.result()
+                    assert envelope is not None  # only requests after a failure are halted
+                    self._merge(merged, chunk, envelope)
+            finally:  # after a failure, requests not yet sent are not sent
+                halted.set()
                 for answer in answers:
                     answer.cancel()
         return merged
