@@ -15,7 +15,7 @@ from bridge.config import PortalConfig
 from bridge.models import PortalCredentials, utcnow
 from bridge.tokens import TokenCipher, TokenUnreadable
 
-log = logging.getLogger("bridge.oauth")
+log = logging.getLogger("bridge.oauth")  # the logger these lines had in oauth.py
 
 
 def lifetime_s(expires_in: object, default: int = 3600) -> int:

@@ -29,7 +29,7 @@ from bridge.models import PendingInstall, PortalCredentials, utcnow
 from bridge.oauth import exchange_refresh_token
 from bridge.tokens import TokenCipher, TokenUnreadable
 
-log = logging.getLogger("bridge.installs")
+log = logging.getLogger("bridge.installs")  # the logger these lines had in installs.py
 
 KEEP_FINISHED = 5
 
