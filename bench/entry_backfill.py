@@ -10,8 +10,8 @@ not). Bitrix24 is at its real leaky bucket (50, then 2/s).
 
 Held against the Google pace floor (entries / pace: one write per entry): the process's wall
 time, start-up and Bitrix24 reads included (the span from the first event write to the last, in
-the emulator's log times, is shown beside it). Peak RSS of the sync process (VmHWM while it
-runs, the kernel's rusage at exit) against 200 MB. Memory flatness: the same backfill at
+the emulator's log times, is shown beside it). Peak RSS of the sync process (VmHWM, read while it
+runs) against 200 MB. Memory flatness: the same backfill at
 `--flat-fraction` of the size, first, on a portal and database of its own, and the two peaks
 compared. The pace lets a burst of a tenth of a minute's requests through at once (as
 `PortalClients` paces Google), so runs shorter than that can beat the floor.

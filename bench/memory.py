@@ -1,4 +1,4 @@
-"""Memory: peak RSS (VmHWM, and the kernel's rusage at exit) of the web and worker processes.
+"""Memory: peak RSS (VmHWM, read until the process exits) of the web and worker processes.
 
 Every process the other benchmarks start is measured; `python -m bench memory` runs them all
 and prints only these figures. `sync` is the reconciliation run (`python -m bridge sync`): the

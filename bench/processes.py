@@ -102,14 +102,19 @@ class MeasuredProcess(BridgeProcess):
         return self.peak_mib
 
     def wait(self, timeout: float | None = None) -> int:
-        """Wait for the exit; the peak RSS comes from the kernel's rusage of this child."""
+        """Wait for the exit, reading VmHWM every 20 ms until then.
+
+        Not the kernel's `ru_maxrss` of the child: a child's maximum starts from the RSS of the
+        process that forked it (Linux keeps the old image's high-water mark across `exec`), so
+        for every child of a benchmark process larger than the child it reported the benchmark's
+        own size."""
         if self.popen.returncode is not None:  # already reaped by Popen.poll()
             return self.popen.returncode
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            pid, status, usage = os.wait4(self.pid, os.WNOHANG)
+            self.read_peak()
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
             if pid == self.pid:
-                self.peak_mib = max(self.peak_mib, usage.ru_maxrss / 1024)
                 self.popen.returncode = os.waitstatus_to_exitcode(status)
                 return self.popen.returncode
             if deadline is not None and time.monotonic() > deadline:

@@ -17,11 +17,12 @@ from starlette.routing import Route
 from starlette.types import StatelessLifespan
 
 from bridge.config import PortalConfig, Settings, load_portals
-from bridge.db import create_db_engine, schema_head, schema_revision
+from bridge.db import create_db_engine
 from bridge.deliveries import Deliveries, error_response
 from bridge.inbox import InboxWriter
 from bridge.metrics import authorized
 from bridge.metrics import render as render_metrics
+from bridge.schema import schema_head, schema_revision
 from bridge.tokens import TokenCipher, require_cipher, token_cipher
 
 Lifespan = StatelessLifespan[Starlette]

@@ -1,7 +1,9 @@
 """A portal's clients, built once: its Bitrix24 client and its Google Calendar gateway, paced.
 
-The commands and the web reach the client modules only through here: `bind`/`unbind`, the token
-lookups the web needs, and the error classes the commands catch (re-exported on purpose)."""
+The commands reach the client modules only through here: `bind`/`unbind` and the error classes
+they catch (re-exported on purpose). The client modules themselves are imported where a client is
+built: every command, the web process included (`bridge serve`), imports this module for its error
+classes, and the HTTP clients (httpx, the Google libraries) are heavy."""
 
 from __future__ import annotations
 
@@ -9,13 +11,9 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
-from bridge.bindings import bind_events, unbind_events
 from bridge.bitrix_errors import BitrixAccessDenied as BitrixAccessDenied
 from bridge.bitrix_errors import BitrixError as BitrixError
 from bridge.config import PortalConfig
-from bridge.oauth import bitrix_client_for
-from bridge.oauth import installed_token as installed_token
-from bridge.oauth import record_uninstall as record_uninstall
 from bridge.pacing import LeakyBucket
 from bridge.tokens import TokenCipher
 
@@ -31,10 +29,9 @@ class PortalClients:
     def __init__(
         self, engine: Engine, portal: PortalConfig, cipher: TokenCipher | None = None
     ) -> None:
-        # Imported here: the web imports this module but never calls Google, and the Google
-        # libraries are heavy.
         from bridge.google_calendar import GoogleCalendarGateway
         from bridge.google_events import GoogleEventGateway
+        from bridge.oauth import bitrix_client_for
 
         rate = portal.bitrix.rate_limit
         self.bitrix = bitrix_client_for(
@@ -59,6 +56,9 @@ def bind(
     engine: Engine, portal: PortalConfig, handler_url: str | None, cipher: TokenCipher | None
 ) -> list[str]:
     """`bridge bind`: subscribe the portal's section events; what was newly bound."""
+    from bridge.bindings import bind_events
+    from bridge.oauth import bitrix_client_for
+
     with bitrix_client_for(engine, portal, cipher=cipher) as client:
         return bind_events(client, portal, handler_url)
 
@@ -67,5 +67,8 @@ def unbind(
     engine: Engine, portal: PortalConfig, handler_url: str | None, cipher: TokenCipher | None
 ) -> int:
     """`bridge unbind`: remove the bridge's event subscriptions; how many went."""
+    from bridge.bindings import unbind_events
+    from bridge.oauth import bitrix_client_for
+
     with bitrix_client_for(engine, portal, cipher=cipher) as client:
         return unbind_events(client, handler_url)

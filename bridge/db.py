@@ -1,12 +1,12 @@
-"""Engines for SQLite (the embedded default) and PostgreSQL, and running Alembic migrations.
+"""Engines for SQLite (the embedded default) and PostgreSQL, and SQLite's one-worker lock.
 
 On SQLite every transaction starts with `BEGIN IMMEDIATE`: a deferred transaction that reads
 first and writes later cannot wait for the write lock (SQLite answers SQLITE_BUSY at once instead
 of honouring busy_timeout), so concurrent web requests and the worker would fail spuriously.
 Taking the write lock up front makes writers queue behind `busy_timeout`, while WAL keeps readers
-outside transactions unblocked. Alembic owns the schema on both databases; nothing here creates
-tables. The migrations ship inside the package (`bridge/migrations/`), so an installed wheel finds
-them wherever it is run from.
+outside transactions unblocked. Alembic owns the schema on both databases (`bridge.migrate`;
+its version: `bridge.schema`); nothing here creates tables. The migrations ship inside the
+package (`bridge/migrations/`), so an installed wheel finds them wherever it is run from.
 """
 
 from __future__ import annotations
@@ -17,15 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry
-
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 def create_db_engine(url: str) -> Engine:
@@ -79,24 +73,3 @@ def only_worker_on_sqlite(url: str) -> Iterator[None]:
                 "(use PostgreSQL to run several)"
             ) from None
         yield
-
-
-def alembic_config(url: str) -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    return config
-
-
-def schema_head() -> str | None:
-    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
-
-
-def schema_revision(engine: Engine) -> str | None:
-    """The database's Alembic revision (raises if the database cannot be reached)."""
-    with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
-
-
-def migrate(url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(url), revision)

@@ -20,8 +20,8 @@ from starlette.responses import JSONResponse
 from bridge.addresses import AddressMemory
 from bridge.addresses import record as record_addresses
 from bridge.addresses import unexpected as unexpected_addresses
-from bridge.clients import installed_token, record_uninstall
 from bridge.config import PortalConfig
+from bridge.credentials import installed_token, record_uninstall
 from bridge.events import (
     INSTALL,
     MAX_BODY_BYTES,
@@ -163,7 +163,7 @@ class Deliveries:
         for name in ("access_token", "refresh_token"):
             if not getattr(event.auth, name):
                 return error_response(400, f"auth[{name}]: is missing", field=f"auth[{name}]")
-        # Trusted for nothing until the worker has verified it (bridge.installs).
+        # Trusted for nothing until the worker has verified it (bridge.install_checks).
         pending = await run_in_threadpool(
             record_pending, self.engine, require_cipher(self.cipher), portal, event.auth
         )

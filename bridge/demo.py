@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 from bridge import demo_entries
 from bridge.app import create_app
 from bridge.config import PortalConfig
-from bridge.db import create_db_engine, migrate
+from bridge.db import create_db_engine
 from bridge.harness import (
     Sandbox,
     bind_outgoing_webhook,
@@ -25,6 +25,7 @@ from bridge.harness import (
     running_sandbox,
     wait_for,
 )
+from bridge.migrate import migrate
 from bridge.models import CalendarMapping, InboxEvent
 from bridge.sandbox.server import ServerThread
 from bridge.worker import Worker

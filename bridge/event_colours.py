@@ -7,7 +7,7 @@ distances look about equally different, rather than in raw RGB, where greens cro
 
 from __future__ import annotations
 
-from functools import cache
+from functools import lru_cache
 
 # colors.get → "event", in id order "1" … "11" (the emulator serves the same palette).
 _EVENT_HEX = (
@@ -32,7 +32,7 @@ def nearest_event_colour(colour: str) -> str | None:
     return min(EVENT_PALETTE, key=distance)
 
 
-@cache
+@lru_cache(maxsize=1024)  # the palette and the colours a portal uses; any string can arrive
 def _lab(colour: str) -> tuple[float, float, float]:
     red, green, blue = (_linear(int(colour[i : i + 2], 16) / 255) for i in (1, 3, 5))
     x = (0.4124 * red + 0.3576 * green + 0.1805 * blue) / _WHITE[0]

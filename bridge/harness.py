@@ -21,7 +21,7 @@ import sqlalchemy
 from sqlmodel import Session, select
 
 from bridge.config import PortalConfig, parse_portals
-from bridge.db import migrate
+from bridge.migrate import migrate
 from bridge.models import InboxEvent, InboxState
 from bridge.sandbox.bitrix import ENTRY_EVENTS, SECTION_EVENTS, BitrixControl, BitrixEmulator
 from bridge.sandbox.google import GoogleControl, GoogleEmulator, generate_service_account

@@ -1,4 +1,5 @@
-"""App mode: the tokens an install delivered, stored in the database and refreshed single-flight.
+"""App mode: the tokens an install delivered, stored in the database and refreshed single-flight,
+and the REST client built on them (what needs no client is `bridge.credentials`).
 
 Bitrix24 rotates the refresh token on every refresh and rejects a used one, so two workers that
 refresh at once would lock each other out (`invalid_grant`). A refresh therefore runs under a
@@ -21,6 +22,7 @@ from sqlmodel import Session, select
 from bridge.addresses import record_move
 from bridge.bitrix import BitrixClient, BitrixNotInstalled, BitrixUnavailable
 from bridge.config import OAuthConfig, PortalConfig
+from bridge.credentials import lifetime_s
 from bridge.models import PortalCredentials, utcnow
 from bridge.pacing import LeakyBucket
 from bridge.tokens import TokenCipher, TokenUnreadable, require_cipher
@@ -135,15 +137,6 @@ def exchange_refresh_token(
     return answer if isinstance(answer, dict) else {}
 
 
-def lifetime_s(expires_in: object, default: int = 3600) -> int:
-    """A token lifetime in seconds from `expires_in`, whoever sent it: ASCII digits, at most a
-    day; anything else is the default."""
-    text = str(expires_in) if expires_in is not None else ""
-    if not (text.isascii() and text.isdigit() and 0 < len(text) <= 6):
-        return default
-    return min(max(int(text), 60), 86400)
-
-
 def bitrix_client_for(
     engine: Engine,
     portal: PortalConfig,
@@ -177,44 +170,3 @@ def bitrix_client_for(
         ),
         on_moved=moved,
     )
-
-
-def record_uninstall(engine: Engine, portal: PortalConfig) -> None:
-    with Session(engine) as session:
-        row = session.get(PortalCredentials, portal.key)
-        if row is not None:
-            row.access_token = row.refresh_token = None
-            row.uninstalled_at = utcnow()
-            session.add(row)
-            session.commit()
-
-
-def installed_token(engine: Engine, portal: PortalConfig, cipher: TokenCipher) -> str | None:
-    """The application token a verified install's events must carry (None: not installed).
-    Installs waiting for verification (`bridge.installs`) are not consulted: they prove nothing."""
-    with Session(engine) as session:
-        row = session.get(PortalCredentials, portal.key)
-        if row is None or row.installed_at is None:
-            return None
-        try:
-            return cipher.open(row.application_token)
-        except TokenUnreadable as exc:
-            log.error("events cannot be checked: %s", exc, extra={"portal": portal.key})
-            return None
-
-
-def app_problem(engine: Engine, portal: PortalConfig) -> str | None:
-    """Why the portal's app cannot work now (None for webhook portals and healthy installs)."""
-    if not portal.app_mode:
-        return None
-    with Session(engine) as session:
-        row = session.get(PortalCredentials, portal.key)
-    if row is None or row.installed_at is None:
-        return "the app is not installed on the portal"
-    if row.uninstalled_at is not None:
-        return f"the app was uninstalled at {row.uninstalled_at:%Y-%m-%d %H:%M} UTC; work stopped"
-    return row.problem
-
-
-def app_ready(engine: Engine, portal: PortalConfig) -> bool:
-    return app_problem(engine, portal) is None

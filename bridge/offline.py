@@ -40,11 +40,11 @@ from bridge.bindings import (
 from bridge.bitrix import BitrixClient, BitrixError
 from bridge.clients import PortalClients
 from bridge.config import PortalConfig
+from bridge.credentials import app_ready
 from bridge.events import OFFLINE_NOTICE, BitrixEvent, read_event
 from bridge.inbox import record_event
 from bridge.lease import Lease, fenced
 from bridge.models import InboxEvent, PortalState, utcnow
-from bridge.oauth import app_ready
 from bridge.sync import Everything, sync
 
 log = logging.getLogger("bridge.offline")

@@ -1,5 +1,6 @@
-"""App mode in the worker: a portal's waiting installs are verified (`bridge.installs`) before any
-of its rows goes on, and an install's row binds the events only once its install was verified."""
+"""App mode in the worker: a portal's waiting installs are verified (`bridge.install_checks`)
+before any of its rows goes on, and an install's row binds the events only once its install was
+verified."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from bridge.bitrix import BitrixError
 from bridge.clients import PortalClients
 from bridge.config import PortalConfig
 from bridge.events import INSTALL
-from bridge.installs import InstallState, install_state, verify_waiting
+from bridge.install_checks import verify_waiting
+from bridge.installs import InstallState, install_state
 from bridge.lease import Lease
 from bridge.models import InboxEvent
 from bridge.offline import offline_mode

@@ -11,8 +11,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from bridge.config import PortalConfig
+from bridge.credentials import app_ready
 from bridge.models import PortalState, utcnow
-from bridge.oauth import app_ready
 
 
 def reconciliations_due(engine: Engine, portals: Sequence[PortalConfig]) -> list[PortalConfig]:

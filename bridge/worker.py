@@ -26,11 +26,11 @@ from bridge.alerts import Alerts
 from bridge.bitrix_errors import BitrixError
 from bridge.clients import PortalClients
 from bridge.config import PortalConfig
+from bridge.credentials import app_problem
 from bridge.events import INSTALL, PORTAL_EVENTS, EntryEvent
 from bridge.lease import Lease, LeaseLost, claim_portal, release_portal
 from bridge.models import InboxEvent, InboxState
 from bridge.notify import Notifier
-from bridge.oauth import app_problem
 from bridge.portal_events import bind_after_install, check_installs
 from bridge.schedule import reconciliations_due
 from bridge.sync import Entries, Everything, Sections, sync

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy
 
-from bridge.db import create_db_engine, migrate
+from bridge.db import create_db_engine
 from bridge.harness import (
     POSTGRES_URL,
     Sandbox,
@@ -15,6 +15,7 @@ from bridge.harness import (
     running_sandbox,
     schema_url,
 )
+from bridge.migrate import migrate
 
 __all__ = ["POSTGRES_URL", "fresh_schema", "schema_url"]  # tests import them from here too
 

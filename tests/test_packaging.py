@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.db import create_db_engine, schema_head, schema_revision
+from bridge.db import create_db_engine
+from bridge.schema import schema_head, schema_revision
 from tests.conftest import fresh_schema, schema_url
 
 PROJECT = Path(__file__).resolve().parent.parent

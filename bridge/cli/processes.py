@@ -90,7 +90,7 @@ def _reencrypt_at_start(engine: Engine, cipher: TokenCipher) -> None:
 
 
 def run_migrate(args: argparse.Namespace) -> int:
-    from bridge.db import migrate
+    from bridge.migrate import migrate
 
     settings = Settings.from_env()
     migrate(settings.database_url)

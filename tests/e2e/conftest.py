@@ -24,7 +24,7 @@ from bridge.clients import PortalClients
 from bridge.config import PortalConfig, Settings
 from bridge.deployment import SandboxDeployment
 from bridge.harness import Sandbox, bind_outgoing_webhook, demo_portal, free_port
-from bridge.installs import Verdict, verify_waiting
+from bridge.install_checks import Verdict, verify_waiting
 from bridge.models import CalendarMapping, InboxEvent, InboxState
 from bridge.notify import Notifier
 from bridge.operations import sync_portals

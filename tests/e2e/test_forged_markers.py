@@ -15,9 +15,10 @@ import pytest
 from sqlalchemy import Engine, delete
 from sqlmodel import col
 
-from bridge.db import create_db_engine, migrate
+from bridge.db import create_db_engine
 from bridge.harness import demo_portal
 from bridge.markers import marks_portal, read_marker
+from bridge.migrate import migrate
 from bridge.models import CalendarMapping, InboxState
 from bridge.operations import purge_portal
 from tests.conftest import fresh_schema, schema_url

@@ -14,7 +14,8 @@ from sqlalchemy import text
 from sqlmodel import Session, select
 
 from bridge.harness import wait_for
-from bridge.installs import KEEP_FINISHED, MAX_WAITING
+from bridge.install_checks import KEEP_FINISHED
+from bridge.installs import MAX_WAITING
 from bridge.models import InboxState, PendingInstall, PortalCredentials
 from bridge.sandbox.bitrix import http_build_query
 from bridge.tokens import reencrypt

@@ -19,9 +19,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bridge.app import create_app
-from bridge.db import create_db_engine, migrate
+from bridge.db import create_db_engine
 from bridge.deployment import SandboxDeployment, settled
 from bridge.harness import Sandbox, demo_portal, wait_for
+from bridge.migrate import migrate
 from bridge.sandbox.google import generate_service_account
 from bridge.sandbox.server import ServerThread
 from tests.conftest import POSTGRES_URL, fresh_schema, schema_url

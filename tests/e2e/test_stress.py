@@ -16,9 +16,10 @@ import pytest
 import sqlalchemy
 from sqlmodel import Session, select
 
-from bridge.db import create_db_engine, migrate
+from bridge.db import create_db_engine
 from bridge.deployment import Deployment
 from bridge.harness import Sandbox, free_port, wait_for
+from bridge.migrate import migrate
 from bridge.models import CalendarMapping, InboxEvent, InboxState
 from bridge.sandbox.bitrix import BitrixEmulator, http_build_query
 from bridge.sandbox.google import GoogleEmulator, generate_service_account
