@@ -10,15 +10,16 @@ state change of a row, and the retry policy, is `bridge.queue`'s.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, func, text
+from sqlalchemy import Connection, Dialect, Engine, bindparam, func, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import (
     DataError,
@@ -267,9 +268,8 @@ def _record(connection: Connection, portal_key: str, event: BitrixEvent) -> Reco
 def _record_group(connection: Connection, rows: list[dict[str, Any]]) -> list[Recorded | Exception]:
     """The rows in one INSERT; a row whose copy waits from before returns that copy, and of
     identical rows in the group the first is new and the others its duplicates."""
-    many = _MANY[connection.dialect.name == "postgresql"]
     fresh: dict[tuple[str, str], list[int]] = {}
-    for new_id, portal_key, dedup_key in connection.execute(many, rows):
+    for new_id, portal_key, dedup_key in _insert_group(connection, rows):
         fresh.setdefault((portal_key, dedup_key), []).append(int(new_id))
     kept: dict[tuple[str, str], int] = {}
     outcomes: list[Recorded | Exception] = []
@@ -322,10 +322,53 @@ _STATEMENTS = {
     for postgres in (False, True)
 }
 # Executed with a list of rows: one INSERT … VALUES (…), (…) … RETURNING (insertmanyvalues).
-_MANY = {
-    postgres: _insert(postgres).returning(_TABLE.c.id, _TABLE.c.portal_key, _TABLE.c.dedup_key)
-    for postgres in (False, True)
-}
+
+
+def _insert_group(connection: Connection, rows: list[dict[str, Any]]) -> Iterable[Any]:
+    """The group's `INSERT … ON CONFLICT DO NOTHING RETURNING id, portal_key, dedup_key`, sent as
+    the driver's own SQL with the values bound by the columns' types. SQLAlchemy would expand
+    the statement row by row for every group, in the writer thread, which holds the GIL that the
+    requests being answered need."""
+    dialect = connection.dialect
+    binds = _bind_processors(dialect)
+    values = [
+        bind(row[name]) if bind is not None else row[name] for row in rows for name, bind in binds
+    ]
+    sql = _group_sql(dialect.name, dialect.paramstyle == "qmark", len(rows))
+    return connection.exec_driver_sql(sql, tuple(values))
+
+
+# The columns `_row` fills, in the order the group's INSERT names them.
+_ROW_COLUMNS = (
+    "portal_key",
+    "event",
+    "section_id",
+    "entry_id",
+    "dedup_key",
+    "payload",
+    "state",
+    "attempts",
+    "outcome",
+    "received_at",
+    "next_attempt_at",
+    "finished_at",
+)
+
+
+@functools.cache
+def _bind_processors(dialect: Dialect) -> list[tuple[str, Callable[[Any], Any] | None]]:
+    return [(name, _TABLE.c[name].type.bind_processor(dialect)) for name in _ROW_COLUMNS]
+
+
+@functools.cache  # one per group size seen: at most `InboxWriter.max_batch` per dialect
+def _group_sql(dialect_name: str, qmark: bool, size: int) -> str:
+    mark = "?" if qmark else "%s"
+    row = f"({', '.join([mark] * len(_ROW_COLUMNS))})"
+    return (
+        f"INSERT INTO inbox_event ({', '.join(_ROW_COLUMNS)}) VALUES {', '.join([row] * size)} "
+        "ON CONFLICT (portal_key, dedup_key) WHERE state = 'pending' DO NOTHING "
+        "RETURNING id, portal_key, dedup_key"
+    )
 
 
 def count_by_state(engine: Engine, portal_key: str | None = None) -> dict[str, int]:
