@@ -217,8 +217,8 @@ def _bitrix_figures(label: str, run: dict[str, Any], size: str, database: str) -
                 f"{label}: Bitrix24 part (first → last request) vs bucket floor",
                 f"{span:.1f} s vs {floor:.1f} s ({_ratio(span, floor)}); start-up before it "
                 f"{starts[0]:.1f} s, after it {run['wall'] - starts[-1]:.1f} s",
-                f"<= {WITHIN:g}x floor",
-                span <= WITHIN * floor,
+                f"<= {WITHIN:g}x floor" if held else "",
+                span <= WITHIN * floor if held else None,
             )
         )
     return figures
