@@ -74,7 +74,7 @@ def apply_action(
         return _retire(lease, portal, action, google, settle)
     section = action.section
     assert section is not None
-    record = mapping_record(lease, section)
+    record = mapping_record(lease, section, action.mapping)
     try:
         steps = _steps(lease, portal, action, section, record, google, observed)
     except BaseException:

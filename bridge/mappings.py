@@ -73,16 +73,20 @@ class MappingRecord:
         self.stored = _changeable(self.row)
 
 
-def mapping_record(lease: Lease, section: Section) -> MappingRecord:
+def mapping_record(lease: Lease, section: Section, planned: MappedCalendar | None) -> MappingRecord:
     """The section's mapping, or a new one in state `creating` with a fresh nonce (not written:
-    the first `save` does that, before any insert)."""
-    query = select(CalendarMapping).where(
-        CalendarMapping.portal_key == lease.portal_key, CalendarMapping.section_id == section.id
-    )
-    with Session(lease.engine, expire_on_commit=False) as session:
-        existing = session.exec(query).first()
-    if existing is not None:
-        return MappingRecord(existing, _changeable(existing))
+    the first `save` does that, before any insert). `planned` is the mapping the action was
+    planned with: None means the plan, made under this lease, saw no row, and only the lease's
+    holder writes them, so there is none to read."""
+    if planned is not None:
+        query = select(CalendarMapping).where(
+            CalendarMapping.portal_key == lease.portal_key,
+            CalendarMapping.section_id == section.id,
+        )
+        with Session(lease.engine, expire_on_commit=False) as session:
+            existing = session.exec(query).first()
+        if existing is not None:
+            return MappingRecord(existing, _changeable(existing))
     mapping = CalendarMapping(
         portal_key=lease.portal_key,
         section_id=section.id,
