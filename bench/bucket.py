@@ -99,3 +99,39 @@ def against_floor(
         floor=floor_ms,
         goal=Goal(WITHIN, of_floor=True),
     )
+
+
+def below_drain(
+    benchmark: str,
+    what: str,
+    setup: str,
+    percentiles_ms: tuple[float, float, float, float],
+    *,
+    complete: bool,
+    p50_ms: float,
+    p99_ms: float,
+) -> list[Figure]:
+    """A phase below the drain rate, held to absolute targets: `what` is the latency's name
+    ("200 → calendar exists"), `percentiles_ms` its p50, p95, p99 and max; `complete` is whether
+    every event of the phase got there (the p50 stands only then)."""
+    p50, p95, p99, top = percentiles_ms
+    return [
+        Figure(
+            benchmark,
+            f"{what}, p50 ms ({setup})",
+            f"{p50:.0f} ms",
+            f"<= {p50_ms:.0f} ms",
+            complete,
+            number=p50,
+            goal=Goal(p50_ms),
+        ),
+        Figure(benchmark, f"{what}, p95", f"{p95:.0f} ms"),
+        Figure(
+            benchmark,
+            f"{what}, p99 ms (max)",
+            f"{p99:.0f} ms ({top:.0f} ms)",
+            f"p99 <= {p99_ms / 1000:g} s",
+            number=p99,
+            goal=Goal(p99_ms),
+        ),
+    ]

@@ -50,7 +50,7 @@ import statistics
 import time
 from typing import Any
 
-from bench.bucket import PER_SECOND, Phase, against_floor, phase_waits
+from bench.bucket import PER_SECOND, Phase, against_floor, below_drain, phase_waits
 from bench.harness import (
     ACTIVE_CALENDARS,
     Portal,
@@ -61,7 +61,7 @@ from bench.harness import (
 )
 from bench.load import Connection, percentile
 from bench.progress import Progress
-from bench.report import Figure, Goal, say
+from bench.report import Figure, say
 from bridge.harness import wait_for
 from bridge.markers import read_marker
 
@@ -179,26 +179,15 @@ def _figures(
         )
         setup = f"{len(phase.arrived)} events at {phase.rate:g}/s, {database}"
         if phase.below_drain:
-            figures += [
-                Figure(
-                    NAME,
-                    f"200 → calendar exists, p50 ms ({setup})",
-                    f"{p50:.0f} ms",
-                    f"<= {P50_MS:.0f} ms",
-                    len(latencies) == len(phase.arrived),
-                    number=p50,
-                    goal=Goal(P50_MS),
-                ),
-                Figure(NAME, "200 → calendar exists, p95", f"{p95:.0f} ms"),
-                Figure(
-                    NAME,
-                    "200 → calendar exists, p99 ms (max)",
-                    f"{p99:.0f} ms ({top:.0f} ms)",
-                    f"p99 <= {P99_MS / 1000:g} s",
-                    number=p99,
-                    goal=Goal(P99_MS),
-                ),
-            ]
+            figures += below_drain(
+                NAME,
+                "200 → calendar exists",
+                setup,
+                (p50, p95, p99, top),
+                complete=len(latencies) == len(phase.arrived),
+                p50_ms=P50_MS,
+                p99_ms=P99_MS,
+            )
         else:
             floor = [waits[s] for s in phase.arrived]
             w50, w99 = (percentile(floor, q) * 1000 for q in (50, 99))
