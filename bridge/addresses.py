@@ -137,19 +137,39 @@ def record_move(engine: Engine, portal: PortalConfig, rest_url: str) -> None:
 
 class AddressMemory:
     """The web's record of values already in the table, so only a process's first sighting of
-    a value costs a database write."""
+    a value costs a database write; and of the senders' address triples already judged, so an
+    event naming what earlier ones named costs one set lookup."""
 
     def __init__(self, limit: int = 10_000) -> None:
         self._seen: set[tuple[str, Address]] = set()
+        self._judged: set[tuple[str, str, str, str]] = set()
         self._limit = limit
 
-    def unseen(self, portal_key: str, found: Sequence[Address]) -> list[Address]:
-        return [address for address in found if (portal_key, address) not in self._seen]
+    def unseen(self, portal: PortalConfig, auth: EventAuth) -> list[Address]:
+        """The addresses the event names that differ from the config and are not recorded."""
+        named = _named(portal, auth)
+        if named in self._judged:
+            return []
+        found = [a for a in unexpected(portal, auth) if (portal.key, a) not in self._seen]
+        if not found:
+            self._judge(named)
+        return found
 
-    def remember(self, portal_key: str, found: Sequence[Address]) -> None:
+    def remember(self, portal: PortalConfig, auth: EventAuth, found: Sequence[Address]) -> None:
+        """`found` (from `unseen`) is recorded now."""
         if len(self._seen) + len(found) > self._limit:
             self._seen.clear()  # authentic senders only; a bound keeps memory flat regardless
-        self._seen.update((portal_key, address) for address in found)
+        self._seen.update((portal.key, address) for address in found)
+        self._judge(_named(portal, auth))
+
+    def _judge(self, named: tuple[str, str, str, str]) -> None:
+        if len(self._judged) >= self._limit:
+            self._judged.clear()
+        self._judged.add(named)
+
+
+def _named(portal: PortalConfig, auth: EventAuth) -> tuple[str, str, str, str]:
+    return (portal.key, auth.domain, auth.client_endpoint, auth.server_endpoint)
 
 
 def claim_unreported(engine: Engine, portal: PortalConfig) -> list[Address]:

@@ -17,9 +17,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
-from bridge.addresses import AddressMemory
+from bridge.addresses import Address, AddressMemory
 from bridge.addresses import record as record_addresses
-from bridge.addresses import unexpected as unexpected_addresses
 from bridge.config import PortalConfig
 from bridge.credentials import installed_token, record_uninstall
 from bridge.events import (
@@ -137,7 +136,8 @@ class Deliveries:
             log.warning("event with a wrong application token refused", extra=fields)
             count_delivery(portal.key, event.event, "wrong_token")
             return error_response(401, "auth[application_token] is wrong")
-        await self._note_addresses(portal, event.auth)
+        if found := self.addresses.unseen(portal, event.auth):
+            await self._note_addresses(portal, event.auth, found)
         if event.event == UNINSTALL:
             await run_in_threadpool(record_uninstall, self.engine, portal)
             log.warning("the app was uninstalled; the portal's work stops", extra=fields)
@@ -179,12 +179,11 @@ class Deliveries:
         count_delivery(portal.key, event.event, "pending")
         return JSONResponse({"status": "pending verification", "id": recorded.id})
 
-    async def _note_addresses(self, portal: PortalConfig, auth: EventAuth) -> None:
+    async def _note_addresses(
+        self, portal: PortalConfig, auth: EventAuth, found: list[Address]
+    ) -> None:
         """Record addresses the config does not imply, before the event, so the worker that
         takes the event sees them; a failure here never costs the event its 200."""
-        found = self.addresses.unseen(portal.key, unexpected_addresses(portal, auth))
-        if not found:
-            return
         try:
             await run_in_threadpool(record_addresses, self.engine, portal, found)
         except Exception as exc:  # a report must never cost an authentic event its 200
@@ -194,7 +193,7 @@ class Deliveries:
                 extra={"portal": portal.key},
             )
             return
-        self.addresses.remember(portal.key, found)
+        self.addresses.remember(portal, auth, found)
 
 
 def _refused_install(
@@ -218,11 +217,14 @@ def _refused_install(
 async def _read_body(request: Request, timeout: float) -> bytes:
     """The body, whole within `timeout` seconds (else TimeoutError): a trickle holds nothing."""
     declared = request.headers.get("content-length", "")
-    if declared.isascii() and declared.isdigit() and int(declared[:20]) > MAX_BODY_BYTES:
-        raise _BodyTooLarge
+    if declared.isascii() and declared.isdigit():
+        if len(declared) > 20 or int(declared) > MAX_BODY_BYTES:
+            raise _BodyTooLarge
+        async with asyncio.timeout(timeout):  # the server ends the body at its declared length
+            return await request.body()
     chunks: list[bytes] = []
     size = 0
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(timeout):  # chunked: counted as it comes
         async for chunk in request.stream():
             size += len(chunk)
             if size > MAX_BODY_BYTES:

@@ -274,6 +274,42 @@ def test_a_body_that_trickles_in_is_cut_off_with_408(make_bridge: MakeBridge) ->
     assert post(bridge, "/bitrix/events", body, FORM).status_code == 200
 
 
+def _answer_to_raw(bridge: Bridge, head: str, body: bytes) -> bytes:
+    """What the bridge answers to a request sent as raw bytes (the body as far as it reads)."""
+    url = urlsplit(bridge.web_url)
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(head.encode())
+        for start in range(0, len(body), 16_384):
+            if select.select([sock], [], [], 0)[0]:
+                break  # answered before the rest was sent
+            sock.sendall(body[start : start + 16_384])
+        return sock.recv(4096)
+
+
+def test_a_body_over_the_limit_is_refused_however_its_length_is_written(
+    make_bridge: MakeBridge,
+) -> None:
+    """A length padded with zeros (to the 20 digits the server reads), and a chunked body
+    without one, are both refused with 413 (nothing held in memory past the limit), and nothing
+    is stored."""
+    bridge = make_bridge(worker=False)
+    url = urlsplit(bridge.web_url)
+    big = b"event=" + b"A" * 1_048_576
+    start = f"POST /bitrix/events HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Type: {FORM}\r\n"
+    padded = start + f"Content-Length: {len(big):0>20}\r\n\r\n"
+    chunked = start + "Transfer-Encoding: chunked\r\n\r\n"
+    chunks = b"".join(
+        b"%x\r\n%s\r\n" % (len(big[i : i + 8192]), big[i : i + 8192])
+        for i in range(0, len(big), 8192)
+    )
+
+    for head, body in ((padded, big), (chunked, chunks + b"0\r\n\r\n")):
+        answer = _answer_to_raw(bridge, head, body)
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert bridge.inbox() == []
+    assert post(bridge, "/bitrix/events", genuine(bridge, 7), FORM).status_code == 200
+
+
 def test_a_locked_inbox_answers_503_within_the_bound(make_bridge: MakeBridge) -> None:
     bridge = make_bridge(worker=False, web={"store_timeout": 1.0})
     # SQLite: the holder's BEGIN IMMEDIATE takes the write lock; PostgreSQL: the table lock.
