@@ -4,10 +4,11 @@ and a latency figure held against that floor."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from bench.report import Figure, Goal
+from bench.load import percentile
+from bench.report import Figure, Goal, say
 
 BURST, PER_SECOND = 50, 2.0  # Bitrix24's bucket, in the emulator and in the bridge's client
 PER_READ = 50  # ids one `batch` request reads (`bridge.entry_reads.BATCH`)
@@ -135,3 +136,18 @@ def below_drain(
             goal=Goal(p99_ms),
         ),
     ]
+
+
+def phase_latencies(
+    benchmark: str, phase: Phase, exists: Mapping[str, float]
+) -> tuple[list[float], tuple[float, float, float, float]]:
+    """The phase's latencies in seconds (arrival → `exists`, for the events that got there), and
+    their p50, p95, p99 and max in ms, also said as a line of progress."""
+    latencies = [exists[key] - t for key, t in phase.arrived.items() if key in exists]
+    p50, p95, p99 = (percentile(latencies, q) * 1000 for q in (50, 95, 99))
+    top = max(latencies, default=0.0) * 1000
+    say(
+        f"  {benchmark} {phase.label}: p50 {p50:.0f} ms p95 {p95:.0f} ms p99 {p99:.0f} ms "
+        f"over {len(latencies)} of {len(phase.arrived)}"
+    )
+    return latencies, (p50, p95, p99, top)

@@ -50,7 +50,7 @@ import statistics
 import time
 from typing import Any
 
-from bench.bucket import PER_SECOND, Phase, against_floor, below_drain, phase_waits
+from bench.bucket import PER_SECOND, Phase, against_floor, below_drain, phase_latencies, phase_waits
 from bench.harness import (
     ACTIVE_CALENDARS,
     Portal,
@@ -61,7 +61,7 @@ from bench.harness import (
 )
 from bench.load import Connection, percentile
 from bench.progress import Progress
-from bench.report import Figure, say
+from bench.report import Figure
 from bridge.harness import wait_for
 from bridge.markers import read_marker
 
@@ -170,13 +170,7 @@ def _figures(
     for phase in phases:
         if not phase.arrived:
             continue
-        latencies = [exists[s] - t for s, t in phase.arrived.items() if s in exists]
-        p50, p95, p99 = (percentile(latencies, q) * 1000 for q in (50, 95, 99))
-        top = max(latencies, default=0.0) * 1000
-        say(
-            f"  {NAME} {phase.label}: p50 {p50:.0f} ms p95 {p95:.0f} ms p99 {p99:.0f} ms "
-            f"over {len(latencies)} of {len(phase.arrived)}"
-        )
+        latencies, (p50, p95, p99, top) = phase_latencies(NAME, phase, exists)
         setup = f"{len(phase.arrived)} events at {phase.rate:g}/s, {database}"
         if phase.below_drain:
             figures += below_drain(

@@ -24,7 +24,7 @@ import json
 import time
 from typing import Any
 
-from bench.bucket import PER_SECOND, Phase, against_floor, below_drain, phase_waits
+from bench.bucket import PER_SECOND, Phase, against_floor, below_drain, phase_latencies, phase_waits
 from bench.harness import (
     ACTIVE_ENTRIES,
     Portal,
@@ -37,7 +37,7 @@ from bench.harness import (
 )
 from bench.load import Connection, percentile
 from bench.progress import Progress
-from bench.report import Figure, say
+from bench.report import Figure
 from bridge.harness import Sandbox, wait_for
 
 NAME = "entry-latency"
@@ -152,14 +152,8 @@ def _figures(
     for phase in phases:
         if not phase.arrived:
             continue
-        latencies = [exists[e] - t for e, t in phase.arrived.items() if e in exists]
-        p50, p95, p99 = (percentile(latencies, q) * 1000 for q in (50, 95, 99))
-        top = max(latencies, default=0.0) * 1000
+        latencies, (p50, p95, p99, top) = phase_latencies(NAME, phase, exists)
         queued = [sent[e] - t for e, t in phase.arrived.items() if e in sent]
-        say(
-            f"  {NAME} {phase.label}: p50 {p50:.0f} ms p95 {p95:.0f} ms p99 {p99:.0f} ms "
-            f"over {len(latencies)} of {len(phase.arrived)}"
-        )
         setup = f"{len(phase.arrived)} entries at {phase.rate:g}/s, {database}"
         if phase.below_drain:
             figures += below_drain(
