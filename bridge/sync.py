@@ -133,10 +133,14 @@ def _read(
     for `Everything` the calendars listed in Google, read while Bitrix24 is: the two reads do not
     depend on each other, and for a large portal each takes seconds (the Bitrix24 one at the
     bucket's pace, Google's at 250 calendars a page)."""
-    with ThreadPoolExecutor(1, "google-list") as pool:
-        listing = pool.submit(_owned_calendars, clients) if isinstance(scope, Everything) else None
+    listed = None
+    if isinstance(scope, Everything):
+        with ThreadPoolExecutor(1, "google-list") as pool:
+            listing = pool.submit(_owned_calendars, clients)
+            selection = resolve_sections(clients.bitrix, portal.mirror)
+            listed = listing.result()
+    else:  # the event path: no Google list, no thread
         selection = resolve_sections(clients.bitrix, portal.mirror)
-        listed = listing.result() if listing is not None else None
     query = select(CalendarMapping).where(CalendarMapping.portal_key == portal.key)
     if isinstance(scope, Sections):
         query = query.where(col(CalendarMapping.section_id).in_(scope.ids))
