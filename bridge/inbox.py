@@ -61,6 +61,14 @@ _STORE_FAULTS = (OperationalError, InterfaceError, DisconnectionError, SQLAlchem
 _CONTENT_FAULTS = (DataError, IntegrityError, UnicodeError, ValueError)
 
 
+@functools.cache
+def _store_faults(dialect: Dialect) -> tuple[type[Exception], ...]:
+    """The store's faults as SQLAlchemy raises them and as the driver itself does (PEP 249),
+    for the group that is written on the driver's connection."""
+    dbapi = dialect.loaded_dbapi
+    return (*_STORE_FAULTS, dbapi.OperationalError, dbapi.InterfaceError)
+
+
 class InboxWriter:
     """Group commit for the web process: concurrent deliveries are written by one thread, many
     to a transaction (one multi-row INSERT), and each request is answered once its transaction
@@ -98,8 +106,7 @@ class InboxWriter:
         wait = 2 * self.store_timeout
         self._queue.put(_Pending(portal_key, event, loop, future, time.monotonic() + wait))
         self._ensure_thread()
-        late = StoreUnavailable(f"not committed within {wait:g} s")
-        timer = loop.call_later(wait, _settle, future, late)
+        timer = loop.call_later(wait, _too_late, future, wait)
         try:
             return await future
         finally:
@@ -114,6 +121,9 @@ class InboxWriter:
             thread.join(timeout)
 
     def _ensure_thread(self) -> None:
+        thread = self._thread
+        if thread is not None and thread.is_alive():  # every request but the first: no lock
+            return
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, daemon=True, name="inbox-writer")
@@ -173,12 +183,13 @@ class InboxWriter:
                 connection.execute(_BOUND_WAITS, {"limit": f"{limit}ms"})
         return connection
 
-    def _write(self, connection: Connection, batch: list[_Pending]) -> list[Recorded | Exception]:
+    def _write(
+        self, connection: Connection, batch: list[_Pending]
+    ) -> Sequence[Recorded | Exception]:
         rows = [_row(p.portal_key, p.event) for p in batch]  # encoded and hashed here, once
         try:
-            with connection.begin():
-                return _record_group(connection, rows)
-        except _STORE_FAULTS:
+            return _commit_group(connection, rows)
+        except _store_faults(connection.dialect):
             raise
         except Exception:  # one delivery's content: write each in a savepoint of its own
             pass
@@ -209,7 +220,7 @@ def _cause(error: Exception) -> str:
     return original.__class__.__name__
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Pending:
     portal_key: str
     event: BitrixEvent
@@ -230,6 +241,10 @@ def _settle_all(batch: list[_Pending], outcomes: Sequence[Recorded | Exception])
 def _settle_each(settled: list[tuple[_Pending, Recorded | Exception]]) -> None:
     for pending, outcome in settled:
         _settle(pending.future, outcome)
+
+
+def _too_late(future: asyncio.Future[Recorded], wait: float) -> None:
+    _settle(future, StoreUnavailable(f"not committed within {wait:g} s"))
 
 
 def _settle(future: asyncio.Future[Recorded], outcome: Recorded | Exception) -> None:
@@ -265,14 +280,48 @@ def _record(connection: Connection, portal_key: str, event: BitrixEvent) -> Reco
     return _insert_one(connection, _row(portal_key, event))
 
 
-def _record_group(connection: Connection, rows: list[dict[str, Any]]) -> list[Recorded | Exception]:
-    """The rows in one INSERT; a row whose copy waits from before returns that copy, and of
-    identical rows in the group the first is new and the others its duplicates."""
+class _TwinTaken(Exception):
+    """A row's waiting twin left `pending` between the INSERT and the look-up (PostgreSQL: the
+    worker took it); the group is written again row by row, where `_insert_one` retries."""
+
+
+def _commit_group(connection: Connection, rows: list[dict[str, Any]]) -> list[Recorded]:
+    """The rows in one transaction of their own, sent on the driver's connection as the hand-
+    written writer of the durable floor does: BEGIN, one INSERT, COMMIT. SQLAlchemy's
+    transaction and execution objects would cost the writer thread, which holds the GIL that
+    the requests being answered need, more than the statements themselves at one row a group.
+    Any error rolls the transaction back before it goes on, so the connection is clean for the
+    caller's row-by-row retry or is invalidated by it."""
+    dialect = connection.dialect
+    qmark = dialect.paramstyle == "qmark"
+    raw: Any = connection.connection.dbapi_connection
+    cursor = raw.cursor()
+    try:
+        if dialect.name == "sqlite":
+            cursor.execute("BEGIN IMMEDIATE")  # as `bridge.db` begins every SQLite transaction
+        cursor.execute(_group_sql(dialect.name, qmark, len(rows)), _group_values(dialect, rows))
+        outcomes = _group_outcomes(rows, cursor.fetchall(), lambda row: _twin(cursor, qmark, row))
+        raw.commit()
+    except BaseException:
+        raw.rollback()
+        raise
+    finally:
+        cursor.close()
+    return outcomes
+
+
+def _group_outcomes(
+    rows: list[dict[str, Any]],
+    inserted: Iterable[Sequence[Any]],
+    twin: Callable[[dict[str, Any]], Recorded],
+) -> list[Recorded]:
+    """What each row of a group became: of identical rows the first is new and the others its
+    duplicates; a row whose copy waits from before is that copy's duplicate (`twin`)."""
     fresh: dict[tuple[str, str], list[int]] = {}
-    for new_id, portal_key, dedup_key in _insert_group(connection, rows):
+    for new_id, portal_key, dedup_key in inserted:
         fresh.setdefault((portal_key, dedup_key), []).append(int(new_id))
     kept: dict[tuple[str, str], int] = {}
-    outcomes: list[Recorded | Exception] = []
+    outcomes: list[Recorded] = []
     for row in rows:
         key = (row["portal_key"], row["dedup_key"])
         if ids := fresh.get(key):
@@ -281,8 +330,21 @@ def _record_group(connection: Connection, rows: list[dict[str, Any]]) -> list[Re
         elif key in kept:
             outcomes.append(Recorded(id=kept[key], duplicate=True))
         else:
-            outcomes.append(_insert_one(connection, row))
+            outcomes.append(twin(row))
     return outcomes
+
+
+def _twin(cursor: Any, qmark: bool, row: dict[str, Any]) -> Recorded:
+    mark = "?" if qmark else "%s"
+    cursor.execute(
+        f"SELECT id FROM inbox_event WHERE portal_key = {mark} AND dedup_key = {mark} "
+        "AND state = 'pending'",
+        (row["portal_key"], row["dedup_key"]),
+    )
+    found = cursor.fetchone()
+    if found is None:
+        raise _TwinTaken
+    return Recorded(id=int(found[0]), duplicate=True)
 
 
 def _insert_one(connection: Connection, row: dict[str, Any]) -> Recorded:
@@ -324,18 +386,13 @@ _STATEMENTS = {
 # Executed with a list of rows: one INSERT … VALUES (…), (…) … RETURNING (insertmanyvalues).
 
 
-def _insert_group(connection: Connection, rows: list[dict[str, Any]]) -> Iterable[Any]:
-    """The group's `INSERT … ON CONFLICT DO NOTHING RETURNING id, portal_key, dedup_key`, sent as
-    the driver's own SQL with the values bound by the columns' types. SQLAlchemy would expand
-    the statement row by row for every group, in the writer thread, which holds the GIL that the
-    requests being answered need."""
-    dialect = connection.dialect
+def _group_values(dialect: Dialect, rows: list[dict[str, Any]]) -> tuple[Any, ...]:
+    """The group's values in `_ROW_COLUMNS` order, bound by the columns' types as SQLAlchemy
+    would bind them (SQLAlchemy itself would expand the statement row by row for every group)."""
     binds = _bind_processors(dialect)
-    values = [
+    return tuple(
         bind(row[name]) if bind is not None else row[name] for row in rows for name, bind in binds
-    ]
-    sql = _group_sql(dialect.name, dialect.paramstyle == "qmark", len(rows))
-    return connection.exec_driver_sql(sql, tuple(values))
+    )
 
 
 # The columns `_row` fills, in the order the group's INSERT names them.
