@@ -414,7 +414,12 @@ _ROW_COLUMNS = (
 
 @functools.cache
 def _bind_processors(dialect: Dialect) -> list[tuple[str, Callable[[Any], Any] | None]]:
-    return [(name, _TABLE.c[name].type.bind_processor(dialect)) for name in _ROW_COLUMNS]
+    """Each column's processor as the dialect binds it: on SQLite a datetime becomes SQLAlchemy's
+    own text (microseconds always written), not the driver's default adapter's."""
+    return [
+        (name, _TABLE.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+        for name in _ROW_COLUMNS
+    ]
 
 
 @functools.cache  # one per group size seen: at most `InboxWriter.max_batch` per dialect
