@@ -5,8 +5,9 @@ PostgreSQL, beside two floors under the same uvicorn: bare Starlette that parses
 body and answers without storing (`bench.floor`), and, per database, bare Starlette that parses
 it, checks the portal and commits it durably with the raw driver, concurrent deliveries grouped
 into one commit (`bench.durable_floor`). The bridge is held against the durable floor. Each
-point is a closed loop at fixed concurrency; every request carries a new section id, so every
-200 is a new inbox row.
+point is a closed loop at fixed concurrency, measured in `--rounds` slices in which the servers
+take turns, so a machine whose speed drifts (a shared VM's does) slows them alike; every request
+carries a new section id, so every 200 is a new inbox row.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import asyncio
 from contextlib import ExitStack
 
 from bench.harness import DATABASES, deployment, fresh_database, register_portal, running_emulators
-from bench.load import LoadResult, run_load
+from bench.load import LoadResult, combined, run_load
 from bench.progress import Progress
 from bench.report import Figure, Goal, say
 
@@ -49,6 +50,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--databases", nargs="+", choices=DATABASES, default=list(DATABASES), help="(default both)"
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="slices each point's seconds are cut into, the servers taking turns in every slice, "
+        "so that a drift in the machine's speed falls on the bridge and its floors alike "
+        "(default 3)",
+    )
 
 
 def run(args: argparse.Namespace) -> list[Figure]:
@@ -77,21 +86,29 @@ def run(args: argparse.Namespace) -> list[Figure]:
         results: dict[tuple[str, int], LoadResult] = {}
         first = 0
         for concurrency in args.concurrency:
-            for target, url in urls.items():
-                progress = Progress(f"{NAME} {target} c={concurrency}", unit=" requests")
-                results[target, concurrency] = result = asyncio.run(
-                    run_load(
-                        f"{url}/bitrix/events",
-                        body,
-                        concurrency=concurrency,
-                        seconds=args.seconds,
-                        warmup=args.warmup,
-                        progress=progress,
-                        first=first,
+            slices: dict[str, list[LoadResult]] = {target: [] for target in urls}
+            for round_ in range(args.rounds):
+                for target, url in urls.items():
+                    label = f"{NAME} {target} c={concurrency} ({round_ + 1}/{args.rounds})"
+                    progress = Progress(label, unit=" requests")
+                    slices[target].append(
+                        asyncio.run(
+                            run_load(
+                                f"{url}/bitrix/events",
+                                body,
+                                concurrency=concurrency,
+                                seconds=args.seconds / args.rounds,
+                                # later slices only refill the closed loop
+                                warmup=args.warmup if round_ == 0 else min(args.warmup, 0.2),
+                                progress=progress,
+                                first=first,
+                            )
+                        )
                     )
-                )
-                progress.close()
-                first += 10_000_000  # fresh section ids for every point
+                    progress.close()
+                    first += 10_000_000  # fresh section ids for every slice
+            for target in urls:
+                results[target, concurrency] = result = combined(slices[target])
                 bad = {s: n for s, n in result.statuses.items() if s != 200}
                 say(
                     f"  {target} c={concurrency}: {result.per_second:.0f}/s "

@@ -37,6 +37,17 @@ class LoadResult:
         return percentile(self.latencies, q) * 1000
 
 
+def combined(results: list[LoadResult]) -> LoadResult:
+    """One point's figures from the slices it was measured in."""
+    whole = LoadResult(concurrency=results[0].concurrency)
+    for result in results:
+        whole.seconds += result.seconds
+        whole.latencies += result.latencies
+        whole.statuses += result.statuses
+        whole.acked_at |= result.acked_at
+    return whole
+
+
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile; 0 for no values."""
     if not values:

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Engine, bindparam, func, text
@@ -186,7 +187,8 @@ class InboxWriter:
     def _write(
         self, connection: Connection, batch: list[_Pending]
     ) -> Sequence[Recorded | Exception]:
-        rows = [_row(p.portal_key, p.event) for p in batch]  # encoded and hashed here, once
+        now = utcnow()  # one timestamp a group: its rows are committed together
+        rows = [_row(p.portal_key, p.event, now) for p in batch]  # encoded and hashed here, once
         try:
             return _commit_group(connection, rows)
         except _store_faults(connection.dialect):
@@ -256,10 +258,9 @@ def _settle(future: asyncio.Future[Recorded], outcome: Recorded | Exception) -> 
         future.set_result(outcome)
 
 
-def _row(portal_key: str, event: BitrixEvent) -> dict[str, Any]:
+def _row(portal_key: str, event: BitrixEvent, now: datetime) -> dict[str, Any]:
     """The event's inbox row: its payload encoded and its dedup key hashed once, here."""
     state = InboxState.PENDING if event.handled else InboxState.IGNORED
-    now = utcnow()
     return {
         "portal_key": portal_key,
         "event": event.event,
@@ -277,7 +278,7 @@ def _row(portal_key: str, event: BitrixEvent) -> dict[str, Any]:
 
 
 def _record(connection: Connection, portal_key: str, event: BitrixEvent) -> Recorded:
-    return _insert_one(connection, _row(portal_key, event))
+    return _insert_one(connection, _row(portal_key, event, utcnow()))
 
 
 class _TwinTaken(Exception):
@@ -390,9 +391,18 @@ def _group_values(dialect: Dialect, rows: list[dict[str, Any]]) -> tuple[Any, ..
     """The group's values in `_ROW_COLUMNS` order, bound by the columns' types as SQLAlchemy
     would bind them (SQLAlchemy itself would expand the statement row by row for every group)."""
     binds = _bind_processors(dialect)
-    return tuple(
-        bind(row[name]) if bind is not None else row[name] for row in rows for name, bind in binds
-    )
+    bound: dict[tuple[type, Any], Any] = {}  # a group's rows share their timestamp and states
+    values: list[Any] = []
+    for row in rows:
+        for name, kind, bind in binds:
+            value = row[name]
+            if bind is not None and value is not None:
+                key = (kind, value)
+                if key not in bound:
+                    bound[key] = bind(value)
+                value = bound[key]
+            values.append(value)
+    return tuple(values)
 
 
 # The columns `_row` fills, in the order the group's INSERT names them.
@@ -413,13 +423,11 @@ _ROW_COLUMNS = (
 
 
 @functools.cache
-def _bind_processors(dialect: Dialect) -> list[tuple[str, Callable[[Any], Any] | None]]:
-    """Each column's processor as the dialect binds it: on SQLite a datetime becomes SQLAlchemy's
-    own text (microseconds always written), not the driver's default adapter's."""
-    return [
-        (name, _TABLE.c[name].type.dialect_impl(dialect).bind_processor(dialect))
-        for name in _ROW_COLUMNS
-    ]
+def _bind_processors(dialect: Dialect) -> list[tuple[str, type, Callable[[Any], Any] | None]]:
+    """Each column's type and processor as the dialect binds it: on SQLite a datetime becomes
+    SQLAlchemy's own text (microseconds always written), not the driver's default adapter's."""
+    types = [(name, _TABLE.c[name].type) for name in _ROW_COLUMNS]
+    return [(name, type(t), t.dialect_impl(dialect).bind_processor(dialect)) for name, t in types]
 
 
 @functools.cache  # one per group size seen: at most `InboxWriter.max_batch` per dialect
