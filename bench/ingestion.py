@@ -6,7 +6,8 @@ body and answers without storing (`bench.floor`), and, per database, bare Starle
 it, checks the portal and commits it durably with the raw driver, concurrent deliveries grouped
 into one commit (`bench.durable_floor`). The bridge is held against the durable floor. Each
 point is a closed loop at fixed concurrency, measured in `--rounds` slices in which the servers
-take turns, so a machine whose speed drifts (a shared VM's does) slows them alike; every request
+take turns (every other round in reverse order), so a machine whose speed drifts (a shared VM's
+does) slows them alike; every request
 carries a new section id, so every 200 is a new inbox row.
 """
 
@@ -88,7 +89,10 @@ def run(args: argparse.Namespace) -> list[Figure]:
         for concurrency in args.concurrency:
             slices: dict[str, list[LoadResult]] = {target: [] for target in urls}
             for round_ in range(args.rounds):
-                for target, url in urls.items():
+                # every other round backwards, so no server always runs right after another
+                # (whose writes the disk may still be flushing)
+                order = list(urls.items())
+                for target, url in order if round_ % 2 == 0 else reversed(order):
                     label = f"{NAME} {target} c={concurrency} ({round_ + 1}/{args.rounds})"
                     progress = Progress(label, unit=" requests")
                     slices[target].append(

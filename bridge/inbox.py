@@ -105,10 +105,12 @@ class InboxWriter:
         if self._queue.qsize() >= self.max_queue:
             raise StoreUnavailable("the inbox writer's queue is full")
         wait = 2 * self.store_timeout
-        self._queue.put(_Pending(portal_key, event, loop, future, time.monotonic() + wait))
-        self._ensure_thread()
         timer = loop.call_later(wait, _too_late, future, wait)
         try:
+            self._ensure_thread()
+            # Last before the wait: the writer wakes wanting the GIL, which this thread then
+            # gives up at once instead of making it wait.
+            self._queue.put(_Pending(portal_key, event, loop, future, time.monotonic() + wait))
             return await future
         finally:
             timer.cancel()
