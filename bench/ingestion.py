@@ -7,8 +7,7 @@ it, checks the portal and commits it durably with the raw driver, concurrent del
 into one commit (`bench.durable_floor`). The bridge is held against the durable floor. Each
 point is a closed loop at fixed concurrency, measured in `--rounds` slices in which the servers
 take turns (every other round in reverse order), so a machine whose speed drifts (a shared VM's
-does) slows them alike; every request
-carries a new section id, so every 200 is a new inbox row.
+does) slows them alike. Every request carries a new section id, so every 200 is a new inbox row.
 """
 
 from __future__ import annotations

@@ -97,11 +97,14 @@ class BitrixEvent:
     def handled(self) -> bool:
         return self.event in HANDLED_EVENTS or self.event in PORTAL_EVENTS
 
-    @property
-    def dedup_key(self) -> str:
-        """Identical re-deliveries of one event share this key."""
-        canonical = json.dumps(self.payload, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+    def encoded(self) -> tuple[str, str]:
+        """The payload as the inbox keeps it (JSON, keys sorted, no spaces, text as it came) and
+        its dedup key, that text's SHA-256, which identical re-deliveries share: one encoding
+        for both. For a payload of ASCII text the key is the one earlier versions stored. Text
+        the database cannot take (a lone surrogate) still gets its key: the store refuses that
+        one delivery, not its group."""
+        text = json.dumps(self.payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        return text, hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def parse_body(body: bytes, content_type: str) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import queue
 import threading
 import time
@@ -263,13 +262,14 @@ def _settle(future: asyncio.Future[Recorded], outcome: Recorded | Exception) -> 
 def _row(portal_key: str, event: BitrixEvent, now: datetime) -> dict[str, Any]:
     """The event's inbox row: its payload encoded and its dedup key hashed once, here."""
     state = InboxState.PENDING if event.handled else InboxState.IGNORED
+    payload, dedup_key = event.encoded()
     return {
         "portal_key": portal_key,
         "event": event.event,
         "section_id": event.section_id,
         "entry_id": event.entry_id,
-        "dedup_key": event.dedup_key,
-        "payload": json.dumps(event.payload, ensure_ascii=False, sort_keys=True),
+        "dedup_key": dedup_key,
+        "payload": payload,
         "state": state,
         "attempts": 0,
         "outcome": None if event.handled else f"{event.event} is not an event the bridge handles",

@@ -8,11 +8,12 @@ from dataclasses import replace
 from datetime import timedelta
 
 from sqlalchemy import Engine
+from sqlmodel import Session
 
 from bridge import inbox, queue
 from bridge.events import BitrixEvent, parse_body, read_event
 from bridge.lease import claim_portal
-from bridge.models import InboxState
+from bridge.models import InboxEvent, InboxState
 
 BODY = (
     b"event=ONCALENDARSECTIONUPDATE&data%5Bid%5D=42&ts=1734608536"
@@ -37,6 +38,32 @@ def test_a_waiting_copy_absorbs_re_deliveries_but_a_taken_one_does_not(engine: E
 
     assert taken.id == first.id and taken.state == InboxState.WORKING
     assert later.duplicate is False and later.id != first.id
+
+
+def test_a_copy_waiting_from_an_earlier_version_absorbs_a_re_delivery(engine: Engine) -> None:
+    """The row as the version before one encoding served the payload and its key stored it."""
+    earlier = InboxEvent(
+        portal_key="acme",
+        event="ONCALENDARSECTIONUPDATE",
+        section_id="42",
+        dedup_key="a79de5034a112ad5d169917f876938e7db4a9e60fef81b1b79c55c821ec39b0e",
+        payload='{"auth": {"domain": "acme.bitrix24.com", "member_id": "m1"}, '
+        '"data": {"id": "42"}, "event": "ONCALENDARSECTIONUPDATE", "ts": "1734608536"}',
+    )
+    with Session(engine) as session:
+        session.add(earlier)
+        session.commit()
+        session.refresh(earlier)
+    writer = inbox.InboxWriter(engine)
+
+    async def record() -> inbox.Recorded:
+        return await writer.record("acme", delivery())
+
+    again = asyncio.run(record())
+    writer.close()
+
+    assert again == inbox.Recorded(id=earlier.id, duplicate=True)
+    assert inbox.count_by_state(engine, "acme") == {"pending": 1}
 
 
 def test_copies_within_a_group_collapse_like_copies_across_groups(engine: Engine) -> None:
