@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> list[Figure]:
                                 concurrency=concurrency,
                                 seconds=args.seconds / args.rounds,
                                 # later slices only refill the closed loop
-                                warmup=args.warmup if round_ == 0 else min(args.warmup, 0.2),
+                                warmup=args.warmup if round_ == 0 else min(args.warmup, 0.1),
                                 progress=progress,
                                 first=first,
                             )
