@@ -386,7 +386,6 @@ _STATEMENTS = {
     )
     for postgres in (False, True)
 }
-# Executed with a list of rows: one INSERT … VALUES (…), (…) … RETURNING (insertmanyvalues).
 
 
 def _group_values(dialect: Dialect, rows: list[dict[str, Any]]) -> tuple[Any, ...]:
