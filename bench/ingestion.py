@@ -53,6 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rounds",
         type=int,
+        choices=range(1, 21),
+        metavar="1-20",
         default=3,
         help="slices each point's seconds are cut into, the servers taking turns in every slice, "
         "so that a drift in the machine's speed falls on the bridge and its floors alike "
