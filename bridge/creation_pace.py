@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from sqlalchemy import bindparam, insert
 from sqlmodel import Session, col, func, select
 
 from bridge.google_errors import GoogleError
@@ -30,13 +31,17 @@ def reserve_creation(session: Session, subject: str, limit: int, window: timedel
     """Record one calendar creation by `subject` in `session` (committed by the caller), or
     raise CreationPaced if over the pace."""
     now = utcnow()
-    since = now - window
-    recent = session.exec(
-        select(func.count(), func.min(CalendarCreation.created_at)).where(
-            CalendarCreation.subject == subject, col(CalendarCreation.created_at) > since
-        )
-    ).one()
+    connection = session.connection()
+    recent = connection.execute(_RECENT, {"subject": subject, "since": now - window}).one()
     count, oldest = int(recent[0]), recent[1]
     if count >= limit:
         raise CreationPaced(subject, (oldest or now) + window, limit, window)
-    session.add(CalendarCreation(subject=subject, created_at=now))
+    connection.execute(_RESERVE, {"subject": subject, "created_at": now})
+
+
+# Built once: building a statement costs more than running it.
+_RECENT = select(func.count(), func.min(CalendarCreation.created_at)).where(
+    col(CalendarCreation.subject) == bindparam("subject"),
+    col(CalendarCreation.created_at) > bindparam("since"),
+)
+_RESERVE = insert(CalendarCreation)

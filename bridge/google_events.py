@@ -120,8 +120,7 @@ class GoogleEventGateway:
         filters = [f"{key}={value}" for key, value in sorted(private.items())]
         while True:
             request = (
-                self._calendars.service()
-                .events()
+                self._calendars.resource("events")
                 .list(
                     calendarId=calendar_id,
                     privateExtendedProperty=filters,
@@ -194,7 +193,7 @@ class GoogleEventGateway:
         return self._request_for(call).execute()
 
     def _request_for(self, call: EventCall) -> Any:
-        events = self._calendars.service().events()
+        events = self._calendars.resource("events")
         body = dict(call.body or {})
         if call.method == "insert":
             return events.insert(calendarId=call.calendar_id, body=body, sendUpdates=NO_MAIL)

@@ -13,7 +13,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlmodel import Session, select
+from sqlalchemy import bindparam, insert, update
+from sqlmodel import Session, col, select
 
 from bridge.calendar_state import CalendarState
 from bridge.lease import Lease, fenced
@@ -113,12 +114,23 @@ def update_mapping(session: Session, row: CalendarMapping, **values: object) -> 
 
 
 def _write(session: Session, mapping: CalendarMapping, *, fresh: bool) -> None:
+    connection = session.connection()
     if fresh:
-        session.add(mapping)
+        values = {name: getattr(mapping, name) for name in _INSERTED}
+        mapping.id = connection.execute(_INSERT, values).scalar_one()
         return
-    row = session.get(CalendarMapping, mapping.id)
-    assert row is not None  # only this lease's holder removes mapping rows
-    update_mapping(session, row, **{name: getattr(mapping, name) for name in _CHANGEABLE})
+    # Only this lease's holder changes or removes mapping rows: the row in memory is the row.
+    mapping.updated_at = utcnow()
+    values = {name: getattr(mapping, name) for name in _UPDATED}
+    result = connection.execute(_UPDATE, {"mapping_id": mapping.id, **values})
+    assert result.rowcount == 1
+
+
+# Built once: building a statement costs more than running it (two writes per created calendar).
+_INSERTED = tuple(c.name for c in CalendarMapping.__table__.columns if c.name != "id")  # type: ignore[attr-defined]
+_INSERT = insert(CalendarMapping).returning(col(CalendarMapping.id))
+_UPDATED = (*_CHANGEABLE, "updated_at")
+_UPDATE = update(CalendarMapping).where(col(CalendarMapping.id) == bindparam("mapping_id"))
 
 
 def _changeable(row: CalendarMapping) -> tuple[object, ...]:

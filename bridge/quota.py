@@ -17,9 +17,9 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, delete, update
+from sqlalchemy import Engine, bindparam, delete, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 
 from bridge.apply import Settle, apply_action
 from bridge.config import PortalConfig, ReadOnlyProbe
@@ -96,23 +96,30 @@ def owner_block(engine: Engine, subject: str) -> OwnerQuota | None:
 def _claim_write(engine: Engine, subject: str) -> bool:
     """False: the owner is not blocked. True: this caller holds the probe. Else OwnerReadOnly."""
     now = utcnow()
-    with Session(engine) as session:
-        block = session.get(OwnerQuota, subject)
+    with engine.connect() as connection:
+        block = connection.execute(_BLOCK, {"subject": subject}).first()
         if block is None:
             return False
-        if block.probe_at > now:
-            raise OwnerReadOnly(subject, block.probe_at)
-        next_probe = now + timedelta(seconds=block.interval_s)
-        claimed = session.execute(
+        probe_at, interval_s = block
+        if probe_at > now:
+            raise OwnerReadOnly(subject, probe_at)
+        next_probe = now + timedelta(seconds=interval_s)
+        claimed = connection.execute(
             update(OwnerQuota)
             .where(col(OwnerQuota.subject) == subject, col(OwnerQuota.probe_at) <= now)
             .values(probe_at=next_probe)
         )
-        session.commit()
-        if getattr(claimed, "rowcount", 0) != 1:  # another worker took this probe
+        connection.commit()
+        if claimed.rowcount != 1:  # another worker took this probe
             raise OwnerReadOnly(subject, next_probe)
     log.info("probing Google's read-only mode of %s with one write", subject)
     return True
+
+
+# Built once: every Google write of the owner's work reads it first.
+_BLOCK = select(OwnerQuota.probe_at, OwnerQuota.interval_s).where(
+    col(OwnerQuota.subject) == bindparam("subject")
+)
 
 
 def _refused(engine: Engine, subject: str, probe: ReadOnlyProbe, probing: bool) -> datetime:
