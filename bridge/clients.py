@@ -7,6 +7,7 @@ classes, and the HTTP clients (httpx, the Google libraries) are heavy."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
@@ -22,9 +23,16 @@ if TYPE_CHECKING:
     from bridge.google_events import EventGateway
 
 
+# Sections one sync applies at once (`sync._apply`): a created calendar spends most of its time
+# waiting on Google and on the database's commits, which overlap. The Google pacer still bounds
+# the requests, and the lease fence makes the writes take turns.
+APPLYING_AT_ONCE = 4
+
+
 class PortalClients:
-    """The Bitrix24 client and Google gateways (calendars, events) of one portal, built once per
-    worker or command."""
+    """The Bitrix24 client and Google gateways (calendars, events) of one portal, and the threads
+    that apply its sections (`applying`, each with its own Google transport, kept between
+    syncs), built once per worker or command."""
 
     def __init__(
         self, engine: Engine, portal: PortalConfig, cipher: TokenCipher | None = None
@@ -47,8 +55,10 @@ class PortalClients:
         self.google: CalendarGateway = calendars
         # Events share the calendars' credentials, transport and pace (one subject, one quota).
         self.events: EventGateway = GoogleEventGateway(calendars)
+        self.applying = ThreadPoolExecutor(APPLYING_AT_ONCE, f"apply-{portal.key}")
 
     def close(self) -> None:
+        self.applying.shutdown()
         self.bitrix.close()
 
 

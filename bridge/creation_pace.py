@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, insert
+from sqlalchemy import Engine, bindparam, insert
 from sqlmodel import Session, col, func, select
 
 from bridge.google_errors import GoogleError
@@ -37,6 +37,14 @@ def reserve_creation(session: Session, subject: str, limit: int, window: timedel
     if count >= limit:
         raise CreationPaced(subject, (oldest or now) + window, limit, window)
     connection.execute(_RESERVE, {"subject": subject, "created_at": now})
+
+
+def creation_room(engine: Engine, subject: str, limit: int, window: timedelta) -> int:
+    """How many calendars `subject` may create now, as the pace stands."""
+    since = utcnow() - window
+    with engine.connect() as connection:
+        recent = connection.execute(_RECENT, {"subject": subject, "since": since}).one()
+    return max(0, limit - int(recent[0]))
 
 
 # Built once: building a statement costs more than running it.

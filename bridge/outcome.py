@@ -23,6 +23,12 @@ class StepKind(StrEnum):
     FORGOTTEN = "forgotten"  # an unfinished mapping without a calendar, dropped
 
 
+# Steps made by a Google write (ADOPTED writes only when it deletes twins).
+_WRITES = frozenset(
+    {StepKind.CREATED, StepKind.RELISTED, StepKind.UPDATED, StepKind.ARCHIVED, StepKind.DELETED}
+)
+
+
 @dataclass(frozen=True)
 class Step:
     kind: StepKind
@@ -67,6 +73,11 @@ class Outcome:
     kind: ActionKind
     calendar_id: str | None
     steps: tuple[Step, ...]
+
+    @property
+    def wrote(self) -> bool:
+        """Whether a Google write went through (which a read-only owner would have refused)."""
+        return any(step.kind in _WRITES or step.duplicates for step in self.steps)
 
     def __str__(self) -> str:
         """One line: the steps joined by "; ", with the update that follows a creation told as

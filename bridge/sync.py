@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlmodel import Session, col, select
 
 from bridge.bitrix import BitrixError
-from bridge.clients import PortalClients
+from bridge.clients import APPLYING_AT_ONCE, PortalClients
 from bridge.config import PortalConfig
+from bridge.creation_pace import creation_room
 from bridge.entry_reconcile import reconcile_entries
 from bridge.entry_sync import sync_entries
 from bridge.google_calendar import CalendarListEntry, GoogleError
@@ -191,26 +194,74 @@ def _apply(
     listed: list[CalendarListEntry] | None,
     stop: threading.Event | None,
 ) -> None:
+    """Apply the report's actions on `clients.applying`'s threads (each section is its own
+    action: no two touch one calendar). One goes alone until a Google write has gone through,
+    and again after the owner turned out read-only, so that a read-only owner meets one write
+    (`quota.py`); then up to APPLYING_AT_ONCE go at once, unless the run would create more
+    calendars than the creation pace has room for: then the room goes to the sections in the
+    plan's order, one at a time. Outcomes are recorded in the plan's order, and a stop lets the
+    actions already started finish."""
     holding = report.blocked is not None
     report.held = [action for action in report.actions if holding and action.removes_calendar]
     applying = [action for action in report.actions if not (holding and action.removes_calendar)]
     reconciling = isinstance(scope, Everything)
     progress = scope.progress if isinstance(scope, Everything) else None
     by_id = {entry.id: entry for entry in listed or []}
-    applied = 0
-    for action in report.actions:
-        if stop is not None and stop.is_set():
-            break  # the unsettled sections are the caller's to put back
-        lease.renew_if_due()
-        if holding and action.removes_calendar:
-            reason = f"mass-delete guard: {report.blocked}"
-            report.settle(action.section_id, Settled(InboxState.PARKED, reason, action=action))
-            continue
-        observed = by_id.get(action.calendar_id or "")
-        _apply_one(lease, portal, clients, report, action, observed, counted=reconciling)
+    started: deque[Future[_Applied]] = deque()
+    applied, width, widest = 0, 1, _widest(lease, portal, applying)
+
+    def record_oldest() -> None:
+        nonlocal applied, width
+        result = started.popleft().result()
+        _record_applied(portal, report, result, counted=reconciling)
+        if isinstance(result.error, OwnerReadOnly):
+            width = 1
+        elif result.outcome is not None and result.outcome.wrote:
+            width = widest
         applied += 1
         if progress is not None:
             progress(applied, len(applying))
+
+    try:
+        for action in report.actions:
+            if stop is not None and stop.is_set():
+                break  # the unsettled sections are the caller's to put back
+            lease.renew_if_due()
+            if holding and action.removes_calendar:
+                reason = f"mass-delete guard: {report.blocked}"
+                report.settle(action.section_id, Settled(InboxState.PARKED, reason, action=action))
+                continue
+            while len(started) >= width:
+                record_oldest()
+            observed = by_id.get(action.calendar_id or "")
+            args = (lease, portal, clients, report, action, observed)
+            started.append(clients.applying.submit(_apply_one, *args))
+        while started:
+            record_oldest()
+    finally:
+        wait(started)  # an action that raised leaves the others to finish, not to run on
+
+
+def _widest(lease: Lease, portal: PortalConfig, actions: list[Action]) -> int:
+    """How many actions may go at once: APPLYING_AT_ONCE, or 1 when the calendars they may
+    create are more than the creation pace has room for (whichever went first would take it)."""
+    creating = sum(1 for action in actions if action.kind in _MAY_CREATE)
+    if not creating:
+        return APPLYING_AT_ONCE
+    pace = portal.google.creation_pace
+    window = timedelta(minutes=pace.minutes)
+    room = creation_room(lease.engine, portal.google.subject, pace.calendars, window)
+    return APPLYING_AT_ONCE if creating <= room else 1
+
+
+_MAY_CREATE = frozenset({ActionKind.CREATE, ActionKind.ADOPT, ActionKind.RECREATE})
+
+
+@dataclass(frozen=True)
+class _Applied:
+    action: Action
+    outcome: Outcome | None = None
+    error: GoogleError | BitrixError | None = None
 
 
 def _apply_one(
@@ -220,9 +271,9 @@ def _apply_one(
     report: SyncReport,
     action: Action,
     observed: CalendarListEntry | None,
-    *,
-    counted: bool,
-) -> None:
+) -> _Applied:
+    """One action, on one of `clients.applying`'s threads. Its success settles the section's
+    rows in the transaction that records it; the rest is `_record_applied`'s, on the caller's."""
     started = time.monotonic()
 
     def settle(session: Session, outcome: Outcome) -> None:
@@ -233,21 +284,31 @@ def _apply_one(
 
     try:
         outcome = apply_within_quota(lease, portal, action, clients.google, observed, settle)
-    except OwnerReadOnly as exc:  # no Google call was made for it, or the probe was refused
+    except (GoogleError, BitrixError) as exc:  # OwnerReadOnly among them
+        return _Applied(action, error=exc)
+    return _Applied(action, outcome)
+
+
+def _record_applied(
+    portal: PortalConfig, report: SyncReport, applied: _Applied, *, counted: bool
+) -> None:
+    action, exc = applied.action, applied.error
+    if isinstance(exc, OwnerReadOnly):  # no Google call was made for it, or the probe was refused
         report.read_only = str(exc)
         report.waiting += 1
         report.settle(action.section_id, Settled(None, str(exc), exc, action))
-        return
-    except (GoogleError, BitrixError) as exc:
+    elif exc is not None:
         report.failed.append(f"{action.describe(portal.key)}: {exc}")
         report.settle(action.section_id, Settled(None, str(exc), exc, action))
-        return
-    report.done.append(f"{action.describe(portal.key)}: {outcome}")
-    report.inserted.update(
-        s.calendar_id for s in outcome.steps if s.kind == StepKind.CREATED and s.calendar_id
-    )
-    if counted:
-        RECONCILE_CHANGES.labels(portal.key, action.kind.value).inc()
+    else:
+        outcome = applied.outcome
+        assert outcome is not None
+        report.done.append(f"{action.describe(portal.key)}: {outcome}")
+        report.inserted.update(
+            s.calendar_id for s in outcome.steps if s.kind == StepKind.CREATED and s.calendar_id
+        )
+        if counted:
+            RECONCILE_CHANGES.labels(portal.key, action.kind.value).inc()
 
 
 def mapped_sections(mappings: Iterable[CalendarMapping]) -> list[Mapped]:
