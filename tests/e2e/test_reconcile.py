@@ -9,6 +9,8 @@ from bridge.harness import wait_for
 from bridge.operations import purge_portal
 from tests.e2e.conftest import Bridge
 
+CALENDARS = "/calendar/v3/calendars"
+
 
 def summaries(bridge: Bridge) -> list[str]:
     return sorted(c["summary"] for c in bridge.calendars())
@@ -157,3 +159,30 @@ def test_google_s_calendar_list_is_read_while_bitrix24_answers(
     # One after the other, the list would start once Bitrix24 answered, a second after it was
     # asked: the reconciliation would take the sum of the two reads, not the longer.
     assert listed < asked + 0.8
+
+
+def test_a_reconciliation_creates_calendars_side_by_side_once_each_in_order(
+    make_bridge: Callable[..., Bridge],
+) -> None:
+    bridge = make_bridge(worker=False)
+    names = [f"Room {n}" for n in range(1, 10)]
+    for name in names:
+        bridge.add_section("company_calendar", 0, name, deliver=False)
+    # Every insert takes 0.5 s: inserts made one after the other arrive at least that far apart.
+    bridge.google_fault(method="POST", path=CALENDARS, count=100, action="delay", seconds=0.5)
+    code, plan = bridge.sync(dry_run=True)
+    planned = [line.removesuffix(": create calendar") for line in plan.splitlines()[:-1]]
+
+    code, output = bridge.sync()
+
+    assert code == 0, output
+    assert sorted(c["summary"] for c in bridge.calendars()) == names
+    done = [line.partition(": create calendar: created ")[0] for line in output.splitlines()[:-1]]
+    assert done == planned  # the outcomes in the plan's order
+    arrived = sorted(
+        r["t"] for r in bridge.google_requests() if (r["method"], r["path"]) == ("POST", CALENDARS)
+    )
+    assert len(arrived) == len(names)  # one insert per section
+    # The first insert goes alone (a read-only owner would meet one write), then up to four at once.
+    assert arrived[1] - arrived[0] >= 0.5
+    assert max(sum(1 for t in arrived if s <= t < s + 0.4) for s in arrived) == 4
