@@ -12,7 +12,13 @@ class ControlClient:
 
     def __init__(self, base_url: str, *, timeout: float = 15) -> None:
         self.base_url = base_url.rstrip("/")
-        self.http = httpx.Client(base_url=f"{self.base_url}/_control", timeout=timeout)
+        # Idle connections are dropped before uvicorn's keep-alive (5 s) closes them: at 5 s on
+        # both sides, a request could go out on a connection the emulator was just closing
+        # (`ReadError: Connection reset by peer`).
+        limits = httpx.Limits(keepalive_expiry=2)
+        self.http = httpx.Client(
+            base_url=f"{self.base_url}/_control", timeout=timeout, limits=limits
+        )
 
     def close(self) -> None:
         self.http.close()
