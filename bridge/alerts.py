@@ -14,7 +14,7 @@ from sqlmodel import Session
 from bridge.addresses import alert as address_alert
 from bridge.addresses import claim_unreported
 from bridge.config import PortalConfig
-from bridge.lease import Lease, fenced
+from bridge.lease import Lease, fenced_state
 from bridge.models import PortalState, utcnow
 from bridge.notify import Notifier
 
@@ -43,23 +43,17 @@ class Alerts:
             self.alert(portal, *address_alert(portal, found))
 
     def credentials_failed(self, lease: Lease, portal: PortalConfig, reason: str) -> None:
-        with fenced(lease) as session:
-            state = session.get(PortalState, lease.portal_key)
-            if state is not None:
-                state.credential_error = reason
-                state.credential_error_at = state.credential_error_at or utcnow()
-                session.add(state)
+        with fenced_state(lease) as state:
+            state.credential_error = reason
+            state.credential_error_at = state.credential_error_at or utcnow()
         self._credential_trouble.add(lease.portal_key)
         self.alert(portal, "credentials", f"credentials are refused: {reason}")
 
     def credentials_ok(self, lease: Lease) -> None:
         if lease.portal_key not in self._credential_trouble:
             return
-        with fenced(lease) as session:
-            state = session.get(PortalState, lease.portal_key)
-            if state is not None:
-                state.credential_error = state.credential_error_at = None
-                session.add(state)
+        with fenced_state(lease) as state:
+            state.credential_error = state.credential_error_at = None
         self._credential_trouble.discard(lease.portal_key)
 
 

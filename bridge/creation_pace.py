@@ -2,13 +2,16 @@
 worker shares the count: more than about 60 new calendars in a short period puts the owner in
 read-only mode for hours. `apply.py` reserves a creation before each insert, in the transaction
 that writes the mapping row it is for; the queue retries a paced action at
-`CreationPaced.retry_at`."""
+`CreationPaced.retry_at`. Reservations for one owner are made one at a time: on PostgreSQL a
+transaction-scoped advisory lock on the owner, taken before counting, holds the next one back until
+this one commits (SQLite has one writer at a time anyway), so concurrent syncs and workers never
+count the same room twice."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, bindparam, insert
+from sqlalchemy import Engine, bindparam, insert, text
 from sqlmodel import Session, col, func, select
 
 from bridge.google_errors import GoogleError
@@ -30,8 +33,10 @@ class CreationPaced(GoogleError):
 def reserve_creation(session: Session, subject: str, limit: int, window: timedelta) -> None:
     """Record one calendar creation by `subject` in `session` (committed by the caller), or
     raise CreationPaced if over the pace."""
-    now = utcnow()
     connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.execute(_OWNER_LOCK, {"subject": subject})
+    now = utcnow()
     recent = connection.execute(_RECENT, {"subject": subject, "since": now - window}).one()
     count, oldest = int(recent[0]), recent[1]
     if count >= limit:
@@ -53,3 +58,4 @@ _RECENT = select(func.count(), func.min(CalendarCreation.created_at)).where(
     col(CalendarCreation.created_at) > bindparam("since"),
 )
 _RESERVE = insert(CalendarCreation)
+_OWNER_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('bridge creation pace ' || :subject))")

@@ -12,6 +12,7 @@ package (`bridge/migrations/`), so an installed wheel finds them wherever it is 
 from __future__ import annotations
 
 import fcntl
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,13 +20,44 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.pool import ConnectionPoolEntry
+
+# A pooled PostgreSQL connection idle longer than this is pinged before it is handed out.
+PING_AFTER_IDLE_S = 1.0
 
 
 def create_db_engine(url: str) -> Engine:
     if make_url(url).get_backend_name() == "sqlite":
         return _sqlite_engine(url)
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    return _postgres_engine(url)
+
+
+def _postgres_engine(url: str) -> Engine:
+    """Pooled connections are pinged before use, as `pool_pre_ping` does, but only after they
+    sat idle: a connection back in the pool a moment ago was alive then, and a created calendar
+    checks out three connections, each ping a round trip. A dead one (the server restarted)
+    invalidates the pool, and the checkout takes a new connection."""
+    engine = create_engine(url, pool_size=10, max_overflow=10)
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any) -> None:
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_S:
+            return  # new, or just used
+        try:
+            alive = dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as exc:
+            raise InvalidatePoolError(f"ping failed: {exc.__class__.__name__}") from exc
+        if not alive:
+            raise InvalidatePoolError("ping failed")
+
+    return engine
 
 
 def _sqlite_engine(url: str) -> Engine:

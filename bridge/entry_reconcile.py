@@ -62,7 +62,7 @@ from bridge.entry_step import (
     series_first,
 )
 from bridge.google_calendar import GoogleError
-from bridge.lease import Lease, fenced
+from bridge.lease import Lease, fenced_state
 from bridge.models import (
     EntryMapping,
     EntryState,
@@ -105,11 +105,8 @@ def reconcile_entries(
     stopped = stop is not None and stop.is_set()
     clean = not (run.failures or stopped or listing_failed or report.waiting)
     if report.entry_backfill and not dry_run and clean:
-        with fenced(lease) as session:
-            row = session.get(PortalState, portal.key)
-            if row is not None:
-                row.entries_backfilled_at = utcnow()
-                session.add(row)
+        with fenced_state(lease) as state:
+            state.entries_backfilled_at = utcnow()
 
 
 @dataclass
@@ -200,7 +197,7 @@ def _plan_owners(
     del rows
     plan.seen.update(malformed)
     add_series(clients, entries, known)
-    known = learn_date_format(lease, portal.key, known, entries.values())
+    known = learn_date_format(lease, known, entries.values())
     scope = scope_for(lease, portal, clients, list(entries.values()))
     sections = (section for owner in owners for section in owner.section_ids)
     calendars = sorted({c for s in sections if (c := scope.calendars.get(s)) is not None})

@@ -19,7 +19,7 @@ from bridge.entry_mappings import Source, occurrence_days
 from bridge.entry_plan import EntryScope
 from bridge.entry_reads import read_entries, room_names, user_names
 from bridge.event_body import AttendeeMode, EntryOptions, Privacy
-from bridge.lease import Lease, fenced
+from bridge.lease import Lease, fenced_state
 from bridge.locale_dates import DateFormat
 from bridge.models import CalendarMapping, MappingState, PortalState
 
@@ -114,19 +114,14 @@ def add_series(clients: PortalClients, entries: dict[str, Entry], known: str | N
         entries.update(found)
 
 
-def learn_date_format(
-    lease: Lease, portal_key: str, known: str | None, entries: Iterable[Entry]
-) -> str | None:
+def learn_date_format(lease: Lease, known: str | None, entries: Iterable[Entry]) -> str | None:
     """Remember the portal's date format once an entry has told it (for ambiguous ones); the
     format now known."""
     told = next((e.date_format for e in entries if e.date_format is not None), None)
     if told is None or told.value == known:
         return known
-    with fenced(lease) as session:
-        state = session.get(PortalState, portal_key)
-        if state is not None:
-            state.entry_date_format = told.value
-            session.add(state)
+    with fenced_state(lease) as state:
+        state.entry_date_format = told.value
     return told.value
 
 

@@ -152,7 +152,7 @@ def _read_step(
         reads.gone.add(entry_id)
     entries, malformed = parse_entries(reads.found.values(), known)
     add_series(clients, entries, known)
-    learn_date_format(lease, portal.key, known, entries.values())
+    learn_date_format(lease, known, entries.values())
     scope = scope_for(lease, portal, clients, list(entries.values()))
     with Session(lease.engine) as session:
         return _Step(portal, reads, entries, malformed, scope, session)

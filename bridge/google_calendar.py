@@ -90,18 +90,15 @@ class GoogleCalendarGateway:
         """Every calendar the owner's list shows as owned, hidden ones included."""
         page_token: str | None = None
         while True:
-            request = (
-                self.resource("calendarList")
-                .list(
-                    minAccessRole="owner",
-                    showHidden=True,
-                    maxResults=250,
-                    pageToken=page_token,
-                    fields=(
-                        "items(id,summary,description,timeZone,backgroundColor,foregroundColor,hidden),"
-                        "nextPageToken"
-                    ),
-                )
+            request = self.resource("calendarList").list(
+                minAccessRole="owner",
+                showHidden=True,
+                maxResults=250,
+                pageToken=page_token,
+                fields=(
+                    "items(id,summary,description,timeZone,backgroundColor,foregroundColor,hidden),"
+                    "nextPageToken"
+                ),
             )
             page: dict[str, Any] = self._retrying("calendarList.list", request.execute)
             for item in page.get("items", []):
@@ -162,9 +159,8 @@ class GoogleCalendarGateway:
         rules: dict[str, str] = {}
         page_token: str | None = None
         while True:
-            request = (
-                self.resource("acl")
-                .list(calendarId=calendar_id, pageToken=page_token, maxResults=250)
+            request = self.resource("acl").list(
+                calendarId=calendar_id, pageToken=page_token, maxResults=250
             )
             page: dict[str, Any] = self._retrying("acl.list", request.execute)
             for item in page.get("items", []):

@@ -119,15 +119,12 @@ class GoogleEventGateway:
         page_token: str | None = None
         filters = [f"{key}={value}" for key, value in sorted(private.items())]
         while True:
-            request = (
-                self._calendars.resource("events")
-                .list(
-                    calendarId=calendar_id,
-                    privateExtendedProperty=filters,
-                    showDeleted=show_deleted,
-                    maxResults=2500,
-                    pageToken=page_token,
-                )
+            request = self._calendars.resource("events").list(
+                calendarId=calendar_id,
+                privateExtendedProperty=filters,
+                showDeleted=show_deleted,
+                maxResults=2500,
+                pageToken=page_token,
             )
             page: dict[str, Any] = self._calendars.call("events.list", request.execute)
             yield from page.get("items", [])

@@ -4,8 +4,10 @@ A lease row per portal names its holder, an expiry and a version. Claiming takes
 or own lease; a lease that changes hands gets a new version. Every write a holder makes about the
 portal's work (inbox outcomes, mappings) runs inside `fenced`, which re-reads the lease row in the
 same transaction (locked on PostgreSQL) and refuses when holder or version changed: a worker that
-stalled past its expiry while another took over cannot record a stale result. What a new holder
-does with the rows the previous one left taken is `bridge.queue`'s business.
+stalled past its expiry while another took over cannot record a stale result. The lock is shared,
+so a holder's own writes (a sync applies several sections at once) commit side by side, and a
+change of holder waits for them; the portal's own row is changed through `fenced_state`. What a new
+holder does with the rows the previous one left taken is `bridge.queue`'s business.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import Engine, bindparam, case, update
+from sqlalchemy import Engine, Executable, bindparam, case, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, or_, select
 
@@ -119,18 +121,37 @@ def release_portal(lease: Lease) -> None:
 
 # Built once: building a statement costs more than running it (`fenced` runs twice per created
 # calendar).
-_FENCE = (
-    select(PortalState.holder, PortalState.lease_version)
-    .where(col(PortalState.portal_key) == bindparam("portal_key"))
-    .with_for_update()
+_HOLDING = select(PortalState.holder, PortalState.lease_version).where(
+    col(PortalState.portal_key) == bindparam("portal_key")
 )
+_FENCE = _HOLDING.with_for_update(read=True)
+_FENCE_EXCLUSIVE = _HOLDING.with_for_update()
 
 
 @contextmanager
 def fenced(lease: Lease) -> Iterator[Session]:
-    """A session whose writes commit only if `lease` still holds the portal."""
+    """A session whose writes commit only if `lease` still holds the portal. The lease row is
+    locked for share: a holder's fenced sessions do not wait for each other."""
+    with _fenced(lease, _FENCE) as session:
+        yield session
+
+
+@contextmanager
+def fenced_state(lease: Lease) -> Iterator[PortalState]:
+    """The portal's own row, to change while `lease` holds the portal. It is locked for update
+    from the start: two sessions that each held it for share and then both wrote it would
+    deadlock."""
+    with _fenced(lease, _FENCE_EXCLUSIVE) as session:
+        state = session.get(PortalState, lease.portal_key)
+        assert state is not None  # the lease lives in this row
+        yield state
+        session.add(state)
+
+
+@contextmanager
+def _fenced(lease: Lease, fence: Executable) -> Iterator[Session]:
     with Session(lease.engine, expire_on_commit=False) as session:
-        holding = session.connection().execute(_FENCE, {"portal_key": lease.portal_key}).first()
+        holding = session.connection().execute(fence, {"portal_key": lease.portal_key}).first()
         if holding is None or tuple(holding) != (lease.holder, lease.version):
             session.rollback()
             raise LeaseLost(f"the lease on portal {lease.portal_key} passed to another worker")

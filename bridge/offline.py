@@ -43,7 +43,7 @@ from bridge.config import PortalConfig
 from bridge.credentials import app_ready
 from bridge.events import OFFLINE_NOTICE, BitrixEvent, read_event
 from bridge.inbox import record_event
-from bridge.lease import Lease, fenced
+from bridge.lease import Lease, fenced_state
 from bridge.models import InboxEvent, PortalState, utcnow
 from bridge.sync import Everything, sync
 
@@ -236,24 +236,15 @@ def _saved_process_id(lease: Lease) -> str | None:
 
 
 def _remember(lease: Lease, process_id: str | None) -> None:
-    with fenced(lease) as session:
-        state = session.get(PortalState, lease.portal_key)
-        if state is not None:
-            state.offline_process_id = process_id
-            session.add(state)
+    with fenced_state(lease) as state:
+        state.offline_process_id = process_id
 
 
 def _mark_read(lease: Lease, at: datetime | None) -> None:
-    with fenced(lease) as session:
-        state = session.get(PortalState, lease.portal_key)
-        if state is not None:
-            state.offline_read_at = at
-            session.add(state)
+    with fenced_state(lease) as state:
+        state.offline_read_at = at
 
 
 def _store_mode(lease: Lease, mode: OfflineMode) -> None:
-    with fenced(lease) as session:
-        state = session.get(PortalState, lease.portal_key)
-        if state is not None:
-            state.offline_mode = mode.value
-            session.add(state)
+    with fenced_state(lease) as state:
+        state.offline_mode = mode.value

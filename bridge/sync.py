@@ -32,11 +32,11 @@ from bridge.creation_pace import creation_room
 from bridge.entry_reconcile import reconcile_entries
 from bridge.entry_sync import sync_entries
 from bridge.google_calendar import CalendarListEntry, GoogleError
-from bridge.lease import Lease, fenced
+from bridge.lease import Lease, fenced_state
 from bridge.mappings import mapped_calendar
 from bridge.metrics import RECONCILE_CHANGES, RECONCILIATIONS
 from bridge.mirror import Action, ActionKind, MappedCalendar, plan_portal, plan_section
-from bridge.models import CalendarMapping, InboxState, MappingState, PortalState, utcnow
+from bridge.models import CalendarMapping, InboxState, MappingState, utcnow
 from bridge.outcome import Outcome, StepKind
 from bridge.quota import OwnerReadOnly, apply_within_quota
 from bridge.removals import guard_removals
@@ -326,13 +326,10 @@ def _record(lease: Lease, scope: Scope, report: SyncReport) -> SyncReport:
         return report
     result = "blocked" if report.blocked else "failed" if report.failed else "ok"
     RECONCILIATIONS.labels(lease.portal_key, result).inc()
-    with fenced(lease) as session:
-        state = session.get(PortalState, lease.portal_key)
-        assert state is not None  # the lease lives in this row
+    with fenced_state(lease) as state:
         state.reconciled_at = utcnow()
         lines = report.details(lease.portal_key)
         state.reconcile_outcome = report.summary() + "".join(f"\n{line}" for line in lines)
-        session.add(state)
     return report
 
 

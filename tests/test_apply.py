@@ -5,6 +5,7 @@ one-line outcome the logs and `bridge sync` show."""
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -19,10 +20,10 @@ from bridge.apply import apply_action
 from bridge.calendar_state import Change
 from bridge.calendars import CalendarListEntry, MappingState
 from bridge.config import CreationPace, OnDelete, PortalConfig, ShareRule
-from bridge.creation_pace import CreationPaced
+from bridge.creation_pace import CreationPaced, reserve_creation
 from bridge.events import parse_body, read_event
 from bridge.google_calendar import GoogleNotFound, GoogleUnavailable
-from bridge.lease import Lease, claim_portal
+from bridge.lease import Lease, claim_portal, fenced
 from bridge.mappings import mapped_calendar
 from bridge.mirror import ActionKind, plan_section
 from bridge.models import (
@@ -292,6 +293,32 @@ def test_a_creation_over_the_pace_writes_nothing_and_makes_nothing(lease: Lease)
 
     assert row(lease, "8") is None
     assert list(google.calendars) == ["cal-1"]
+
+
+def test_creations_reserved_at_once_never_exceed_the_pace(lease: Lease) -> None:
+    """Six side-by-side reservations (as a sync's threads or other workers make them) against
+    room for two: two are made, four wait for the pace."""
+    start = threading.Barrier(6)
+    made: list[bool] = []
+
+    def reserve() -> None:
+        start.wait()
+        try:
+            with fenced(lease) as session:
+                reserve_creation(session, "owner@acme.com", 2, timedelta(minutes=5))
+            made.append(True)
+        except CreationPaced:
+            made.append(False)
+
+    threads = [threading.Thread(target=reserve) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(made) == [False] * 4 + [True] * 2
+    with Session(lease.engine) as session:
+        assert session.exec(select(func.count()).select_from(CalendarCreation)).one() == 2
 
 
 def test_a_changed_section_updates_only_what_changed(lease: Lease) -> None:
