@@ -29,5 +29,5 @@ def test_a_connection_the_server_dropped_while_idle_is_replaced_before_use() -> 
     _terminate(first)
     time.sleep(PING_AFTER_IDLE_S + 0.2)
 
-    assert _backend(engine) not in (first, 0)
+    assert _backend(engine) != first
     engine.dispose()
