@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -21,7 +20,6 @@ from bridge.bitrix import (
     BitrixUnavailable,
 )
 from bridge.creation_pace import CreationPaced
-from bridge.db import create_db_engine
 from bridge.events import parse_body, read_event
 from bridge.google_errors import (
     GoogleAuthFailed,
@@ -31,11 +29,9 @@ from bridge.google_errors import (
     GoogleUnavailable,
 )
 from bridge.lease import Lease, LeaseLost, claim_portal, fenced
-from bridge.migrate import migrate
 from bridge.models import InboxEvent, InboxState
 from bridge.queue import MAX_ATTEMPTS, Park, Retry, TryLater, Wait, decide
 from bridge.quota import OwnerReadOnly
-from tests.conftest import fresh_schema, schema_url
 
 NOW = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(minutes=7)
@@ -236,22 +232,10 @@ def test_a_row_put_back_is_due_again_untouched(engine: Engine) -> None:
     assert (again.id, again.attempts, again.outcome) == (recorded, 0, None)
 
 
-@pytest.fixture
-def postgres_engine() -> Iterator[Engine]:
-    with fresh_schema() as schema:
-        url = schema_url(schema)
-        migrate(url)
-        engine = create_db_engine(url)
-        yield engine
-        engine.dispose()
-
-
-def test_a_holders_writes_go_side_by_side_and_a_takeover_waits_for_them(
-    postgres_engine: Engine,
-) -> None:
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_holders_writes_go_side_by_side_and_a_takeover_waits_for_them(engine: Engine) -> None:
     """On PostgreSQL the fence is a shared lock: two fenced sessions of the holder commit while
     each other is open, and another worker's takeover waits for them, then fences them out."""
-    engine = postgres_engine
     holder = claim_portal(engine, "acme", "worker-a", EXPIRED)
     assert holder is not None
     with ThreadPoolExecutor(2) as pool:
